@@ -9,7 +9,6 @@ TORCH_PIN := torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install $(TORCH_PIN)
 	$(PY) -m pip install -e '.[test]'
 	touch $@

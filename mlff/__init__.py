@@ -1,0 +1,36 @@
+"""mlff: fast linear site-energy force fields, composed and driven from ASE."""
+
+from mlff.calculators import SiteCalculator, StackedCalculator
+from mlff.graph import Graph, build_graph
+from mlff.models import ACEModel, OneBody, PairModel, ZBLRepulsion
+from mlff.models.ace_basis import ACEBasisFunction
+from mlff.protocol import (
+    BlockReadout,
+    LinearSiteModel,
+    SiteModel,
+    forces_from_edge_grads,
+    stress_from_virial,
+    virial_from_edge_grads,
+)
+from mlff.stack import Stack
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph",
+    "build_graph",
+    "SiteModel",
+    "LinearSiteModel",
+    "BlockReadout",
+    "forces_from_edge_grads",
+    "virial_from_edge_grads",
+    "stress_from_virial",
+    "OneBody",
+    "PairModel",
+    "ACEModel",
+    "ACEBasisFunction",
+    "ZBLRepulsion",
+    "Stack",
+    "SiteCalculator",
+    "StackedCalculator",
+]

@@ -1,0 +1,103 @@
+"""ASE calculators around site models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from mlff.graph import build_graph
+from mlff.protocol import SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
+from mlff.stack import Stack
+
+__all__ = ["SiteCalculator", "StackedCalculator"]
+
+
+class SiteCalculator(Calculator):
+    """ASE calculator for any :class:`~mlff.protocol.SiteModel`.
+
+    Results: ``energy``/``free_energy`` (eV), ``energies`` (n_atoms,) eV, ``forces``
+    (n_atoms, 3) eV/Å, ``stress`` (6,) eV/Å³ in Voigt order, for 3D-periodic cells only.
+    Only what ``properties`` asks for is computed: an energy-only call runs no backward pass,
+    and stress is computed only when asked.
+
+    Args:
+        model: the site model; it is moved to ``device`` and ``dtype``.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        dtype: ``torch.float64`` (default) or ``torch.float32``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: SiteModel,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(model, SiteModel):
+            raise TypeError(f"model must be a mlff SiteModel, got {type(model).__name__}")
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        self.dtype = dtype
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                f"stress needs a 3D-periodic cell, but pbc is {atoms.pbc.tolist()}; "
+                "ask for energy and forces only"
+            )
+        need_grads = want_stress or "forces" in properties
+        graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
+        if need_grads:
+            graph = graph.differentiable()
+            with torch.enable_grad():
+                site = self.model.site_energies(graph)
+                energy = site.sum()
+                grads = (
+                    torch.autograd.grad(energy, graph.vectors)[0]
+                    if energy.requires_grad
+                    else torch.zeros_like(graph.vectors)
+                )
+        else:
+            with torch.inference_mode():
+                site = self.model.site_energies(graph)
+                energy = site.sum()
+        e = float(energy.detach())
+        self.results["energy"] = e
+        self.results["free_energy"] = e
+        self.results["energies"] = site.detach().cpu().numpy().astype(np.float64)
+        if need_grads:
+            grads = grads.detach()
+            self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64)
+            if want_stress:
+                virial = virial_from_edge_grads(grads, graph)
+                stress = stress_from_virial(virial, graph.volume())
+                self.results["stress"] = stress.cpu().numpy().astype(np.float64)
+
+
+class StackedCalculator(SiteCalculator):
+    """ASE calculator for a sum of models, e.g. ``[OneBody, PairModel, ACEModel]``.
+
+    One graph is built per call at the largest cutoff; each part reads the edges within its
+    own cutoff, and one backward pass gives forces and stress of the whole sum.
+    """
+
+    def __init__(self, models: Sequence[SiteModel] | Stack, **kwargs):
+        stack = models if isinstance(models, Stack) else Stack(models)
+        super().__init__(stack, **kwargs)
+
+    @property
+    def models(self):
+        return list(self.model.parts)

@@ -1,0 +1,185 @@
+"""Neighbour graphs: the one geometric input every site model reads.
+
+Convention (owned here): edges form a *full* list (both i→j and j→i), and the edge vector is
+``r_ij = x_j - x_i + S_ij · cell`` with ``S_ij`` the integer image shift. Derivatives of the
+energy are taken with respect to ``Graph.vectors``; :mod:`mlff.protocol` turns them into forces
+and the virial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+import vesin
+from ase import Atoms
+
+__all__ = ["Graph", "build_graph", "check_atoms"]
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """Atoms plus a full neighbour list within ``cutoff``.
+
+    Attributes:
+        positions: (n_atoms, 3) Å.
+        numbers: (n_atoms,) atomic numbers, int64.
+        edge_index: (2, n_edges) int64; row 0 is the centre i, row 1 the neighbour j.
+        shifts: (n_edges, 3) integer image shifts S (stored in the float dtype).
+        vectors: (n_edges, 3) Å, r_ij; the tensor derivatives are taken against.
+        cell: (3, 3) Å, rows are lattice vectors.
+        pbc: (3,) bool.
+        cutoff: the radius the edge list was built with, Å.
+        parent_edges: for a graph made by :meth:`restrict`, (n_edges,) positions of its edges
+            in the parent graph; ``None`` otherwise.
+    """
+
+    positions: torch.Tensor
+    numbers: torch.Tensor
+    edge_index: torch.Tensor
+    shifts: torch.Tensor
+    vectors: torch.Tensor
+    cell: torch.Tensor
+    pbc: torch.Tensor
+    cutoff: float
+    parent_edges: torch.Tensor | None = None
+    _restricted: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.numbers.shape[0])
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    @property
+    def centers(self) -> torch.Tensor:
+        """(n_edges,) index i of each edge."""
+        return self.edge_index[0]
+
+    @property
+    def neighbors(self) -> torch.Tensor:
+        """(n_edges,) index j of each edge."""
+        return self.edge_index[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vectors.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.vectors.device
+
+    @property
+    def is_3d_periodic(self) -> bool:
+        return bool(self.pbc.all())
+
+    def volume(self) -> torch.Tensor:
+        """Cell volume, Å^3 (only meaningful for a 3D-periodic graph)."""
+        return torch.linalg.det(self.cell).abs()
+
+    def differentiable(self) -> "Graph":
+        """A copy whose ``vectors`` is a fresh leaf that requires grad."""
+        return replace(self, vectors=self.vectors.detach().requires_grad_(True), _restricted={})
+
+    def restrict(self, cutoff: float) -> "Graph":
+        """The sub-graph of edges shorter than ``cutoff``.
+
+        Its vectors are gathered from this graph's vectors, so gradients flow back to the
+        parent. Sub-graphs are cached per cutoff.
+        """
+        if cutoff > self.cutoff + 1e-12:
+            raise ValueError(
+                f"cannot restrict a graph built at cutoff {self.cutoff} Å to a larger cutoff "
+                f"{cutoff} Å; build the graph at the largest cutoff of all models"
+            )
+        if cutoff >= self.cutoff:
+            return self
+        sub = self._restricted.get(cutoff)
+        if sub is None:
+            keep = torch.nonzero(
+                torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff
+            ).squeeze(1)
+            sub = replace(
+                self,
+                edge_index=self.edge_index[:, keep],
+                shifts=self.shifts[keep],
+                vectors=self.vectors[keep],
+                cutoff=float(cutoff),
+                parent_edges=keep,
+                _restricted={},
+            )
+            self._restricted[cutoff] = sub
+        return sub
+
+
+def check_atoms(atoms: Atoms) -> None:
+    """Raise ``ValueError`` for input no model can evaluate."""
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"expected ase.Atoms, got {type(atoms).__name__}")
+    if len(atoms) == 0:
+        raise ValueError("atoms has zero atoms; a structure needs at least one atom")
+    positions = atoms.positions
+    bad = np.nonzero(~np.isfinite(positions).all(axis=1))[0]
+    if bad.size:
+        raise ValueError(
+            f"positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
+            "all positions must be finite numbers in Å"
+        )
+    pbc = atoms.pbc
+    if pbc.any():
+        lengths = np.linalg.norm(atoms.cell.array, axis=1)
+        flat = [ax for ax in range(3) if pbc[ax] and lengths[ax] == 0.0]
+        if flat:
+            raise ValueError(
+                f"pbc is {pbc.tolist()} but cell vectors {flat} have zero length; a periodic "
+                "direction needs a non-zero cell vector"
+            )
+        if pbc.all() and abs(atoms.cell.volume) < 1e-10:
+            raise ValueError(
+                f"the cell {atoms.cell.array.tolist()} has zero volume but pbc is all True"
+            )
+
+
+def build_graph(
+    atoms: Atoms,
+    cutoff: float,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Graph:
+    """Build the full neighbour graph of ``atoms`` within ``cutoff`` (Å) with vesin.
+
+    Works for periodic, mixed (slab) and open boundaries, triclinic cells, and cells smaller
+    than the cutoff (an atom may see several images of itself, never itself at zero shift).
+    """
+    check_atoms(atoms)
+    if not (np.isfinite(cutoff) and cutoff >= 0):
+        raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if cutoff > 0:
+        nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+        i, j, shifts = nl.compute(
+            points=positions, box=atoms.cell.array, periodic=pbc.tolist(), quantities="ijS"
+        )
+    else:  # models without neighbours (one-body references)
+        i = j = np.zeros(0, dtype=np.int64)
+        shifts = np.zeros((0, 3))
+    device = torch.device(device)
+    pos_t = torch.as_tensor(positions, dtype=dtype, device=device)
+    cell_t = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device)
+    edge_index = torch.as_tensor(np.stack([i, j]).astype(np.int64), device=device)
+    shifts_t = torch.as_tensor(shifts, dtype=dtype, device=device)  # (n_edges, 3)
+    vectors = pos_t[edge_index[1]] - pos_t[edge_index[0]] + shifts_t @ cell_t  # (n_edges, 3)
+    return Graph(
+        positions=pos_t,
+        numbers=torch.as_tensor(atoms.numbers.astype(np.int64), device=device),
+        edge_index=edge_index,
+        shifts=shifts_t,
+        vectors=vectors,
+        cell=cell_t,
+        pbc=torch.as_tensor(pbc, device=device),
+        cutoff=float(cutoff),
+    )

@@ -1,0 +1,104 @@
+"""Radial building blocks: a distance transform, a polynomial basis and a cutoff envelope.
+
+Each is a small module with its constants as buffers. Shapes: distances (n_edges,),
+outputs (n_edges, n_basis).
+"""
+
+from __future__ import annotations
+
+import torch
+from ase.data import atomic_numbers, covalent_radii
+from torch import nn
+
+__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0"]
+
+
+def default_r0(elements) -> torch.Tensor:
+    """(n_elements, n_elements) typical bond lengths, Å: sums of ASE covalent radii."""
+    radii = torch.tensor([covalent_radii[atomic_numbers[e]] for e in elements], dtype=torch.float64)
+    return radii[:, None] + radii[None, :]
+
+
+class PolynomialEnvelope(nn.Module):
+    """``f(r) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^{p+1} - p(p+1)/2 x^{p+2}``, ``x = r/r_c``.
+
+    f, f' and f'' vanish at the cutoff; f = 0 beyond it.
+    """
+
+    def __init__(self, cutoff: float, p: int = 6):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.p = int(p)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        x = r / self.cutoff
+        f = (
+            1.0
+            - 0.5 * (p + 1) * (p + 2) * x**p
+            + p * (p + 2) * x ** (p + 1)
+            - 0.5 * p * (p + 1) * x ** (p + 2)
+        )
+        return f * (x < 1.0)
+
+    def extra_repr(self) -> str:
+        return f"cutoff={self.cutoff}, p={self.p}"
+
+
+class AgnesiTransform(nn.Module):
+    """Maps distance r ∈ [0, r_c] to x ∈ [1, -1], resolving short bonds finely.
+
+    ``y(r) = 1 / (1 + a s^q / (1 + s^(q-p)))`` with ``s = r / r0``; x is y rescaled so that
+    x(0) = 1 and x(r_c) = -1. ``r0`` is per element pair (n_elements, n_elements), Å.
+    """
+
+    def __init__(self, r0: torch.Tensor, cutoff: float, p: int = 2, q: int = 4, a: float = 1.0):
+        super().__init__()
+        self.register_buffer("r0", torch.as_tensor(r0, dtype=torch.float64).clone())
+        self.cutoff, self.p, self.q, self.a = float(cutoff), int(p), int(q), float(a)
+
+    def _y(self, r: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
+        s = r / r0
+        return 1.0 / (1.0 + self.a * s**self.q / (1.0 + s ** (self.q - self.p)))
+
+    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+        r0 = self.r0[species_i, species_j]  # (n_edges,)
+        y_cut = self._y(torch.full_like(r, self.cutoff), r0)
+        return 2.0 * (self._y(r, r0) - y_cut) / (1.0 - y_cut) - 1.0
+
+    def extra_repr(self) -> str:
+        return f"cutoff={self.cutoff}, p={self.p}, q={self.q}, a={self.a}"
+
+
+class ChebyshevBasis(nn.Module):
+    """Chebyshev polynomials T_0 … T_{n-1} of x ∈ [-1, 1]: (n_edges,) → (n_edges, n)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"a Chebyshev basis needs n >= 1 functions, got {n}")
+        self.n = int(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        terms = [torch.ones_like(x), x]
+        for _ in range(2, self.n):
+            terms.append(2.0 * x * terms[-1] - terms[-2])
+        return torch.stack(terms[: self.n], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}"
+
+
+class RadialBasis(nn.Module):
+    """``R_n(r) = T_{n-1}(x(r)) · f_cut(r)`` for n = 1 … n_max: (n_edges,) → (n_edges, n_max)."""
+
+    def __init__(self, n_max: int, cutoff: float, r0: torch.Tensor, envelope_p: int = 6):
+        super().__init__()
+        self.transform = AgnesiTransform(r0, cutoff)
+        self.polynomials = ChebyshevBasis(n_max)
+        self.envelope = PolynomialEnvelope(cutoff, envelope_p)
+        self.n_max = int(n_max)
+
+    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+        x = self.transform(r, species_i, species_j)
+        return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)

@@ -1,0 +1,209 @@
+"""The site-energy protocol every mlff model speaks, and the conventions it rests on.
+
+A model maps a :class:`~mlff.graph.Graph` to site energies ``E_i`` (eV). The total energy is
+``E = Σ_i E_i``. Derivatives are taken once, with respect to the edge vectors
+``r_ij = x_j - x_i + S·cell``; this module owns how they become forces and stress:
+
+* with ``g_e = ∂E/∂r_e`` for edge ``e = (i, j)``: ``F_i += g_e`` and ``F_j -= g_e``;
+* the virial is ``W = -Σ_e g_e ⊗ r_e``; the ASE stress is ``-W / V`` in Voigt order
+  ``[xx, yy, zz, yz, xz, xy]``.
+
+Locality: a site energy ``E_i`` depends only on the edges whose centre is ``i``. Hence
+``∂E/∂r_e = ∂E_{i(e)}/∂r_e``, which is what lets the basis Jacobian be one row per edge.
+
+Linear models are linear in their parameters θ: ``E_i = site_basis(graph)[i] · θ + fixed_i``.
+:class:`BlockReadout` owns the parameter layout ``θ[b·n_features + k]`` (block ``b`` is the
+centre element for many-body models and the unordered element pair for pair models).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mlff.elements import normalize_elements, species_lookup, species_of
+from mlff.graph import Graph
+
+__all__ = [
+    "SiteModel",
+    "LinearSiteModel",
+    "BlockReadout",
+    "forces_from_edge_grads",
+    "virial_from_edge_grads",
+    "stress_from_virial",
+]
+
+
+def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
+    """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3)."""
+    forces = torch.zeros(graph.n_atoms, 3, dtype=edge_grads.dtype, device=edge_grads.device)
+    forces.index_add_(0, graph.centers, edge_grads)
+    forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
+    return forces
+
+
+def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
+    """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
+    return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
+
+
+def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> torch.Tensor:
+    """ASE stress (6,) eV/Å³ in Voigt order [xx, yy, zz, yz, xz, xy] from a (3, 3) virial.
+
+    Also accepts a batch of virials (..., 3, 3) → (..., 6).
+    """
+    sigma = -virial / volume
+    sigma = 0.5 * (sigma + sigma.transpose(-1, -2))
+    return torch.stack(
+        [sigma[..., 0, 0], sigma[..., 1, 1], sigma[..., 2, 2],
+         sigma[..., 1, 2], sigma[..., 0, 2], sigma[..., 0, 1]],
+        dim=-1,
+    )
+
+
+class SiteModel(nn.Module):
+    """Base class: a model with a cutoff (Å), a list of elements and site energies.
+
+    Subclasses implement :meth:`site_energies`. Tensors live on the model's dtype/device;
+    a graph on another dtype or device is refused by :meth:`species`.
+    """
+
+    def __init__(self, elements, cutoff: float):
+        super().__init__()
+        if not (isinstance(cutoff, (int, float)) and cutoff >= 0):
+            raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
+        self.elements: tuple[str, ...] = normalize_elements(elements)
+        self.cutoff = float(cutoff)
+        self.register_buffer("species_table", species_lookup(self.elements), persistent=False)
+        # Holds the model's dtype/device even for models without float parameters.
+        self.register_buffer("_dtype_probe", torch.zeros((), dtype=torch.float64), persistent=False)
+
+    @property
+    def n_elements(self) -> int:
+        return len(self.elements)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype_probe.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._dtype_probe.device
+
+    def species(self, graph: Graph) -> torch.Tensor:
+        """(n_atoms,) species index of each atom; checks elements, dtype and device."""
+        if graph.dtype != self.dtype or graph.device != self.device:
+            raise ValueError(
+                f"graph is {graph.dtype} on {graph.device} but {type(self).__name__} is "
+                f"{self.dtype} on {self.device}; build the graph with the model's dtype and "
+                "device, or move the model with .to(dtype=..., device=...)"
+            )
+        return species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
+
+    def site_energies(self, graph: Graph) -> torch.Tensor:
+        """(n_atoms,) site energies, eV."""
+        raise NotImplementedError
+
+    def energy(self, graph: Graph) -> torch.Tensor:
+        """Total energy, eV (0-dim)."""
+        return self.site_energies(graph).sum()
+
+    def site_grads(self, graph: Graph) -> torch.Tensor:
+        """``∂E/∂r_ij`` (n_edges, 3), eV/Å, by one autograd pass."""
+        g = graph.differentiable()
+        with torch.enable_grad():
+            energy = self.site_energies(g).sum()
+            if not energy.requires_grad:  # a model with no edge dependence
+                return torch.zeros_like(g.vectors)
+            (grads,) = torch.autograd.grad(energy, g.vectors)
+        return grads
+
+
+class LinearSiteModel(SiteModel):
+    """A site model linear in its parameters: ``E_i = site_basis[i] · θ + fixed_site_energies[i]``."""
+
+    def site_basis(self, graph: Graph) -> torch.Tensor:
+        """(n_atoms, length_basis) design columns of each site."""
+        raise NotImplementedError
+
+    def fixed_site_energies(self, graph: Graph) -> torch.Tensor:
+        """(n_atoms,) energies not carried by θ (priors, references), eV."""
+        return torch.zeros(graph.n_atoms, dtype=graph.dtype, device=graph.device)
+
+    def length_basis(self) -> int:
+        raise NotImplementedError
+
+    def get_linear_parameters(self) -> torch.Tensor:
+        """θ (length_basis,), a copy."""
+        raise NotImplementedError
+
+    def set_linear_parameters(self, theta) -> None:
+        raise NotImplementedError
+
+    def site_energies(self, graph: Graph) -> torch.Tensor:
+        theta = self.get_linear_parameters().to(dtype=graph.dtype, device=graph.device)
+        return self.site_basis(graph) @ theta + self.fixed_site_energies(graph)
+
+    def site_basis_jacobian(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """The basis (n_atoms, P) and ``∂B_{i(e),k}/∂r_e`` (n_edges, P, 3).
+
+        Generic version: one batched backward pass with P cotangents. By locality, the
+        derivative of the column sums Σ_i B_ik with respect to r_e is the per-edge Jacobian.
+        """
+        g = graph.differentiable()
+        with torch.enable_grad():
+            basis = self.site_basis(g)  # (n_atoms, P)
+            n_basis = basis.shape[1]
+            if n_basis == 0 or g.n_edges == 0 or not basis.requires_grad:
+                jac = torch.zeros(g.n_edges, n_basis, 3, dtype=g.dtype, device=g.device)
+                return basis.detach(), jac
+            totals = basis.sum(0)  # (P,)
+            eye = torch.eye(n_basis, dtype=g.dtype, device=g.device)
+            (jac,) = torch.autograd.grad(
+                totals, g.vectors, grad_outputs=eye, is_grads_batched=True, allow_unused=True
+            )  # (P, n_edges, 3)
+        if jac is None:
+            jac = torch.zeros(n_basis, g.n_edges, 3, dtype=g.dtype, device=g.device)
+        return basis.detach(), jac.permute(1, 0, 2).contiguous()
+
+
+class BlockReadout(nn.Module):
+    """Linear readout with parameters in blocks: ``θ[b·n_features + k]``.
+
+    Each site (or edge) belongs to one block ``b`` and has features ``x`` (…, n_features);
+    its energy is ``x · θ_b``. This class is the one place that layout is written down.
+    """
+
+    def __init__(self, n_blocks: int, n_features: int):
+        super().__init__()
+        self.n_blocks = int(n_blocks)
+        self.n_features = int(n_features)
+        self.register_buffer("weight", torch.zeros(self.n_blocks, self.n_features, dtype=torch.float64))
+
+    def __len__(self) -> int:
+        return self.n_blocks * self.n_features
+
+    def energies(self, features: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """(n,) energies from features (n, n_features) and block ids (n,)."""
+        return (features * self.weight[blocks]).sum(-1)
+
+    def design(self, features: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """(n, n_blocks·n_features) design rows: features placed in their block's columns."""
+        n = features.shape[0]
+        out = features.new_zeros(n, self.n_blocks, self.n_features)
+        out[torch.arange(n, device=features.device), blocks] = features
+        return out.reshape(n, self.n_blocks * self.n_features)
+
+    def get(self) -> torch.Tensor:
+        return self.weight.detach().reshape(-1).clone()
+
+    def set(self, theta, owner: str) -> None:
+        theta = torch.as_tensor(theta, dtype=self.weight.dtype, device=self.weight.device)
+        if theta.shape != (len(self),):
+            raise ValueError(
+                f"{owner} expects θ of shape ({len(self)},) = {self.n_blocks} blocks × "
+                f"{self.n_features} features, got {tuple(theta.shape)}"
+            )
+        if not bool(torch.isfinite(theta).all()):
+            raise ValueError(f"θ for {owner} contains NaN or inf")
+        self.weight.copy_(theta.reshape(self.n_blocks, self.n_features))

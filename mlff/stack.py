@@ -1,0 +1,105 @@
+"""A sum of site models: one graph at the largest cutoff, each part on its own sub-graph."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mlff.graph import Graph
+from mlff.protocol import LinearSiteModel, SiteModel
+
+__all__ = ["Stack"]
+
+
+class Stack(LinearSiteModel):
+    """``E_i = Σ_parts E_i^part``. Linear parts contribute their θ, concatenated in order;
+    non-linear parts (for example :class:`~mlff.models.OneBody`) enter as fixed energies.
+
+    The stack's elements are those every part knows; its cutoff is the largest part cutoff.
+    """
+
+    def __init__(self, models: Sequence[SiteModel]):
+        models = list(models)
+        if not models or not all(isinstance(m, SiteModel) for m in models):
+            raise ValueError(
+                f"Stack needs a non-empty list of SiteModel instances, got {[type(m).__name__ for m in models]}"
+            )
+        common = [e for e in models[0].elements if all(e in m.elements for m in models)]
+        if not common:
+            raise ValueError(
+                "the parts share no element: " + "; ".join(f"{type(m).__name__}: {list(m.elements)}" for m in models)
+            )
+        super().__init__(common, max(m.cutoff for m in models))
+        self.parts = nn.ModuleList(models)
+
+    @property
+    def linear_parts(self) -> list[LinearSiteModel]:
+        return [m for m in self.parts if isinstance(m, LinearSiteModel)]
+
+    def _check(self, graph: Graph) -> None:
+        for part in self.parts:
+            part.species(graph)
+
+    def site_energies(self, graph: Graph) -> torch.Tensor:
+        self._check(graph)
+        total = None
+        for part in self.parts:
+            e = part.site_energies(graph.restrict(part.cutoff))
+            total = e if total is None else total + e
+        return total
+
+    def site_basis(self, graph: Graph) -> torch.Tensor:
+        self._check(graph)
+        cols = [m.site_basis(graph.restrict(m.cutoff)) for m in self.linear_parts]
+        if not cols:
+            return graph.vectors.new_zeros(graph.n_atoms, 0)
+        return torch.cat(cols, dim=1)
+
+    def fixed_site_energies(self, graph: Graph) -> torch.Tensor:
+        self._check(graph)
+        total = super().fixed_site_energies(graph)
+        for part in self.parts:
+            sub = graph.restrict(part.cutoff)
+            if isinstance(part, LinearSiteModel):
+                total = total + part.fixed_site_energies(sub)
+            else:
+                total = total + part.site_energies(sub)
+        return total
+
+    def site_basis_jacobian(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(graph)
+        bases, jacs = [], []
+        for part in self.linear_parts:
+            sub = graph.restrict(part.cutoff)
+            basis, jac = part.site_basis_jacobian(sub)  # (N, P_m), (n_sub_edges, P_m, 3)
+            if sub is not graph:
+                full = jac.new_zeros(graph.n_edges, jac.shape[1], 3)
+                full[sub.parent_edges] = jac
+                jac = full
+            bases.append(basis)
+            jacs.append(jac)
+        if not bases:
+            return graph.vectors.new_zeros(graph.n_atoms, 0), graph.vectors.new_zeros(graph.n_edges, 0, 3)
+        return torch.cat(bases, dim=1), torch.cat(jacs, dim=1)
+
+    def length_basis(self) -> int:
+        return sum(m.length_basis() for m in self.linear_parts)
+
+    def get_linear_parameters(self) -> torch.Tensor:
+        parts = [m.get_linear_parameters() for m in self.linear_parts]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+    def set_linear_parameters(self, theta) -> None:
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        if theta.shape != (self.length_basis(),):
+            raise ValueError(
+                f"Stack expects θ of shape ({self.length_basis()},) = "
+                f"{[m.length_basis() for m in self.linear_parts]} concatenated, got {tuple(theta.shape)}"
+            )
+        start = 0
+        for m in self.linear_parts:
+            stop = start + m.length_basis()
+            m.set_linear_parameters(theta[start:stop])
+            start = stop
