@@ -44,7 +44,7 @@ class Graph:
     pbc: torch.Tensor
     cutoff: float
     parent_edges: torch.Tensor | None = None
-    _restricted: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_atoms(self) -> int:
@@ -82,7 +82,7 @@ class Graph:
 
     def differentiable(self) -> "Graph":
         """A copy whose ``vectors`` is a fresh leaf that requires grad."""
-        return replace(self, vectors=self.vectors.detach().requires_grad_(True), _restricted={})
+        return replace(self, vectors=self.vectors.detach().requires_grad_(True), _cache={})
 
     def restrict(self, cutoff: float) -> "Graph":
         """The sub-graph of edges shorter than ``cutoff``.
@@ -97,7 +97,7 @@ class Graph:
             )
         if cutoff >= self.cutoff:
             return self
-        sub = self._restricted.get(cutoff)
+        sub = self._cache.get(("restrict", cutoff))
         if sub is None:
             keep = torch.nonzero(
                 torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff
@@ -109,10 +109,29 @@ class Graph:
                 vectors=self.vectors[keep],
                 cutoff=float(cutoff),
                 parent_edges=keep,
-                _restricted={},
+                _cache={},
             )
-            self._restricted[cutoff] = sub
+            self._cache[("restrict", cutoff)] = sub
         return sub
+
+
+    def neighbor_slots(self) -> tuple[torch.Tensor, int]:
+        """Each edge's position among its centre's edges (n_edges,), and the largest count.
+
+        Lets per-atom sums over neighbours run as batched matrix products on a padded
+        (n_atoms, max_neighbors, …) layout. Cached.
+        """
+        cached = self._cache.get("slots")
+        if cached is None:
+            centers = self.centers
+            counts = torch.bincount(centers, minlength=self.n_atoms)
+            starts = torch.cumsum(counts, 0) - counts
+            order = torch.argsort(centers, stable=True)
+            slots = torch.empty_like(centers)
+            slots[order] = torch.arange(self.n_edges, device=centers.device) - starts[centers[order]]
+            cached = (slots, int(counts.max()) if self.n_edges else 0)
+            self._cache["slots"] = cached
+        return cached
 
 
 def check_atoms(atoms: Atoms) -> None:

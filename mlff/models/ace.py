@@ -8,7 +8,8 @@ import torch
 from e3nn import o3
 
 from mlff.graph import Graph
-from mlff.models.ace_basis import ACEBasisFunction, coupling_tensor, enumerate_ace_basis
+from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
+from mlff.models.ace_product import InvariantProducts
 from mlff.models.radial import RadialBasis, default_r0
 from mlff.protocol import BlockReadout, LinearSiteModel
 
@@ -64,79 +65,39 @@ class ACEModel(LinearSiteModel):
         )
         if not self.basis_spec:
             raise ValueError(f"max_degree={max_degree} admits no basis function; raise it")
-        self._build_groups()
+        self.products = InvariantProducts(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
-
-    def _build_groups(self) -> None:
-        """Index tensors per l-signature group; columns follow ``basis_spec`` order."""
-        symbol_index = {e: s for s, e in enumerate(self.elements)}
-        self._groups: list[tuple[tuple[int, ...], int]] = []  # (ls, n_functions)
-        start = 0
-        spec = self.basis_spec
-        while start < len(spec):
-            key = (spec[start].ls, spec[start].coupling)
-            stop = start
-            while stop < len(spec) and (spec[stop].ls, spec[stop].coupling) == key:
-                stop += 1
-            g = len(self._groups)
-            channels = torch.tensor(
-                [[symbol_index[z] * self.n_max + n - 1 for z, n, _ in f.factors] for f in spec[start:stop]],
-                dtype=torch.long,
-            )  # (K, ν)
-            self.register_buffer(f"_channels_{g}", channels.t().contiguous(), persistent=False)
-            self.register_buffer(f"_coupling_{g}", coupling_tensor(*key).clone(), persistent=False)
-            self._groups.append((key[0], stop - start))
-            start = stop
 
     @property
     def n_basis(self) -> int:
         """Functions per element block."""
         return len(self.basis_spec)
 
-    def atomic_basis(self, graph: Graph, species: torch.Tensor) -> torch.Tensor:
-        """A (n_atoms, n_elements·n_max, (l_max+1)²)."""
+    def atomic_basis(self, graph: Graph, species: torch.Tensor) -> list[torch.Tensor]:
+        """A per l: a list of (n_elements·n_max, n_atoms, 2l+1) tensors.
+
+        ``A_{(z,n), i, lm} = Σ_{j: z_j = z} R_n(r_ij) Y_lm(r̂_ij)``, summed as one batched
+        matrix product over a padded neighbour layout.
+        """
+        n_atoms, n_lm = graph.n_atoms, (self.l_max + 1) ** 2
         si, sj = species[graph.centers], species[graph.neighbors]
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial = self.radial(r, si, sj)  # (n_edges, n_max)
         ylm = o3.spherical_harmonics(
             list(range(self.l_max + 1)), graph.vectors, normalize=True, normalization="component"
-        )  # (n_edges, (l_max+1)²)
-        phi = radial[:, :, None] * ylm[:, None, :]  # (n_edges, n_max, n_lm)
-        n_lm = (self.l_max + 1) ** 2
-        a = phi.new_zeros(graph.n_atoms * self.n_elements, self.n_max, n_lm)
-        a.index_add_(0, graph.centers * self.n_elements + sj, phi)
-        return a.reshape(graph.n_atoms, self.n_elements * self.n_max, n_lm)
-
-    def invariants(self, a: torch.Tensor) -> torch.Tensor:
-        """B (n_atoms, n_basis) from A (n_atoms, channels, n_lm)."""
-        n_atoms = a.shape[0]
-        blocks = [a[:, :, l * l : (l + 1) * (l + 1)] for l in range(self.l_max + 1)]
-        out = []
-        for g, (ls, k) in enumerate(self._groups):
-            channels = getattr(self, f"_channels_{g}")  # (ν, K)
-            coupling = getattr(self, f"_coupling_{g}")
-            xs = [blocks[l].index_select(1, channels[t]) for t, l in enumerate(ls)]  # (N, K, 2l+1)
-            order = len(ls)
-            if order == 1:
-                b = xs[0][:, :, 0]
-            elif order == 2:
-                b = (xs[0] * xs[1]).sum(-1)
-            elif order == 3:
-                d1, d2, d3 = coupling.shape
-                pair = (xs[0][..., :, None] * xs[1][..., None, :]).reshape(n_atoms, k, d1 * d2)
-                b = ((pair @ coupling.reshape(d1 * d2, d3)) * xs[2]).sum(-1)
-            else:
-                d1, d2, d3, d4 = coupling.shape
-                left = (xs[0][..., :, None] * xs[1][..., None, :]).reshape(n_atoms, k, d1 * d2)
-                right = (xs[2][..., :, None] * xs[3][..., None, :]).reshape(n_atoms, k, d3 * d4)
-                b = ((left @ coupling.reshape(d1 * d2, d3 * d4)) * right).sum(-1)
-            out.append(b)
-        return torch.cat(out, dim=1)
+        )  # (n_edges, n_lm)
+        slots, width = graph.neighbor_slots()
+        padded_r = radial.new_zeros(n_atoms, width, self.n_elements, self.n_max)
+        padded_r = padded_r.index_put((graph.centers, slots, sj), radial)
+        padded_y = ylm.new_zeros(n_atoms, width, n_lm).index_put((graph.centers, slots), ylm)
+        a = padded_r.reshape(n_atoms, width, -1).transpose(1, 2) @ padded_y  # (N, C, n_lm)
+        a = a.permute(1, 0, 2)  # (C, N, n_lm)
+        return [a[:, :, l * l : (l + 1) * (l + 1)].contiguous() for l in range(self.l_max + 1)]
 
     def features(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """(B (n_atoms, n_basis), species (n_atoms,))."""
         species = self.species(graph)
-        return self.invariants(self.atomic_basis(graph, species)), species
+        return self.products(self.atomic_basis(graph, species)), species
 
     def site_energies(self, graph: Graph) -> torch.Tensor:
         b, species = self.features(graph)

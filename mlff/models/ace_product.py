@@ -1,0 +1,163 @@
+"""Fast evaluation of the ACE invariants B from the atomic basis A.
+
+Every invariant is written as a dot product, over M, of two *objects* of the same degree L:
+
+* one-particle objects ``A_{c l}`` (l = L), and the constant object ``1`` (L = 0);
+* coupled pairs ``T_{(c1 l1)(c2 l2) → L} = W^{l1 l2 L} · (A_{c1 l1} ⊗ A_{c2 l2})``.
+
+Then ν=1 is ``A_{c0}·1``, ν=2 is ``T_{→0}·1``, ν=3 is ``T_{(12)→l3}·A_{c3 l3}`` and ν=4 is
+``T_{(12)→L}·T_{(34)→L}``. Each coupled pair is computed once and shared by every invariant
+that uses it, and all work is batched per (l1, l2) type and per L, so the cost is a few dozen
+large tensor operations instead of one small operation per function.
+
+Layouts: A per l is (channels, n_atoms, 2l+1); objects per L are (n_objects, n_atoms, 2L+1).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from mlff.models.ace_basis import ACEBasisFunction
+
+__all__ = ["InvariantProducts"]
+
+
+class InvariantProducts(nn.Module):
+    """Maps A (one tensor (channels, n_atoms, 2l+1) per l) to B (n_atoms, n_basis)."""
+
+    def __init__(self, spec: list[ACEBasisFunction], elements: tuple[str, ...], n_max: int, l_max: int):
+        super().__init__()
+        self.l_max = l_max
+        self.n_channels = len(elements) * n_max
+        zindex = {e: s for s, e in enumerate(elements)}
+
+        def channel(factor) -> int:
+            z, n, _ = factor
+            return zindex[z] * n_max + n - 1
+
+        # Coupled-pair registry: (l1, l2) → {(c1, c2): u}, and the L values each type needs.
+        pairs: dict[tuple[int, int], dict[tuple[int, int], int]] = defaultdict(dict)
+        pair_ls: dict[tuple[int, int], set[int]] = defaultdict(set)
+
+        def pair_ref(f1, f2, L):
+            key = (f1[2], f2[2])
+            u = pairs[key].setdefault((channel(f1), channel(f2)), len(pairs[key]))
+            pair_ls[key].add(L)
+            return ("T", key, u)
+
+        # Each function: (L, object a, object b).
+        plans = []
+        for fn in spec:
+            f = fn.factors
+            if fn.order == 1:
+                plans.append((0, ("A", 0, channel(f[0])), ("1",)))
+            elif fn.order == 2:
+                plans.append((0, pair_ref(f[0], f[1], 0), ("1",)))
+            elif fn.order == 3:
+                plans.append((f[2][2], pair_ref(f[0], f[1], f[2][2]), ("A", f[2][2], channel(f[2]))))
+            else:
+                (L,) = fn.coupling
+                plans.append((L, pair_ref(f[0], f[1], L), pair_ref(f[2], f[3], L)))
+
+        # Pair types: channel index lists and the concatenated coupling matrix over their Ls.
+        self.pair_types: list[tuple[int, int, tuple[int, ...]]] = []
+        for t, key in enumerate(sorted(pairs)):
+            l1, l2 = key
+            ls = tuple(sorted(pair_ls[key]))
+            chans = torch.tensor(list(pairs[key]), dtype=torch.long)  # (U, 2)
+            w = torch.cat(
+                [o3.wigner_3j(l1, l2, L, dtype=torch.float64).reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1) for L in ls],
+                dim=1,
+            )  # (d1·d2, Σ_L (2L+1))
+            self.register_buffer(f"_pc1_{t}", chans[:, 0].contiguous(), persistent=False)
+            self.register_buffer(f"_pc2_{t}", chans[:, 1].contiguous(), persistent=False)
+            self.register_buffer(f"_w_{t}", w, persistent=False)
+            self.pair_types.append((l1, l2, ls))
+        type_index = {key: t for t, key in enumerate(sorted(pairs))}
+
+        # Object pools per L: [A_L channels] [1 if L == 0] [T blocks of each type having L].
+        self.pool_layout: dict[int, list[tuple]] = {}
+        offsets: dict[int, dict] = {}
+        for L in range(self._max_L(plans) + 1):
+            layout, off, pos = [], {}, 0
+            if L <= l_max:
+                layout.append(("A",))
+                off["A"] = pos
+                pos += self.n_channels
+            if L == 0:
+                layout.append(("1",))
+                off["1"] = pos
+                pos += 1
+            for key in sorted(pairs):
+                if L in pair_ls[key]:
+                    t = type_index[key]
+                    layout.append(("T", t))
+                    off[("T", key)] = pos
+                    pos += len(pairs[key])
+            self.pool_layout[L] = layout
+            offsets[L] = off
+
+        def flat(L, obj) -> int:
+            if obj[0] == "A":
+                return offsets[L]["A"] + obj[2]
+            if obj[0] == "1":
+                return offsets[L]["1"]
+            return offsets[L][("T", obj[1])] + obj[2]
+
+        by_L: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for k, (L, a, b) in enumerate(plans):
+            by_L[L].append((k, flat(L, a), flat(L, b)))
+        self.final_ls = sorted(by_L)
+        order = []
+        for L in self.final_ls:
+            rows = torch.tensor(by_L[L], dtype=torch.long)
+            self.register_buffer(f"_fa_{L}", rows[:, 1].contiguous(), persistent=False)
+            self.register_buffer(f"_fb_{L}", rows[:, 2].contiguous(), persistent=False)
+            order.extend(rows[:, 0].tolist())
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        self.register_buffer("_to_spec_order", inverse, persistent=False)
+
+    @staticmethod
+    def _max_L(plans) -> int:
+        return max(L for L, _, _ in plans)
+
+    def forward(self, a_by_l: list[torch.Tensor]) -> torch.Tensor:
+        """B (n_atoms, n_basis) from A per l: a_by_l[l] has shape (channels, n_atoms, 2l+1)."""
+        n_atoms = a_by_l[0].shape[1]
+        coupled: dict[int, list[torch.Tensor]] = {}  # type → blocks per L
+        for t, (l1, l2, ls) in enumerate(self.pair_types):
+            x1 = a_by_l[l1].index_select(0, getattr(self, f"_pc1_{t}"))  # (U, N, d1)
+            x2 = a_by_l[l2].index_select(0, getattr(self, f"_pc2_{t}"))  # (U, N, d2)
+            n_pairs, d1, d2 = x1.shape[0], 2 * l1 + 1, 2 * l2 + 1
+            # Σ_{m1 m2} W[m1 m2 q] x1[m1] x2[m2] as a matmul then a batched vector-matrix
+            # product: cheaper than forming the outer product x1 ⊗ x2.
+            w = getattr(self, f"_w_{t}").reshape(d1, -1)  # (d1, d2·Q)
+            y = (x1.reshape(-1, d1) @ w).reshape(n_pairs * n_atoms, d2, -1)
+            pair = torch.bmm(x2.reshape(-1, 1, d2), y).reshape(n_pairs, n_atoms, -1)  # (U, N, Q)
+            coupled[t] = list(torch.split(pair, [2 * L + 1 for L in ls], dim=-1))
+        cursor = {t: 0 for t in coupled}
+        columns = []
+        for L in sorted(self.pool_layout):
+            pool = []
+            for item in self.pool_layout[L]:
+                if item[0] == "A":
+                    pool.append(a_by_l[L])
+                elif item[0] == "1":
+                    pool.append(a_by_l[0].new_ones(1, n_atoms, 1))
+                else:
+                    t = item[1]
+                    pool.append(coupled[t][cursor[t]])
+                    cursor[t] += 1
+            if L not in self.final_ls:
+                continue
+            objects = torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]  # (n_obj, N, 2L+1)
+            fa = objects.index_select(0, getattr(self, f"_fa_{L}"))
+            fb = objects.index_select(0, getattr(self, f"_fb_{L}"))
+            columns.append((fa * fb).sum(-1))  # (K_L, N)
+        b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order)  # (n_basis, N)
+        return b.transpose(0, 1)
