@@ -35,8 +35,11 @@ __all__ = [
 
 
 def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
-    """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3)."""
-    forces = torch.zeros(graph.n_atoms, 3, dtype=edge_grads.dtype, device=edge_grads.device)
+    """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3).
+
+    Trailing dimensions pass through: (n_edges, P, 3) gives (n_atoms, P, 3).
+    """
+    forces = edge_grads.new_zeros((graph.n_atoms,) + tuple(edge_grads.shape[1:]))
     forces.index_add_(0, graph.centers, edge_grads)
     forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
     return forces

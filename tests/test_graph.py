@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.neighborlist import neighbor_list
+
+from conftest import STRUCTURES
+from mlff import build_graph
+
+
+def _edge_set(i, j, shifts):
+    return sorted(zip(np.asarray(i).tolist(), np.asarray(j).tolist(), map(tuple, np.rint(shifts).astype(int).tolist())))
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+@pytest.mark.parametrize("cutoff", [2.6, 5.0, 7.5])
+def test_edges_match_ase_neighbor_list(name, cutoff):
+    atoms = STRUCTURES[name]()
+    graph = build_graph(atoms, cutoff)
+    i, j, shifts, dist_vec = neighbor_list("ijSD", atoms, cutoff)
+    assert graph.n_edges == len(i)
+    assert _edge_set(graph.centers, graph.neighbors, graph.shifts.numpy()) == _edge_set(i, j, shifts)
+    # r_ij = x_j - x_i + S·cell, the sign convention everything else relies on.
+    pos, cell = atoms.positions, atoms.cell.array
+    expected = pos[graph.neighbors] - pos[graph.centers] + graph.shifts.numpy() @ cell
+    np.testing.assert_allclose(graph.vectors.numpy(), expected, atol=1e-12)
+    assert np.all(np.linalg.norm(graph.vectors.numpy(), axis=1) < cutoff)
+
+
+def test_small_cell_sees_its_own_images():
+    atoms = bulk("Cu", "fcc", a=3.6)  # one atom, cell far below the cutoff
+    graph = build_graph(atoms, 6.0)
+    assert graph.n_atoms == 1
+    assert graph.n_edges == len(neighbor_list("i", atoms, 6.0)) > 50
+    assert (graph.centers == graph.neighbors).all()
+    assert not (graph.shifts == 0).all(dim=1).any(), "an atom must never be its own neighbour at zero shift"
+
+
+def test_full_list_is_symmetric():
+    graph = build_graph(STRUCTURES["triclinic-sic"](), 5.0)
+    forward = _edge_set(graph.centers, graph.neighbors, graph.shifts.numpy())
+    backward = _edge_set(graph.neighbors, graph.centers, -graph.shifts.numpy())
+    assert forward == sorted(backward)
+
+
+def test_restrict_keeps_short_edges_and_passes_gradients():
+    graph = build_graph(STRUCTURES["rattled-si"](), 5.0).differentiable()
+    sub = graph.restrict(3.0)
+    lengths = torch.linalg.vector_norm(graph.vectors.detach(), dim=1)
+    assert sub.n_edges == int((lengths < 3.0).sum())
+    assert torch.equal(sub.vectors.detach(), graph.vectors.detach()[sub.parent_edges])
+    (grad,) = torch.autograd.grad(sub.vectors.sum(), graph.vectors)
+    assert grad[sub.parent_edges].eq(1).all() and grad.sum() == 3 * sub.n_edges
+    assert graph.restrict(3.0) is sub
+    with pytest.raises(ValueError, match="larger cutoff"):
+        graph.restrict(6.0)
+
+
+def test_neighbor_slots_index_each_centre_densely():
+    graph = build_graph(STRUCTURES["si-slab"](), 4.0)
+    slots, width = graph.neighbor_slots()
+    counts = torch.bincount(graph.centers, minlength=graph.n_atoms)
+    assert width == int(counts.max())
+    pairs = set(zip(graph.centers.tolist(), slots.tolist()))
+    assert len(pairs) == graph.n_edges
+    for i in range(graph.n_atoms):
+        assert sorted(slots[graph.centers == i].tolist()) == list(range(int(counts[i])))
+
+
+@pytest.mark.parametrize(
+    "atoms, message",
+    [
+        (Atoms(), "zero atoms"),
+        (Atoms("Si2", positions=[[0, 0, 0], [np.nan, 0, 0]]), r"atoms \[1\].*not finite"),
+        (Atoms("Si", positions=[[0, 0, np.inf]]), "not finite"),
+        (Atoms("Si", cell=[[1, 0, 0], [0, 1, 0], [0, 0, 0]], pbc=True), "zero length"),
+    ],
+)
+def test_bad_atoms_are_refused(atoms, message):
+    with pytest.raises(ValueError, match=message):
+        build_graph(atoms, 5.0)
+
+
+@pytest.mark.parametrize("cutoff", [-1.0, float("nan"), float("inf")])
+def test_bad_cutoff_is_refused(cutoff):
+    with pytest.raises(ValueError, match="cutoff"):
+        build_graph(STRUCTURES["methane"](), cutoff)
+
+
+def test_dtype_and_device_are_honoured():
+    graph = build_graph(STRUCTURES["methane"](), 3.0, dtype=torch.float32)
+    assert graph.vectors.dtype == torch.float32 and graph.positions.dtype == torch.float32
+    assert graph.edge_index.dtype == torch.long
