@@ -76,16 +76,25 @@ def assert_invariant(
 def random_linear_parameters(
     model: LinearSiteModel, atoms: Atoms, energy_scale: float = 0.1, seed: int = 0
 ) -> torch.Tensor:
-    """Random θ whose terms each move the site energies of ``atoms`` by about ``energy_scale``
-    eV / sqrt(P); sets and returns it. Columns unused by ``atoms`` get unit-scale entries.
+    """Random θ whose terms each move site energies by about ``energy_scale`` / sqrt(P) eV;
+    sets and returns it.
+
+    Column magnitudes are measured on ``atoms`` and on a copy rattled by 0.1 Å, so that
+    columns a symmetric structure happens to suppress do not get huge weights. Columns unused
+    by either get unit-scale entries.
     """
-    graph = build_graph(atoms, model.cutoff, dtype=model.dtype, device=model.device)
-    with torch.no_grad():
-        basis = model.site_basis(graph)  # (n_atoms, P)
-    rms = basis.pow(2).mean(0).sqrt()
+    rattled = atoms.copy()
+    rattled.rattle(0.1, seed=seed)
+    rms = None
+    for structure in (atoms, rattled):
+        graph = build_graph(structure, model.cutoff, dtype=model.dtype, device=model.device)
+        with torch.no_grad():
+            basis = model.site_basis(graph)  # (n_atoms, P)
+        col = basis.pow(2).mean(0).sqrt().cpu()
+        rms = col if rms is None else torch.maximum(rms, col)
     scale = torch.where(rms > 0, 1.0 / rms.clamp_min(1e-300), torch.ones_like(rms))
     gen = torch.Generator().manual_seed(seed)
     n = model.length_basis()
-    theta = energy_scale / max(n, 1) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) * scale.cpu()
+    theta = energy_scale / max(n, 1) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) * scale
     model.set_linear_parameters(theta)
     return theta

@@ -5,7 +5,7 @@ form is the atomic basis A_{i, z n l m} = Σ_j φ. A basis function of correlati
 product of ν factors (z, n, l) contracted to a rotation invariant:
 
 * ν = 1: l = 0;
-* ν = 2: l1 = l2, contracted by Σ_m;
+* ν = 2: l1 = l2, contracted by Σ_m (as the 3j symbol (l l 0));
 * ν = 3: (l1, l2, l3) coupled by the Wigner 3j symbol;
 * ν = 4: (l1, l2) → L and (l3, l4) → L, contracted over M.
 
@@ -62,13 +62,13 @@ class ACEBasisFunction:
 def coupling_tensor(ls: tuple[int, ...], coupling: tuple[int, ...]) -> torch.Tensor:
     """Dense float64 coupling tensor for one l-signature.
 
-    ν=1: (1,); ν=2: (d, d) identity; ν=3: w3j (d1, d2, d3); ν=4: (d1, d2, d3, d4),
+    ν=1: (1,); ν=2: (d, d) = w3j(l l 0), ∝ identity; ν=3: w3j (d1, d2, d3); ν=4: (d1, d2, d3, d4),
     the contraction Σ_M w3j(l1 l2 L)_{ab M} w3j(l3 l4 L)_{cd M}.
     """
     if len(ls) == 1:
         return torch.ones(1, dtype=torch.float64)
     if len(ls) == 2:
-        return torch.eye(2 * ls[0] + 1, dtype=torch.float64)
+        return o3.wigner_3j(ls[0], ls[1], 0, dtype=torch.float64)[:, :, 0]
     if len(ls) == 3:
         return o3.wigner_3j(*ls, dtype=torch.float64)
     if len(ls) == 4:
