@@ -83,6 +83,35 @@ class PairModel(LinearSiteModel):
         r, si, sj = self._edges(graph)
         return self._to_sites(self.repulsion(r, si, sj), graph)
 
+    def fit_dimer_curve(self, pair: tuple[str, str], r, energies) -> float:
+        """Set pair ``pair``'s block of θ so V(r) matches ``energies`` (eV) at distances ``r`` (Å)
+        by least squares, on top of the repulsive prior; other blocks are left as they are.
+
+        Returns the RMS misfit, eV. Useful to start from a known pair potential.
+        """
+        a, b = pair
+        for e in pair:
+            if e not in self.elements:
+                raise ValueError(f"element {e!r} not known to PairModel; known elements: {', '.join(self.elements)}")
+        r = torch.as_tensor(r, dtype=torch.float64).reshape(-1)
+        energies = torch.as_tensor(energies, dtype=torch.float64).reshape(-1)
+        if r.shape != energies.shape or r.numel() == 0 or bool((r <= 0).any() | (r >= self.cutoff).any()):
+            raise ValueError(
+                f"need matching r and energies with 0 < r < cutoff={self.cutoff} Å; got {r.numel()} "
+                f"distances in [{float(r.min()) if r.numel() else 'n/a'}, {float(r.max()) if r.numel() else 'n/a'}]"
+                f" and {energies.numel()} energies"
+            )
+        sa, sb = self.elements.index(a), self.elements.index(b)
+        si = torch.full_like(r, sa, dtype=torch.long)
+        sj = torch.full_like(r, sb, dtype=torch.long)
+        design = self.radial(r, si, sj)  # (n_r, n_max)
+        target = energies - (self.repulsion(r, si, sj) if self.repulsion is not None else 0.0)
+        solution = torch.linalg.lstsq(design, target[:, None]).solution[:, 0]
+        p = int(self.pair_index[sa, sb])
+        with torch.no_grad():
+            self.readout.weight[p] = solution
+        return float((design @ solution - target).pow(2).mean().sqrt())
+
     def length_basis(self) -> int:
         return len(self.readout)
 

@@ -77,3 +77,22 @@ def test_bad_arguments():
         PairModel(["Si"], cutoff=-1)
     with pytest.raises(ValueError, match="n >= 1"):
         PairModel(["Si"], n_max=0)
+
+
+def test_fit_dimer_curve_reproduces_a_smooth_pair_potential():
+    model = PairModel(["Si", "C"], cutoff=5.0, n_max=10, repulsion=True)
+    r = np.linspace(1.8, 4.9, 120)
+    target = 2.0 * ((1 - np.exp(-1.4 * (r - 2.3))) ** 2 - 1) * (1 - r / 5.0) ** 3
+    misfit = model.fit_dimer_curve(("Si", "C"), r, target)
+    assert misfit < 5e-3
+    calc = SiteCalculator(model)
+    for d, expected in zip(r[::17], target[::17]):
+        atoms = _dimer("SiC", d)
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == pytest.approx(expected, abs=2e-2)
+    # Other pair blocks are untouched (zero).
+    si2 = _dimer("Si2", 2.3)
+    si2.calc = calc
+    assert si2.get_potential_energy() == 0.0
+    with pytest.raises(ValueError, match="0 < r < cutoff"):
+        model.fit_dimer_curve(("Si", "C"), [1.0, 6.0], [0.0, 0.0])
