@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,10 +48,15 @@ class SiteCalculator(Calculator):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         self.dtype = dtype
-        self.model = model.to(device=self.device, dtype=dtype).eval()
+        if model.dtype != dtype or model.device != self.device:
+            # A copy: the caller's model (possibly shared with other calculators) is left as is.
+            model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+        self.model = model.eval()
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if system_changes:
+            self.results = {}
         atoms = self.atoms
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():
@@ -95,6 +101,11 @@ class StackedCalculator(SiteCalculator):
     """
 
     def __init__(self, models: Sequence[SiteModel] | Stack, **kwargs):
+        if isinstance(models, SiteModel) and not isinstance(models, Stack):
+            raise ValueError(
+                f"StackedCalculator expects a list of models, got a single {type(models).__name__}; "
+                "pass [model] or use SiteCalculator(model)"
+            )
         stack = models if isinstance(models, Stack) else Stack(models)
         super().__init__(stack, **kwargs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -12,12 +13,12 @@ __all__ = ["normalize_elements", "species_lookup", "species_of"]
 
 def normalize_elements(elements: Iterable[str | int]) -> tuple[str, ...]:
     """Validated element symbols, in the caller's order, with duplicates refused."""
-    if isinstance(elements, (str, int)):
+    if isinstance(elements, (str, numbers.Integral)):
         elements = [elements]
     symbols: list[str] = []
     for e in elements:
-        if isinstance(e, int) and 0 < e < len(chemical_symbols):
-            symbol = chemical_symbols[e]
+        if isinstance(e, numbers.Integral) and 0 < int(e) < len(chemical_symbols):
+            symbol = chemical_symbols[int(e)]
         elif isinstance(e, str) and e in atomic_numbers and e != "X":
             symbol = e
         else:

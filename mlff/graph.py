@@ -191,7 +191,16 @@ def build_graph(
     cell_t = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device)
     edge_index = torch.as_tensor(np.stack([i, j]).astype(np.int64), device=device)
     shifts_t = torch.as_tensor(shifts, dtype=dtype, device=device)  # (n_edges, 3)
-    vectors = pos_t[edge_index[1]] - pos_t[edge_index[0]] + shifts_t @ cell_t  # (n_edges, 3)
+    # Edge vectors in float64 first, so float32 graphs do not lose precision far from the origin.
+    vectors64 = positions[j] - positions[i] + shifts @ atoms.cell.array  # (n_edges, 3)
+    lengths = np.linalg.norm(vectors64, axis=1)
+    if lengths.size and lengths.min() < 1e-6:
+        k = int(lengths.argmin())
+        raise ValueError(
+            f"atoms {int(i[k])} and {int(j[k])} (image shift {np.rint(shifts[k]).astype(int).tolist()}) "
+            f"are {lengths[k]:.2e} Å apart; atoms must not overlap"
+        )
+    vectors = torch.as_tensor(vectors64, dtype=dtype, device=device)
     return Graph(
         positions=pos_t,
         numbers=torch.as_tensor(atoms.numbers.astype(np.int64), device=device),

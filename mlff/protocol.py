@@ -18,6 +18,9 @@ centre element for many-body models and the unordered element pair for pair mode
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
@@ -73,7 +76,7 @@ class SiteModel(nn.Module):
 
     def __init__(self, elements, cutoff: float):
         super().__init__()
-        if not (isinstance(cutoff, (int, float)) and cutoff >= 0):
+        if not (isinstance(cutoff, numbers.Real) and math.isfinite(cutoff) and cutoff >= 0):
             raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
         self.elements: tuple[str, ...] = normalize_elements(elements)
         self.cutoff = float(cutoff)
@@ -100,6 +103,11 @@ class SiteModel(nn.Module):
                 f"graph is {graph.dtype} on {graph.device} but {type(self).__name__} is "
                 f"{self.dtype} on {self.device}; build the graph with the model's dtype and "
                 "device, or move the model with .to(dtype=..., device=...)"
+            )
+        if graph.cutoff < self.cutoff - 1e-9:
+            raise ValueError(
+                f"graph was built with cutoff {graph.cutoff} Å but {type(self).__name__} needs "
+                f"{self.cutoff} Å; build the graph at the model's cutoff or larger"
             )
         return species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
 

@@ -21,6 +21,8 @@ class Stack(LinearSiteModel):
     """
 
     def __init__(self, models: Sequence[SiteModel]):
+        if isinstance(models, SiteModel):
+            raise ValueError(f"Stack expects a list of models, got a single {type(models).__name__}; pass [model]")
         models = list(models)
         if not models or not all(isinstance(m, SiteModel) for m in models):
             raise ValueError(

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from scipy.spatial.transform import Rotation
@@ -174,16 +175,6 @@ def test_dtype_and_device_mismatch_are_refused():
             SiteCalculator(model, device="cuda")
 
 
-def test_float32_calculator_agrees_with_float64():
-    atoms = STRUCTURES["triclinic-sic"]()
-    parts = make_stack().parts
-    atoms.calc = StackedCalculator(parts)
-    f64 = atoms.get_forces().copy()
-    atoms.calc = StackedCalculator(make_stack().parts, dtype=torch.float32)
-    f32 = atoms.get_forces()
-    assert np.abs(f32 - f64).max() < 1e-4
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     atoms = STRUCTURES["rattled-si"]()
@@ -199,3 +190,83 @@ def test_onebody_alone_gives_reference_energies():
     atoms.calc = SiteCalculator(make_onebody())
     assert atoms.get_potential_energy() == pytest.approx(-2.3 - 4 * 1.1)
     assert not atoms.get_forces().any()
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        Atoms("Si"),
+        Atoms("Si", cell=[12, 12, 12], pbc=True),
+        Atoms("SiC", positions=[[0, 0, 0], [4.2, 0, 0]]),  # inside the pair cutoff, outside ACE's
+        Atoms("SiC", positions=[[0, 0, 0], [9.0, 0, 0]]),
+    ],
+    ids=["lone-atom", "lone-periodic-atom", "beyond-ace-cutoff", "beyond-all-cutoffs"],
+)
+def test_graphs_with_no_edges_for_some_part(atoms):
+    atoms.calc = StackedCalculator(make_stack().parts)
+    e0 = sum({"Si": -0.7, "C": -2.3}[s] for s in atoms.get_chemical_symbols())
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces()
+    if atoms.get_distance(0, -1) > 4.5 or len(atoms) == 1:
+        assert energy == pytest.approx(e0, abs=1e-12) and not forces.any()
+    else:
+        assert energy != pytest.approx(e0) and np.abs(forces).max() > 0
+        assert_forces_are_gradients(atoms)
+    if atoms.pbc.all():
+        assert_stress_is_strain_derivative(atoms)
+
+
+def test_a_model_shared_by_calculators_is_not_changed():
+    pair = make_pair()
+    theta = pair.get_linear_parameters()
+    atoms = STRUCTURES["triclinic-sic"]()
+    calc64 = SiteCalculator(pair)
+    calc32 = SiteCalculator(pair, dtype=torch.float32)
+    assert pair.dtype == torch.float64
+    torch.testing.assert_close(pair.get_linear_parameters(), theta, rtol=0, atol=0)
+    atoms.calc = calc64
+    f64 = atoms.get_forces().copy()
+    s64 = atoms.get_stress().copy()
+    atoms.calc = calc32
+    assert np.abs(atoms.get_forces() - f64).max() < 1e-4
+    assert np.abs(atoms.get_stress() - s64).max() < 1e-6
+    atoms.calc = calc64
+    np.testing.assert_array_equal(atoms.get_forces(), f64)
+
+
+def test_results_of_a_previous_structure_are_never_returned():
+    calc = StackedCalculator(make_stack().parts)
+    a, b = STRUCTURES["rattled-si"](), STRUCTURES["rattled-si"]()
+    b.rattle(0.1, seed=9)
+    calc.calculate(a, ["energy", "forces", "stress"])
+    calc.calculate(b, ["energy"])
+    assert "forces" not in calc.results and "stress" not in calc.results
+    fresh = StackedCalculator(make_stack().parts)
+    np.testing.assert_allclose(calc.get_forces(b), fresh.get_forces(b), atol=1e-12)
+
+
+def test_graph_built_at_too_small_a_cutoff_is_refused():
+    from mlff import build_graph
+
+    ace = make_ace()
+    graph = build_graph(STRUCTURES["triclinic-sic"](), 2.5)
+    with pytest.raises(ValueError, match=r"cutoff 2.5 Å but ACEModel needs 4.0 Å"):
+        ace.site_energies(graph)
+
+
+def test_overlapping_atoms_are_refused():
+    atoms = Atoms("Si2", positions=[[1, 1, 1], [1, 1, 1]])
+    atoms.calc = StackedCalculator(make_stack().parts)
+    with pytest.raises(ValueError, match="atoms 0 and 1 .* apart; atoms must not overlap"):
+        atoms.get_potential_energy()
+
+
+def test_numpy_scalars_and_bad_r0():
+    from mlff import PairModel
+
+    model = PairModel(np.unique(np.array([14, 6, 14])), cutoff=np.float64(5.0))
+    assert model.elements == ("C", "Si")
+    with pytest.raises(ValueError, match=r"r0 must be a symmetric \(2, 2\) tensor"):
+        PairModel(["Si", "C"], r0=torch.ones(1, 1))
+    with pytest.raises(ValueError, match="r0 must be"):
+        ACEModel(["Si"], r0=torch.tensor([[-1.0]]))

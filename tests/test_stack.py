@@ -13,14 +13,23 @@ def test_stack_equals_sum_of_parts(name):
     parts = [make_onebody(), make_pair(), make_ace()]
     stack = StackedCalculator(parts)
     atoms.calc = stack
+    periodic = atoms.pbc.all()
     energy, forces = atoms.get_potential_energy(), atoms.get_forces().copy()
-    sum_e, sum_f = 0.0, np.zeros_like(forces)
+    energies = atoms.get_potential_energies().copy()
+    stress = atoms.get_stress().copy() if periodic else None
+    sum_e, sum_f, sum_ei, sum_s = 0.0, np.zeros_like(forces), np.zeros_like(energies), np.zeros(6)
     for part in parts:
         atoms.calc = SiteCalculator(part)
         sum_e += atoms.get_potential_energy()
         sum_f += atoms.get_forces()
+        sum_ei += atoms.get_potential_energies()
+        if periodic:
+            sum_s += atoms.get_stress()
     assert energy == pytest.approx(sum_e, abs=1e-10)
     np.testing.assert_allclose(forces, sum_f, atol=1e-10)
+    np.testing.assert_allclose(energies, sum_ei, atol=1e-10)
+    if periodic:
+        np.testing.assert_allclose(stress, sum_s, atol=1e-12)
 
 
 def test_stack_cutoff_and_elements():
@@ -33,6 +42,10 @@ def test_stack_cutoff_and_elements():
         Stack([PairModel(["C"]), PairModel(["Si"])])
     with pytest.raises(ValueError, match="non-empty list of SiteModel"):
         Stack([])
+    with pytest.raises(ValueError, match="expects a list of models"):
+        Stack(make_pair())
+    with pytest.raises(ValueError, match="expects a list of models"):
+        StackedCalculator(make_pair())
 
 
 @pytest.mark.parametrize("factory", [make_pair, make_ace, make_stack])

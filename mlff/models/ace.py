@@ -10,7 +10,7 @@ from e3nn import o3
 from mlff.graph import Graph
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
 from mlff.models.ace_product import InvariantProducts
-from mlff.models.radial import RadialBasis, default_r0
+from mlff.models.radial import RadialBasis, check_r0
 from mlff.protocol import BlockReadout, LinearSiteModel
 
 __all__ = ["ACEModel", "DEFAULT_MAX_DEGREE"]
@@ -58,7 +58,7 @@ class ACEModel(LinearSiteModel):
             raise ValueError(f"need n_max >= 1 and l_max >= 0, got n_max={n_max}, l_max={l_max}")
         self.n_max, self.l_max, self.w_l = int(n_max), int(l_max), float(w_l)
         self.max_degree = max_degree
-        r0 = default_r0(self.elements) if r0 is None else torch.as_tensor(r0, dtype=torch.float64)
+        r0 = check_r0(r0, self.elements)
         self.radial = RadialBasis(self.n_max, cutoff, r0)
         self.basis_spec: list[ACEBasisFunction] = enumerate_ace_basis(
             self.elements, self.n_max, self.l_max, max_degree, self.w_l
@@ -90,7 +90,7 @@ class ACEModel(LinearSiteModel):
         padded_r = radial.new_zeros(n_atoms, width, self.n_elements, self.n_max)
         padded_r = padded_r.index_put((graph.centers, slots, sj), radial)
         padded_y = ylm.new_zeros(n_atoms, width, n_lm).index_put((graph.centers, slots), ylm)
-        a = padded_r.reshape(n_atoms, width, -1).transpose(1, 2) @ padded_y  # (N, C, n_lm)
+        a = padded_r.reshape(n_atoms, width, self.n_elements * self.n_max).transpose(1, 2) @ padded_y  # (N, C, n_lm)
         a = a.permute(1, 0, 2)  # (C, N, n_lm)
         return [a[:, :, l * l : (l + 1) * (l + 1)].contiguous() for l in range(self.l_max + 1)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlff.graph import Graph
-from mlff.models.radial import RadialBasis, default_r0
+from mlff.models.radial import RadialBasis, check_r0
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, LinearSiteModel
 
@@ -40,7 +40,7 @@ class PairModel(LinearSiteModel):
     ):
         super().__init__(elements, cutoff)
         n = self.n_elements
-        r0 = default_r0(self.elements) if r0 is None else torch.as_tensor(r0, dtype=torch.float64)
+        r0 = check_r0(r0, self.elements)
         self.radial = RadialBasis(n_max, cutoff, r0)
         pair_index = torch.empty(n, n, dtype=torch.long)
         pairs = [(a, b) for a in range(n) for b in range(a, n)]

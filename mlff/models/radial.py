@@ -10,13 +10,27 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
-__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0"]
+__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0"]
 
 
 def default_r0(elements) -> torch.Tensor:
     """(n_elements, n_elements) typical bond lengths, Å: sums of ASE covalent radii."""
     radii = torch.tensor([covalent_radii[atomic_numbers[e]] for e in elements], dtype=torch.float64)
     return radii[:, None] + radii[None, :]
+
+
+def check_r0(r0, elements) -> torch.Tensor:
+    """``r0`` as a validated (n_elements, n_elements) symmetric tensor; ``None`` gives the default."""
+    if r0 is None:
+        return default_r0(elements)
+    r0 = torch.as_tensor(r0, dtype=torch.float64)
+    n = len(elements)
+    if r0.shape != (n, n) or not bool(torch.isfinite(r0).all() and (r0 > 0).all()) or not torch.equal(r0, r0.T):
+        raise ValueError(
+            f"r0 must be a symmetric ({n}, {n}) tensor of positive bond lengths in Å for elements "
+            f"{list(elements)}, got shape {tuple(r0.shape)} and values {r0.tolist()}"
+        )
+    return r0
 
 
 class PolynomialEnvelope(nn.Module):
