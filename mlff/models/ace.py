@@ -15,7 +15,7 @@ from mlff.protocol import BlockReadout, LinearSiteModel
 
 __all__ = ["ACEModel", "DEFAULT_MAX_DEGREE"]
 
-DEFAULT_MAX_DEGREE: dict[int, float] = {1: 10, 2: 15, 3: 13}
+DEFAULT_MAX_DEGREE: dict[int, float] = {1: 10, 2: 15, 3: 14}
 
 
 class ACEModel(LinearSiteModel):
@@ -32,7 +32,7 @@ class ACEModel(LinearSiteModel):
         cutoff: Å.
         n_max, l_max: radial and angular resolution of the one-particle basis.
         max_degree: correlation order ν → largest Σ (n + w_l·l). The default
-            ``{1: 10, 2: 15, 3: 13}`` gives 311 functions per element for one element.
+            ``{1: 10, 2: 15, 3: 14}`` with ``l_max=3`` gives 384 functions for one element.
         w_l: weight of l in the degree.
         r0: (n_elements, n_elements) bond-length scale of the distance transform, Å.
     """
@@ -42,7 +42,7 @@ class ACEModel(LinearSiteModel):
         elements,
         cutoff: float = 5.0,
         n_max: int = 10,
-        l_max: int = 4,
+        l_max: int = 3,
         max_degree: Mapping[int, float] | None = None,
         w_l: float = 1.5,
         r0: torch.Tensor | None = None,

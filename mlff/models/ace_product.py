@@ -75,6 +75,12 @@ class InvariantProducts(nn.Module):
             )  # (d1·d2, Σ_L (2L+1))
             self.register_buffer(f"_pc1_{t}", chans[:, 0].contiguous(), persistent=False)
             self.register_buffer(f"_pc2_{t}", chans[:, 1].contiguous(), persistent=False)
+            if l1 == 0 or l2 == 0:
+                # w3j(0 l l) and w3j(l 0 l) are multiples of the identity: store the diagonal.
+                square = w.reshape(2 * max(l1, l2) + 1, -1)
+                if not torch.allclose(square, torch.diag(torch.diagonal(square)), atol=1e-12):
+                    raise RuntimeError(f"coupling ({l1} {l2}) is not diagonal")
+                w = torch.diagonal(square).clone()
             self.register_buffer(f"_w_{t}", w, persistent=False)
             self.pair_types.append((l1, l2, ls))
         type_index = {key: t for t, key in enumerate(sorted(pairs))}
@@ -133,12 +139,15 @@ class InvariantProducts(nn.Module):
         for t, (l1, l2, ls) in enumerate(self.pair_types):
             x1 = a_by_l[l1].index_select(0, getattr(self, f"_pc1_{t}"))  # (U, N, d1)
             x2 = a_by_l[l2].index_select(0, getattr(self, f"_pc2_{t}"))  # (U, N, d2)
-            n_pairs, d1, d2 = x1.shape[0], 2 * l1 + 1, 2 * l2 + 1
-            # Σ_{m1 m2} W[m1 m2 q] x1[m1] x2[m2] as a matmul then a batched vector-matrix
-            # product: cheaper than forming the outer product x1 ⊗ x2.
-            w = getattr(self, f"_w_{t}").reshape(d1, -1)  # (d1, d2·Q)
-            y = (x1.reshape(-1, d1) @ w).reshape(n_pairs * n_atoms, d2, -1)
-            pair = torch.bmm(x2.reshape(-1, 1, d2), y).reshape(n_pairs, n_atoms, -1)  # (U, N, Q)
+            w = getattr(self, f"_w_{t}")
+            if l1 == 0 or l2 == 0:
+                pair = x1 * x2 * w  # (U, N, 2l+1): the coupling is diagonal
+            else:
+                # Σ_{m1 m2} W[m1 m2 q] x1[m1] x2[m2]: one matmul over m1, then a weighted sum
+                # over m2; cheaper than forming the outer product x1 ⊗ x2.
+                n_pairs, d1, d2 = x1.shape[0], 2 * l1 + 1, 2 * l2 + 1
+                y = (x1.reshape(-1, d1) @ w.reshape(d1, -1)).reshape(n_pairs, n_atoms, d2, -1)
+                pair = (y * x2.unsqueeze(-1)).sum(-2)  # (U, N, Σ_L (2L+1))
             coupled[t] = list(torch.split(pair, [2 * L + 1 for L in ls], dim=-1))
         cursor = {t: 0 for t in coupled}
         columns = []

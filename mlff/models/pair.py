@@ -69,8 +69,16 @@ class PairModel(LinearSiteModel):
         r, si, sj = self._edges(graph)
         edge_energy = self.readout.energies(self.radial(r, si, sj), self.pair_index[si, sj])
         if self.repulsion is not None:
-            edge_energy = edge_energy + self.repulsion(r, si, sj)
+            edge_energy = edge_energy + self._repulsion(r, si, sj)
         return self._to_sites(edge_energy, graph)
+
+    def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
+        """ZBL energies (n_edges,), evaluated only on edges inside its switch radius."""
+        close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
+        out = torch.zeros_like(r)
+        if close.numel() == 0:  # the usual case in MD: no bond that short
+            return out
+        return out.index_put((close,), self.repulsion(r[close], si[close], sj[close]))
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         r, si, sj = self._edges(graph)
@@ -81,7 +89,7 @@ class PairModel(LinearSiteModel):
         if self.repulsion is None:
             return super().fixed_site_energies(graph)
         r, si, sj = self._edges(graph)
-        return self._to_sites(self.repulsion(r, si, sj), graph)
+        return self._to_sites(self._repulsion(r, si, sj), graph)
 
     def fit_dimer_curve(self, pair: tuple[str, str], r, energies) -> float:
         """Set pair ``pair``'s block of θ so V(r) matches ``energies`` (eV) at distances ``r`` (Å)
