@@ -180,25 +180,25 @@ def build_graph(
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if cutoff > 0:
         nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-        i, j, shifts = nl.compute(
-            points=positions, box=atoms.cell.array, periodic=pbc.tolist(), quantities="ijS"
+        # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
+        # lose precision far from the origin.
+        i, j, shifts, vectors64 = nl.compute(
+            points=positions, box=atoms.cell.array, periodic=pbc.tolist(), quantities="ijSD"
         )
     else:  # models without neighbours (one-body references)
         i = j = np.zeros(0, dtype=np.int64)
-        shifts = np.zeros((0, 3))
+        shifts = vectors64 = np.zeros((0, 3))
     device = torch.device(device)
     pos_t = torch.as_tensor(positions, dtype=dtype, device=device)
     cell_t = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device)
     edge_index = torch.as_tensor(np.stack([i, j]).astype(np.int64), device=device)
     shifts_t = torch.as_tensor(shifts, dtype=dtype, device=device)  # (n_edges, 3)
-    # Edge vectors in float64 first, so float32 graphs do not lose precision far from the origin.
-    vectors64 = positions[j] - positions[i] + shifts @ atoms.cell.array  # (n_edges, 3)
-    lengths = np.linalg.norm(vectors64, axis=1)
-    if lengths.size and lengths.min() < 1e-6:
-        k = int(lengths.argmin())
+    squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
+    if squared.size and squared.min() < 1e-12:
+        k = int(squared.argmin())
         raise ValueError(
             f"atoms {int(i[k])} and {int(j[k])} (image shift {np.rint(shifts[k]).astype(int).tolist()}) "
-            f"are {lengths[k]:.2e} Å apart; atoms must not overlap"
+            f"are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
         )
     vectors = torch.as_tensor(vectors64, dtype=dtype, device=device)
     return Graph(
