@@ -108,3 +108,18 @@ def test_site_basis_jacobian_matches_finite_differences(factory):
             scale = fd.abs().max().clamp_min(1e-8)
             err = (minus_grad[a, :, c] + fd).abs().max() / scale
             assert err < 1e-6, f"atom {a} axis {c}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("factory", [make_pair, make_ace])
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_closed_form_jacobian_equals_generic_autograd(factory, name):
+    from mlff.protocol import LinearSiteModel
+
+    model = factory()
+    graph = build_graph(STRUCTURES[name](), model.cutoff)
+    basis, jac = model.site_basis_jacobian(graph)
+    ref_basis, ref_jac = LinearSiteModel.site_basis_jacobian(model, graph)
+    torch.testing.assert_close(basis, ref_basis, rtol=0, atol=1e-10)
+    scale = ref_jac.abs().max()
+    assert scale > 0
+    assert (jac - ref_jac).abs().max() <= 1e-12 * scale

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from e3nn import o3
 
 from mlff.graph import Graph
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
+from mlff.models.ace_jacobian import InvariantGradients
 from mlff.models.ace_product import InvariantProducts
+from mlff.models.harmonics import spherical_harmonics, spherical_harmonics_with_gradients
+from mlff.models.radial import edge_derivatives
 from mlff.models.radial import RadialBasis, check_r0
 from mlff.protocol import BlockReadout, LinearSiteModel
 
@@ -66,6 +68,7 @@ class ACEModel(LinearSiteModel):
         if not self.basis_spec:
             raise ValueError(f"max_degree={max_degree} admits no basis function; raise it")
         self.products = InvariantProducts(self.basis_spec, self.elements, self.n_max, self.l_max)
+        self.gradients = InvariantGradients(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
 
     @property
@@ -83,9 +86,7 @@ class ACEModel(LinearSiteModel):
         si, sj = species[graph.centers], species[graph.neighbors]
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial = self.radial(r, si, sj)  # (n_edges, n_max)
-        ylm = o3.spherical_harmonics(
-            list(range(self.l_max + 1)), graph.vectors, normalize=True, normalization="component"
-        )  # (n_edges, n_lm)
+        ylm = spherical_harmonics(graph.vectors, self.l_max)  # (n_edges, n_lm)
         slots, width = graph.neighbor_slots()
         padded_r = radial.new_zeros(n_atoms, width, self.n_elements, self.n_max)
         padded_r = padded_r.index_put((graph.centers, slots, sj), radial)
@@ -106,6 +107,53 @@ class ACEModel(LinearSiteModel):
     def site_basis(self, graph: Graph) -> torch.Tensor:
         b, species = self.features(graph)
         return self.readout.design(b, species)
+
+    @torch.no_grad()
+    def site_basis_jacobian(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Basis (n_atoms, P) and ∂B_{i(e)}/∂r_e (n_edges, P, 3) in closed form.
+
+        ∂B_ik/∂r_e = Σ_{c,l,m} ∂B_ik/∂A_{i,c,lm} · ∂φ_{c,lm}(r_e)/∂r_e, with the first factor from
+        :class:`InvariantGradients` and the second from forward-mode derivatives of the radial
+        functions and closed-form gradients of the spherical harmonics, contracted per atom as batched matrix products on the
+        padded neighbour layout. Memory: (n_atoms, P, max_neighbours, 3).
+        """
+        species = self.species(graph)
+        si, sj = species[graph.centers], species[graph.neighbors]
+        features, per_l = self.gradients(self.atomic_basis(graph, species))  # (N, K)
+        n_basis, n_atoms = self.n_basis, graph.n_atoms
+        slots, width = graph.neighbor_slots()
+        # Padded per-atom layout: jac_padded[i, k, slot] = ∂B_ik/∂r_(i, slot).
+        jac_padded = graph.vectors.new_zeros(n_atoms, n_basis, width, 3)
+        if graph.n_edges:
+            radial, d_radial = edge_derivatives(self.radial, graph.vectors, si, sj)
+            ylm, d_ylm = spherical_harmonics_with_gradients(graph.vectors, self.l_max)
+            unit = graph.vectors / torch.linalg.vector_norm(graph.vectors, dim=1, keepdim=True)
+            for l, entries in enumerate(per_l):
+                if entries is None:
+                    continue
+                ks, chans, values = entries  # (n_q,), (n_q,), (n_q, N, d)
+                sl, d = slice(l * l, (l + 1) ** 2), 2 * l + 1
+                dphi = (
+                    d_radial[:, :, None, None] * ylm[:, None, sl, None] * unit[:, None, None, :]
+                    + radial[:, :, None, None] * d_ylm[:, None, sl, :]
+                )  # ∂φ_{n,lm}/∂r_e: (n_edges, n_max, d, 3)
+                # Channel (z, n) sees only neighbours of element z: (N, slot, channel, d, 3).
+                padded = dphi.new_zeros(n_atoms, width, self.n_elements, self.n_max, d, 3)
+                padded[graph.centers, slots, sj] = dphi
+                padded = padded.reshape(n_atoms, width, -1, d, 3).permute(2, 0, 3, 1, 4)  # (C, N, d, slot, 3)
+                for c in torch.unique(chans).tolist():
+                    pick = torch.nonzero(chans == c).squeeze(1)
+                    v = values[pick].permute(1, 0, 2)  # (N, q_c, d)
+                    rows = torch.bmm(v, padded[c].reshape(n_atoms, d, width * 3))  # (N, q_c, slot·3)
+                    jac_padded.index_add_(1, ks[pick], rows.reshape(n_atoms, -1, width, 3))
+        jac = jac_padded[graph.centers, :, slots, :]  # (n_edges, K, 3)
+        # Species blocks: the centre's element picks the columns (BlockReadout layout).
+        basis = self.readout.design(features, species)
+        if self.n_elements == 1:
+            return basis, jac
+        full = jac.new_zeros(graph.n_edges, self.n_elements, n_basis, 3)
+        full[torch.arange(graph.n_edges, device=jac.device), si] = jac
+        return basis, full.reshape(graph.n_edges, self.n_elements * n_basis, 3)
 
     def length_basis(self) -> int:
         return len(self.readout)

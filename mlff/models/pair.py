@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlff.graph import Graph
-from mlff.models.radial import RadialBasis, check_r0
+from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, LinearSiteModel
 
@@ -84,6 +84,18 @@ class PairModel(LinearSiteModel):
         r, si, sj = self._edges(graph)
         rows = self.readout.design(self.radial(r, si, sj), self.pair_index[si, sj])
         return self._to_sites(rows, graph)  # (n_atoms, P)
+
+    @torch.no_grad()
+    def site_basis_jacobian(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Basis (n_atoms, P) and ∂B_{i(e)}/∂r_e = ½ R_n'(r_e) r̂_e in its pair's columns."""
+        species = self.species(graph)
+        si, sj = species[graph.centers], species[graph.neighbors]
+        radial, d_radial = edge_derivatives(self.radial, graph.vectors, si, sj)
+        pairs = self.pair_index[si, sj]
+        basis = self._to_sites(self.readout.design(radial, pairs), graph)
+        unit = graph.vectors / torch.linalg.vector_norm(graph.vectors, dim=1, keepdim=True)
+        rows = self.readout.design(0.5 * d_radial, pairs)  # (n_edges, P)
+        return basis, rows[:, :, None] * unit[:, None, :]
 
     def fixed_site_energies(self, graph: Graph) -> torch.Tensor:
         if self.repulsion is None:

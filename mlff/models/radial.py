@@ -10,7 +10,7 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
-__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0"]
+__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0", "edge_derivatives"]
 
 
 def default_r0(elements) -> torch.Tensor:
@@ -116,3 +116,11 @@ class RadialBasis(nn.Module):
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
+
+
+def edge_derivatives(radial: nn.Module, vectors: torch.Tensor, species_i, species_j):
+    """R (n_edges, n) and dR/dr (n_edges, n) of a radial basis, by forward-mode differentiation."""
+    from torch.func import jvp
+
+    r = torch.linalg.vector_norm(vectors, dim=1)
+    return jvp(lambda x: radial(x, species_i, species_j), (r,), (torch.ones_like(r),))
