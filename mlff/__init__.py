@@ -13,6 +13,8 @@ from mlff.protocol import (
     virial_from_edge_grads,
 )
 from mlff.stack import Stack
+from mlff import fitting
+from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
 
 __version__ = "0.1.0"
 
@@ -33,4 +35,13 @@ __all__ = [
     "Stack",
     "SiteCalculator",
     "StackedCalculator",
+    "fitting",
+    "fit",
+    "assemble",
+    "Weights",
+    "FitResult",
+    "QR",
+    "RRQR",
+    "TruncatedSVD",
+    "BLR",
 ]

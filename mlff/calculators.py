@@ -10,7 +10,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlff.graph import build_graph
-from mlff.protocol import SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
+from mlff.protocol import LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
 from mlff.stack import Stack
 
 __all__ = ["SiteCalculator", "StackedCalculator"]
@@ -30,13 +30,14 @@ class SiteCalculator(Calculator):
         dtype: ``torch.float64`` (default) or ``torch.float32``.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
 
     def __init__(
         self,
         model: SiteModel,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
+        committee=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,6 +53,16 @@ class SiteCalculator(Calculator):
             # A copy: the caller's model (possibly shared with other calculators) is left as is.
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
         self.model = model.eval()
+        self.committee = None
+        if committee is not None:
+            if not isinstance(model, LinearSiteModel):
+                raise ValueError("a committee needs a linear model (LinearSiteModel or Stack)")
+            committee = torch.as_tensor(np.asarray(committee), dtype=dtype, device=self.device)
+            if committee.ndim != 2 or committee.shape[1] != model.length_basis() or committee.shape[0] < 2:
+                raise ValueError(
+                    f"committee must have shape (K >= 2, {model.length_basis()}), got {tuple(committee.shape)}"
+                )
+            self.committee = committee  # (K, P)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -64,6 +75,8 @@ class SiteCalculator(Calculator):
                 f"stress needs a 3D-periodic cell, but pbc is {atoms.pbc.tolist()}; "
                 "ask for energy and forces only"
             )
+        if {"energy_std", "forces_std"} & set(properties):
+            self._committee_results(atoms)
         need_grads = want_stress or "forces" in properties
         graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
         if need_grads:
@@ -91,6 +104,23 @@ class SiteCalculator(Calculator):
                 virial = virial_from_edge_grads(grads, graph)
                 stress = stress_from_virial(virial, graph.volume())
                 self.results["stress"] = stress.cpu().numpy().astype(np.float64)
+
+
+    def _committee_results(self, atoms) -> None:
+        """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot
+        products: forces_std[a] = sqrt(Σ_xyz Var_K F_a)."""
+        if self.committee is None:
+            raise PropertyNotImplementedError(
+                "energy_std/forces_std need a committee: build the calculator with "
+                "FitResult.calculator(committee_size=K) or SiteCalculator(model, committee=thetas)"
+            )
+        graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
+        basis, jac = self.model.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
+        energies = basis.sum(0) @ self.committee.T  # (K,)
+        rows = forces_from_edge_grads(jac, graph)  # (N, P, 3)
+        forces = torch.einsum("npx,kp->knx", rows, self.committee)  # (K, N, 3)
+        self.results["energy_std"] = float(energies.std(unbiased=False))
+        self.results["forces_std"] = forces.var(0, unbiased=False).sum(-1).sqrt().cpu().numpy()
 
 
 class StackedCalculator(SiteCalculator):

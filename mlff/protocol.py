@@ -148,6 +148,10 @@ class LinearSiteModel(SiteModel):
         """θ (length_basis,), a copy."""
         raise NotImplementedError
 
+    def basis_degrees(self) -> torch.Tensor:
+        """(length_basis,) roughness of each column (polynomial degree); 1 where unknown."""
+        return torch.ones(self.length_basis(), dtype=torch.float64)
+
     def set_linear_parameters(self, theta) -> None:
         raise NotImplementedError
 

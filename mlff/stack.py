@@ -86,6 +86,10 @@ class Stack(LinearSiteModel):
             return graph.vectors.new_zeros(graph.n_atoms, 0), graph.vectors.new_zeros(graph.n_edges, 0, 3)
         return torch.cat(bases, dim=1), torch.cat(jacs, dim=1)
 
+    def basis_degrees(self) -> torch.Tensor:
+        parts = [m.basis_degrees() for m in self.linear_parts]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
     def length_basis(self) -> int:
         return sum(m.length_basis() for m in self.linear_parts)
 

@@ -155,6 +155,11 @@ class ACEModel(LinearSiteModel):
         full[torch.arange(graph.n_edges, device=jac.device), si] = jac
         return basis, full.reshape(graph.n_edges, self.n_elements * n_basis, 3)
 
+    def basis_degrees(self) -> torch.Tensor:
+        """Σ (n + w_l·l) of each function, repeated for every element block."""
+        degrees = torch.tensor([f.degree for f in self.basis_spec], dtype=torch.float64)
+        return degrees.repeat(self.n_elements)
+
     def length_basis(self) -> int:
         return len(self.readout)
 

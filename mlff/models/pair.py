@@ -132,6 +132,10 @@ class PairModel(LinearSiteModel):
             self.readout.weight[p] = solution
         return float((design @ solution - target).pow(2).mean().sqrt())
 
+    def basis_degrees(self) -> torch.Tensor:
+        """n (1 … n_max) of each radial function, repeated for every pair block."""
+        return torch.arange(1, self.n_max + 1, dtype=torch.float64).repeat(len(self.pairs))
+
     def length_basis(self) -> int:
         return len(self.readout)
 
