@@ -6,7 +6,7 @@ from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from scipy.spatial.transform import Rotation
 
-from conftest import ELEMENTS, STRUCTURES, make_ace, make_onebody, make_pair, make_stack
+from helpers import ELEMENTS, STRUCTURES, make_ace, make_onebody, make_pair, make_stack
 from mlff import ACEModel, SiteCalculator, StackedCalculator
 from mlff.testing import assert_forces_are_gradients, assert_invariant, assert_stress_is_strain_derivative
 

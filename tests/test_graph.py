@@ -5,7 +5,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from conftest import STRUCTURES
+from helpers import STRUCTURES
 from mlff import build_graph
 
 

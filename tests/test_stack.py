@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import STRUCTURES, make_ace, make_onebody, make_pair, make_stack
+from helpers import STRUCTURES, make_ace, make_onebody, make_pair, make_stack
 from mlff import SiteCalculator, Stack, StackedCalculator, build_graph, forces_from_edge_grads
 from mlff.models import PairModel
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from conftest import ELEMENTS, STRUCTURES, make_ace
+from helpers import ELEMENTS, STRUCTURES, make_ace
 from mlff import ACEModel, build_graph
 from mlff.models.ace_basis import coupling_tensor
 

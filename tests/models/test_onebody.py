@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import STRUCTURES
+from helpers import STRUCTURES
 from mlff import OneBody, SiteCalculator
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from conftest import make_pair
+from helpers import make_pair
 from mlff import PairModel, SiteCalculator
 from mlff.models import ZBLRepulsion
 
