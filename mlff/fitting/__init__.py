@@ -11,6 +11,7 @@ from mlff.fitting.assembly import (
 from mlff.fitting.errors import ErrorTable, evaluate_errors
 from mlff.fitting.fit import FitResult, fit, smoothness_prior
 from mlff.fitting.labels import Labels, read_labels
+from mlff.fitting.reference import estimate_e0
 from mlff.fitting.solvers import BLR, QR, RRQR, Solution, TruncatedSVD
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "FitResult",
     "fit",
     "smoothness_prior",
+    "estimate_e0",
 ]

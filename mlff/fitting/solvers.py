@@ -98,14 +98,18 @@ class QR:
     def solve(self, problem, prior=None) -> Solution:
         gamma = _prior(prior, problem)
         if isinstance(problem, NormalEquations):
-            lhs = problem.AtA + self.lambda_ * np.diag(gamma**2)
+            # Jacobi scaling first: the normal equations square the condition number.
+            d = np.sqrt(np.diag(problem.AtA))
+            d[~(d > 0)] = 1.0
+            lhs = problem.AtA / d[:, None] / d[None, :] + self.lambda_ * np.diag((gamma / d) ** 2)
+            rhs = problem.Aty / d
             try:
                 c = scipy.linalg.cho_factor(lhs)
-                theta = scipy.linalg.cho_solve(c, problem.Aty)
+                z = scipy.linalg.cho_solve(c, rhs)
             except np.linalg.LinAlgError:
                 warnings.warn("QR: normal equations are singular; using least squares", LinAlgWarning, stacklevel=2)
-                theta = scipy.linalg.lstsq(lhs, problem.Aty)[0]
-            return Solution(_finite(theta, "QR"), info={"lambda": self.lambda_})
+                z = scipy.linalg.lstsq(lhs, rhs)[0]
+            return Solution(_finite(z / d, "QR"), info={"lambda": self.lambda_})
         A, y = _weighted(problem)
         if self.lambda_ > 0:
             A = np.vstack([A, np.sqrt(self.lambda_) * np.diag(gamma)])
@@ -167,10 +171,12 @@ class TruncatedSVD:
 class BLR:
     """Bayesian linear regression: θ ~ N(0, (α Γ²)⁻¹), noise ~ N(0, β⁻¹) on weighted rows.
 
-    α and β maximise the evidence (MacKay's fixed-point updates); with ``ard=True`` every
-    parameter has its own α_k. Gives the posterior covariance, the noise level
-    ``noise_std = β^(-1/2)`` (in weighted-row units) and a committee by sampling.
-    Accepts normal equations.
+    α and β maximise the evidence: for the isotropic prior by direct optimisation of the log
+    evidence over (log α, log β) on the spectrum of the Γ-scaled design matrix (an SVD when the
+    rows are available, an eigendecomposition of the normal equations otherwise); with
+    ``ard=True`` every parameter has its own α_k (MacKay's fixed-point updates). Gives the
+    posterior covariance, the noise level ``noise_std = β^(-1/2)`` (in weighted-row units) and
+    a committee by sampling.
     """
 
     ard: bool = False
@@ -180,59 +186,121 @@ class BLR:
     def solve(self, problem, prior=None) -> Solution:
         p = problem.n_params
         gamma = _prior(prior, problem)
-        if isinstance(problem, NormalEquations):
-            ata, aty, yty, n = problem.AtA, problem.Aty, problem.yty, problem.n_rows
-        else:
-            A, y = _weighted(problem)
-            ata, aty, yty, n = A.T @ A, A.T @ y, float(y @ y), problem.n_rows
-        # Work in the Γ-whitened parameters z = Γ θ: an isotropic (or diagonal, ARD) prior.
-        ata = ata / gamma[:, None] / gamma[None, :]
-        aty = aty / gamma
-        eig, vecs = np.linalg.eigh(0.5 * (ata + ata.T))
-        eig = np.clip(eig, 0.0, None)
-        scale = max(float(eig.max()), 1e-300)
-        alpha = np.full(p, 1e-6 * scale / max(yty / max(n, 1), 1e-300)) if self.ard else 1.0
-        beta = max(n, 1) / max(yty, 1e-300)
+        lam, vecs, b, r_perp, n = _spectrum(problem, gamma)
+        if self.ard:
+            return self._solve_ard(gamma, lam, vecs, b, r_perp, n)
+        log_alpha, log_beta, converged = _maximise_evidence(lam, b, r_perp, n, p)
+        alpha, beta = np.exp(log_alpha), np.exp(log_beta)
+        mean_z, cov_z = _posterior(lam, vecs, b, alpha, beta)
+        effective = float(np.sum(beta * lam / (beta * lam + alpha)))
+        if not converged:
+            warnings.warn("BLR: evidence maximisation did not converge", LinAlgWarning, stacklevel=2)
+        return Solution(
+            _finite(mean_z / gamma, "BLR"),
+            covariance=cov_z / gamma[:, None] / gamma[None, :],
+            noise_std=float(1.0 / np.sqrt(beta)),
+            prior_precision=float(alpha),
+            info={"effective_parameters": effective, "converged": converged},
+        )
+
+    def _solve_ard(self, gamma, lam, vecs, b, r_perp, n) -> Solution:
+        p = len(gamma)
+        ata = (vecs * lam) @ vecs.T
+        aty = vecs @ (np.sqrt(lam) * b)
+        yty = r_perp + float(b @ b)
+        scale = max(float(lam.max()), 1e-300)
+        log_alpha, log_beta, _ = _maximise_evidence(lam, b, r_perp, n, p)
+        alpha, beta = np.full(p, np.exp(log_alpha)), np.exp(log_beta)
         converged = False
         for it in range(self.max_iter):
-            if self.ard:
-                precision = beta * ata + np.diag(alpha)
-                cov = _safe_inverse(precision)
-                mean = beta * cov @ aty
-                gamma_k = 1.0 - alpha * np.diag(cov)
-                new_alpha = np.clip(gamma_k / np.maximum(mean**2, 1e-300), 1e-12, 1e12 * scale)
-                effective = float(np.sum(gamma_k))
-            else:
-                proj = vecs.T @ aty
-                mean = vecs @ (beta * proj / (beta * eig + alpha))
-                effective = float(np.sum(beta * eig / (beta * eig + alpha)))
-                new_alpha = effective / max(float(mean @ mean), 1e-300)
+            cov = _safe_inverse(beta * ata + np.diag(alpha))
+            mean = beta * cov @ aty
+            gamma_k = np.clip(1.0 - alpha * np.diag(cov), 0.0, 1.0)
+            new_alpha = np.clip(gamma_k / np.maximum(mean**2, 1e-300), 1e-12, 1e12 * scale)
+            effective = float(np.sum(gamma_k))
             residual = max(yty - 2 * mean @ aty + mean @ ata @ mean, 1e-300)
             new_beta = max(n - effective, 1e-12) / residual
-            ratio = np.abs(np.log(np.atleast_1d(new_alpha) / np.atleast_1d(alpha)))
+            ratio = np.abs(np.log(new_alpha / alpha))
             # ARD drives irrelevant α_k to the cap; those have converged in effect.
-            active = np.atleast_1d(new_alpha) < 1e11 * scale
+            active = new_alpha < 1e11 * scale
             change = (ratio[active].max() if active.any() else 0.0) + abs(np.log(new_beta / beta))
             alpha, beta = new_alpha, new_beta
             if change < self.tol:
                 converged = True
                 break
         if not converged:
-            warnings.warn(f"BLR: evidence maximisation did not converge in {self.max_iter} iterations", LinAlgWarning, stacklevel=2)
-        if self.ard:
-            cov = _safe_inverse(beta * ata + np.diag(alpha))
-        else:
-            cov = (vecs / (beta * eig + alpha)) @ vecs.T
+            warnings.warn(f"BLR(ard): did not converge in {self.max_iter} iterations", LinAlgWarning, stacklevel=3)
+        cov = _safe_inverse(beta * ata + np.diag(alpha))
         mean = beta * cov @ aty
-        theta = _finite(mean / gamma, "BLR")
-        covariance = cov / gamma[:, None] / gamma[None, :]
         return Solution(
-            theta,
-            covariance=covariance,
+            _finite(mean / gamma, "BLR"),
+            covariance=cov / gamma[:, None] / gamma[None, :],
             noise_std=float(1.0 / np.sqrt(beta)),
             prior_precision=alpha,
             info={"iterations": it + 1, "effective_parameters": effective, "converged": converged},
         )
+
+
+def _spectrum(problem, gamma):
+    """Spectrum of the Γ-scaled weighted design matrix M = W A Γ⁻¹.
+
+    Returns λ (P,) = squared singular values, V (P, P) right singular vectors, b (P,) = the
+    coefficients of y along the left singular vectors (0 where λ = 0), the squared norm of the
+    part of y outside the range of M, and n_rows. With rows the SVD keeps small singular
+    directions accurate; with normal equations only the eigendecomposition of MᵀM is possible.
+    """
+    if isinstance(problem, NormalEquations):
+        ata = problem.AtA / gamma[:, None] / gamma[None, :]
+        lam, vecs = np.linalg.eigh(0.5 * (ata + ata.T))
+        lam = np.clip(lam, 0.0, None)
+        proj = vecs.T @ (problem.Aty / gamma)
+        keep = lam > 1e-14 * max(lam.max(), 1e-300)
+        b = np.where(keep, proj / np.sqrt(np.where(keep, lam, 1.0)), 0.0)
+        return lam, vecs, b, max(problem.yty - float(b @ b), 0.0), problem.n_rows
+    A, y = _weighted(problem)
+    A = A / gamma
+    u, sv, vt = scipy.linalg.svd(A, full_matrices=True)
+    p = problem.n_params
+    lam = np.zeros(p)
+    lam[: len(sv)] = sv**2
+    b = np.zeros(p)
+    b[: len(sv)] = u[:, : len(sv)].T @ y
+    perp = y - u[:, : len(sv)] @ b[: len(sv)]
+    return lam, vt.T, b, float(perp @ perp), problem.n_rows
+
+
+def _posterior(lam, vecs, b, alpha, beta):
+    """Mean (P,) and covariance (P, P) of the whitened parameters."""
+    denom = beta * lam + alpha
+    mean = vecs @ (beta * np.sqrt(lam) * b / denom)
+    cov = (vecs / denom) @ vecs.T
+    return mean, cov
+
+
+def _maximise_evidence(lam, b, r_perp, n, p):
+    """(log α, log β, converged) maximising the log evidence of the isotropic model."""
+    import scipy.optimize
+
+    def negative_log_evidence(x):
+        alpha, beta = np.exp(x)
+        denom = beta * lam + alpha
+        misfit = r_perp + np.sum((b * alpha / denom) ** 2)
+        z2 = np.sum(lam * (beta * b / denom) ** 2)
+        value = 0.5 * p * x[0] + 0.5 * n * x[1] - 0.5 * beta * misfit - 0.5 * alpha * z2 - 0.5 * np.sum(np.log(denom))
+        return -value
+
+    lam_scale = max(float(np.mean(lam)), 1e-300)
+    y_scale = max(r_perp + float(b @ b), 1e-300)
+    start = np.log([lam_scale * 1e-6, max(n, 1) / y_scale])
+    bounds = [(start[0] - 80.0, start[0] + 80.0), (start[1] - 80.0, start[1] + 80.0)]
+    best = None
+    for shift in (0.0, 8.0, -8.0):
+        x0 = start + np.array([shift, 4.0])
+        res = scipy.optimize.minimize(negative_log_evidence, x0, method="L-BFGS-B", bounds=bounds)
+        if best is None or res.fun < best.fun:
+            best = res
+    at_bound = any(abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(best.x, bounds))
+    return float(best.x[0]), float(best.x[1]), bool(best.success and not at_bound)
 
 
 def _safe_inverse(matrix: np.ndarray) -> np.ndarray:
