@@ -229,10 +229,13 @@ def _accumulate(model, chunk, weights, normal):
     for index, atoms, labels in chunk:
         A, y, w, prop, comp = _rows_for(atoms, labels, model, weights, index)
         if normal:
-            Aw = A * w[:, None]
-            ata += Aw.T @ Aw
-            aty += Aw.T @ (w * y)
-            yty += float(np.sum((w * y) ** 2))
+            # In torch, on torch's threads: mixing numpy's BLAS threads with torch's OpenMP
+            # pool right after torch work made this step ten times slower.
+            Aw = torch.from_numpy(A * w[:, None])
+            yw = torch.from_numpy(w * y)
+            ata += (Aw.T @ Aw).numpy()
+            aty += (Aw.T @ yw).numpy()
+            yty += float(yw @ yw)
             n_rows += len(y)
         else:
             out.append((index, A, y, w, prop, comp))

@@ -259,7 +259,9 @@ def _spectrum(problem, gamma):
         return lam, vecs, b, max(problem.yty - float(b @ b), 0.0), problem.n_rows
     A, y = _weighted(problem)
     A = A / gamma
-    u, sv, vt = scipy.linalg.svd(A, full_matrices=True)
+    u, sv, vt = scipy.linalg.svd(A, full_matrices=False)
+    if vt.shape[0] < problem.n_params:  # fewer rows than parameters: complete the basis
+        vt = np.vstack([vt, scipy.linalg.null_space(A).T])
     p = problem.n_params
     lam = np.zeros(p)
     lam[: len(sv)] = sv**2

@@ -122,8 +122,8 @@ class ACEModel(LinearSiteModel):
         features, per_l = self.gradients(self.atomic_basis(graph, species))  # (N, K)
         n_basis, n_atoms = self.n_basis, graph.n_atoms
         slots, width = graph.neighbor_slots()
-        # Padded per-atom layout: jac_padded[i, k, slot] = ∂B_ik/∂r_(i, slot).
-        jac_padded = graph.vectors.new_zeros(n_atoms, n_basis, width, 3)
+        # Padded per-atom layout: jac_padded[k, i, slot] = ∂B_ik/∂r_(i, slot).
+        jac_padded = graph.vectors.new_zeros(n_basis, n_atoms, width, 3)
         if graph.n_edges:
             radial, d_radial = edge_derivatives(self.radial, graph.vectors, si, sj)
             ylm, d_ylm = spherical_harmonics_with_gradients(graph.vectors, self.l_max)
@@ -137,16 +137,16 @@ class ACEModel(LinearSiteModel):
                     d_radial[:, :, None, None] * ylm[:, None, sl, None] * unit[:, None, None, :]
                     + radial[:, :, None, None] * d_ylm[:, None, sl, :]
                 )  # ∂φ_{n,lm}/∂r_e: (n_edges, n_max, d, 3)
-                # Channel (z, n) sees only neighbours of element z: (N, slot, channel, d, 3).
+                # Channel (z, n) sees only neighbours of element z: (channel, N, d, slot·3).
                 padded = dphi.new_zeros(n_atoms, width, self.n_elements, self.n_max, d, 3)
                 padded[graph.centers, slots, sj] = dphi
-                padded = padded.reshape(n_atoms, width, -1, d, 3).permute(2, 0, 3, 1, 4)  # (C, N, d, slot, 3)
+                padded = padded.reshape(n_atoms, width, -1, d, 3).permute(2, 0, 3, 1, 4).reshape(-1, n_atoms, d, width * 3)
+                # One batched product per channel avoids copying the channel block per function.
                 for c in torch.unique(chans).tolist():
                     pick = torch.nonzero(chans == c).squeeze(1)
-                    v = values[pick].permute(1, 0, 2)  # (N, q_c, d)
-                    rows = torch.bmm(v, padded[c].reshape(n_atoms, d, width * 3))  # (N, q_c, slot·3)
-                    jac_padded.index_add_(1, ks[pick], rows.reshape(n_atoms, -1, width, 3))
-        jac = jac_padded[graph.centers, :, slots, :]  # (n_edges, K, 3)
+                    rows = torch.bmm(values[pick].transpose(0, 1), padded[c])  # (N, q_c, slot·3)
+                    jac_padded.index_add_(0, ks[pick], rows.transpose(0, 1).reshape(-1, n_atoms, width, 3))
+        jac = jac_padded[:, graph.centers, slots, :].transpose(0, 1)  # (n_edges, K, 3)
         # Species blocks: the centre's element picks the columns (BlockReadout layout).
         basis = self.readout.design(features, species)
         if self.n_elements == 1:

@@ -55,6 +55,13 @@ class PolynomialEnvelope(nn.Module):
         )
         return f * (x < 1.0)
 
+    def derivative(self, r: torch.Tensor) -> torch.Tensor:
+        """df/dr (n_edges,), 1/Å."""
+        p = self.p
+        x = r / self.cutoff
+        c = 0.5 * p * (p + 1) * (p + 2)
+        return (-c * x ** (p - 1) + 2 * c * x**p - c * x ** (p + 1)) * (x < 1.0) / self.cutoff
+
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}"
 
@@ -80,6 +87,17 @@ class AgnesiTransform(nn.Module):
         y_cut = self._y(torch.full_like(r, self.cutoff), r0)
         return 2.0 * (self._y(r, r0) - y_cut) / (1.0 - y_cut) - 1.0
 
+    def derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+        """dx/dr (n_edges,), 1/Å."""
+        r0 = self.r0[species_i, species_j]
+        y_cut = self._y(torch.full_like(r, self.cutoff), r0)
+        s, p, q = r / r0, self.p, self.q
+        den = 1.0 + s ** (q - p)
+        g = self.a * s**q / den
+        dg = self.a * (q * s ** (q - 1) * den - s**q * (q - p) * s ** (q - p - 1)) / den**2
+        dy = -dg / (1.0 + g) ** 2 / r0
+        return 2.0 * dy / (1.0 - y_cut)
+
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}, q={self.q}, a={self.a}"
 
@@ -99,6 +117,14 @@ class ChebyshevBasis(nn.Module):
             terms.append(2.0 * x * terms[-1] - terms[-2])
         return torch.stack(terms[: self.n], dim=-1)
 
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        """dT_k/dx = k U_{k-1}(x): (n_edges,) → (n_edges, n)."""
+        second = [torch.ones_like(x), 2.0 * x]  # U_0, U_1
+        for _ in range(2, self.n - 1):
+            second.append(2.0 * x * second[-1] - second[-2])
+        terms = [torch.zeros_like(x)] + [k * second[k - 1] for k in range(1, self.n)]
+        return torch.stack(terms, dim=-1)
+
     def extra_repr(self) -> str:
         return f"n={self.n}"
 
@@ -117,10 +143,16 @@ class RadialBasis(nn.Module):
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
 
+    def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
+        """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
+        x = self.transform(r, species_i, species_j)
+        dx = self.transform.derivative(r, species_i, species_j)
+        t, dt = self.polynomials(x), self.polynomials.derivative(x)
+        f, df = self.envelope(r), self.envelope.derivative(r)
+        return t * f[:, None], dt * (dx * f)[:, None] + t * df[:, None]
 
-def edge_derivatives(radial: nn.Module, vectors: torch.Tensor, species_i, species_j):
-    """R (n_edges, n) and dR/dr (n_edges, n) of a radial basis, by forward-mode differentiation."""
-    from torch.func import jvp
 
+def edge_derivatives(radial: "RadialBasis", vectors: torch.Tensor, species_i, species_j):
+    """R (n_edges, n) and dR/dr (n_edges, n) of a radial basis at the edges' lengths."""
     r = torch.linalg.vector_norm(vectors, dim=1)
-    return jvp(lambda x: radial(x, species_i, species_j), (r,), (torch.ones_like(r),))
+    return radial.with_derivative(r, species_i, species_j)
