@@ -31,6 +31,7 @@ __all__ = [
     "SiteModel",
     "LinearSiteModel",
     "BlockReadout",
+    "ReadoutModel",
     "forces_from_edge_grads",
     "virial_from_edge_grads",
     "stress_from_virial",
@@ -180,6 +181,21 @@ class LinearSiteModel(SiteModel):
         if jac is None:
             jac = torch.zeros(n_basis, g.n_edges, 3, dtype=g.dtype, device=g.device)
         return basis.detach(), jac.permute(1, 0, 2).contiguous()
+
+
+class ReadoutModel(LinearSiteModel):
+    """A linear model whose θ is one :class:`BlockReadout` held in ``self.readout``."""
+
+    readout: "BlockReadout"
+
+    def length_basis(self) -> int:
+        return len(self.readout)
+
+    def get_linear_parameters(self) -> torch.Tensor:
+        return self.readout.get()
+
+    def set_linear_parameters(self, theta) -> None:
+        self.readout.set(theta, type(self).__name__)
 
 
 class BlockReadout(nn.Module):

@@ -13,14 +13,14 @@ from mlff.models.ace_product import InvariantProducts
 from mlff.models.harmonics import spherical_harmonics, spherical_harmonics_with_gradients
 from mlff.models.radial import edge_derivatives
 from mlff.models.radial import RadialBasis, check_r0
-from mlff.protocol import BlockReadout, LinearSiteModel
+from mlff.protocol import BlockReadout, ReadoutModel
 
 __all__ = ["ACEModel", "DEFAULT_MAX_DEGREE"]
 
 DEFAULT_MAX_DEGREE: dict[int, float] = {1: 10, 2: 15, 3: 14}
 
 
-class ACEModel(LinearSiteModel):
+class ACEModel(ReadoutModel):
     """Linear ACE: ``E_i = Σ_k θ_{s_i, k} B_{i k}`` with invariants B of correlation order ≤ 4.
 
     The atomic basis is ``A_{i, (z, n), lm} = Σ_{j: z_j = z} R_n(r_ij) Y_lm(r̂_ij)`` with
@@ -159,15 +159,6 @@ class ACEModel(LinearSiteModel):
         """Σ (n + w_l·l) of each function, repeated for every element block."""
         degrees = torch.tensor([f.degree for f in self.basis_spec], dtype=torch.float64)
         return degrees.repeat(self.n_elements)
-
-    def length_basis(self) -> int:
-        return len(self.readout)
-
-    def get_linear_parameters(self) -> torch.Tensor:
-        return self.readout.get()
-
-    def set_linear_parameters(self, theta) -> None:
-        self.readout.set(theta, type(self).__name__)
 
     def describe_basis(self) -> str:
         """A readable table: counts per correlation order and the first functions."""

@@ -7,12 +7,12 @@ import torch
 from mlff.graph import Graph
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
-from mlff.protocol import BlockReadout, LinearSiteModel
+from mlff.protocol import BlockReadout, ReadoutModel
 
 __all__ = ["PairModel"]
 
 
-class PairModel(LinearSiteModel):
+class PairModel(ReadoutModel):
     """``E = Σ_{pairs} V_{ab}(r)``, ``V_ab(r) = Σ_n θ_{ab,n} R_n(r)`` (+ optional ZBL prior).
 
     Each directed edge gives half its pair energy to its centre, so ``E_i = ½ Σ_j V(r_ij)``.
@@ -135,15 +135,6 @@ class PairModel(LinearSiteModel):
     def basis_degrees(self) -> torch.Tensor:
         """n (1 … n_max) of each radial function, repeated for every pair block."""
         return torch.arange(1, self.n_max + 1, dtype=torch.float64).repeat(len(self.pairs))
-
-    def length_basis(self) -> int:
-        return len(self.readout)
-
-    def get_linear_parameters(self) -> torch.Tensor:
-        return self.readout.get()
-
-    def set_linear_parameters(self, theta) -> None:
-        self.readout.set(theta, type(self).__name__)
 
     def extra_repr(self) -> str:
         return (
