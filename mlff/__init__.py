@@ -13,6 +13,7 @@ from mlff.protocol import (
     virial_from_edge_grads,
 )
 from mlff.stack import Stack
+from mlff.io import load_model, save_model
 from mlff import fitting
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
 
@@ -35,6 +36,8 @@ __all__ = [
     "Stack",
     "SiteCalculator",
     "StackedCalculator",
+    "save_model",
+    "load_model",
     "fitting",
     "fit",
     "assemble",
