@@ -14,6 +14,7 @@ from mlff.protocol import (
 )
 from mlff.stack import Stack
 from mlff.io import load_model, save_model
+from mlff.distilled import DistilledCalculator
 from mlff import fitting
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
 
@@ -36,6 +37,7 @@ __all__ = [
     "Stack",
     "SiteCalculator",
     "StackedCalculator",
+    "DistilledCalculator",
     "save_model",
     "load_model",
     "fitting",

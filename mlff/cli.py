@@ -36,6 +36,48 @@ def _cmd_basis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from mlff.distill.loop import DistillConfig, distill
+
+    settings: dict = {}
+    if args.config:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        with open(args.config, "rb") as handle:
+            settings.update(tomllib.load(handle))
+    for key in ("teacher", "structure", "out", "device", "budget", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    report = distill(DistillConfig.from_mapping(settings), progress=not args.quiet)
+    from mlff.fitting import ErrorTable
+
+    print(ErrorTable.from_dict(report["errors"]["test"]))
+    speed = report["speed"]
+    print(f"speed at {speed['atoms']} atoms: teacher {speed['teacher_s_per_step'] * 1e3:.1f} ms/step, "
+          f"student {speed['student_s_per_step'] * 1e3:.2f} ms/step, speed-up {speed['speedup']:.0f}x")
+    print(f"student written to {settings.get('out', DistillConfig.out)}/student.json")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from mlff.fitting import ErrorTable
+    from mlff.io import load_model, resolve_checkpoint
+
+    model, metadata = load_model(args.path)
+    print(f"checkpoint: {resolve_checkpoint(args.path)}")
+    print(f"elements: {', '.join(model.elements)}; cutoff {model.cutoff} Å; {model.length_basis()} linear parameters")
+    for part in getattr(model, "parts", [model]):
+        print(f"  {type(part).__name__}: {part.extra_repr()}")
+    if metadata.get("teacher"):
+        print(f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; labels: {metadata.get('labels')}")
+    for name, table in metadata.get("errors", {}).items():
+        print(f"{name} errors:\n{ErrorTable.from_dict(table)}")
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import ase
     import e3nn
@@ -64,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     basis.add_argument("--list", action="store_true", help="list every basis function")
     basis.set_defaults(func=_cmd_basis)
 
+    dist = sub.add_parser("distill", help="distil a teacher into a fast student")
+    dist.add_argument("--teacher", help="sevennet-0 | chgnet | emt (default sevennet-0)")
+    dist.add_argument("--structure", help="a preset (Si-diamond, Cu-fcc, …) or a structure file")
+    dist.add_argument("--out", help="run directory (resumes if it exists)")
+    dist.add_argument("--config", help="TOML file with any DistillConfig setting")
+    dist.add_argument("--device", help="cpu or cuda")
+    dist.add_argument("--budget", type=int, help="teacher calls for training labels")
+    dist.add_argument("--seed", type=int, help="random seed")
+    dist.add_argument("--quiet", action="store_true", help="no progress bars")
+    dist.set_defaults(func=_cmd_distill)
+
+    info = sub.add_parser("info", help="describe a student checkpoint or run directory")
+    info.add_argument("path", help="run directory, student.json, or checkpoint path")
+    info.set_defaults(func=_cmd_info)
+
     version = sub.add_parser("version", help="print versions")
     version.set_defaults(func=_cmd_version)
     return parser
@@ -73,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"mlff {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -69,6 +69,8 @@ def _supported(teacher: BaseCalculator) -> tuple[str, ...] | None:
 
     if isinstance(teacher, EMT):
         return _EMT_ELEMENTS
+    if type(teacher).__name__ == "CHGNetCalculator":  # CHGNet embeds Z = 1 … 94
+        return tuple(chemical_symbols[1:95])
     type_map = getattr(teacher, "type_map", None)  # SevenNet: atomic number → model index
     if isinstance(type_map, dict) and type_map:
         return tuple(chemical_symbols[int(z)] for z in sorted(type_map))

@@ -50,11 +50,12 @@ class ACEModel(ReadoutModel):
         r0: torch.Tensor | None = None,
     ):
         super().__init__(elements, cutoff)
-        max_degree = dict(DEFAULT_MAX_DEGREE if max_degree is None else max_degree)
-        bad = [nu for nu in max_degree if nu not in (1, 2, 3, 4)]
+        raw = dict(DEFAULT_MAX_DEGREE if max_degree is None else max_degree)
+        bad = [nu for nu in raw if str(nu).strip() not in ("1", "2", "3", "4")]
+        max_degree = {int(nu): float(d) for nu, d in raw.items() if nu not in bad}  # TOML keys are strings
         if bad or not max_degree:
             raise ValueError(
-                f"max_degree keys are correlation orders; got {sorted(max_degree)}, accepted 1-4"
+                f"max_degree keys are correlation orders; got {sorted(map(str, raw))}, accepted 1-4"
             )
         if l_max < 0 or n_max < 1:
             raise ValueError(f"need n_max >= 1 and l_max >= 0, got n_max={n_max}, l_max={l_max}")

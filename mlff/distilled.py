@@ -1,0 +1,55 @@
+"""``DistilledCalculator``: load a distilled student by name or path, as a drop-in ASE calculator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from mlff.calculators import SiteCalculator
+from mlff.io import load_model, resolve_checkpoint
+
+__all__ = ["DistilledCalculator", "models_dir"]
+
+MODELS_ENV = "MLFF_MODELS_DIR"
+
+
+def models_dir() -> Path:
+    """Where named students live: ``$MLFF_MODELS_DIR``, else ``~/.local/share/mlff/models``."""
+    env = os.environ.get(MODELS_ENV)
+    return Path(env) if env else Path.home() / ".local" / "share" / "mlff" / "models"
+
+
+class DistilledCalculator(SiteCalculator):
+    """A distilled student with the keyword shape of the teachers' calculators.
+
+    ``DistilledCalculator(model="si-sevennet")`` loads ``<models_dir()>/si-sevennet`` (a run
+    directory or ``.json``); ``checkpoint_path=`` names a run directory or a ``student.json``
+    directly and wins over ``model``.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        **kwargs,
+    ):
+        if checkpoint_path is None:
+            if not model:
+                raise ValueError("give model=NAME (looked up in the models directory) or checkpoint_path=PATH")
+            candidate = models_dir() / model
+            try:
+                checkpoint_path = resolve_checkpoint(candidate)
+            except FileNotFoundError:
+                known = sorted(p.stem if p.suffix == ".json" else p.name for p in models_dir().glob("*")) if models_dir().is_dir() else []
+                raise FileNotFoundError(
+                    f"no student named {model!r} in {models_dir()} (set ${MODELS_ENV} to change it); "
+                    f"available: {', '.join(known) or 'none'}"
+                ) from None
+        student, metadata = load_model(checkpoint_path)
+        super().__init__(student, device=device, dtype=dtype, **kwargs)
+        self.metadata = metadata
+        self.checkpoint_path = resolve_checkpoint(checkpoint_path)
