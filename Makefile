@@ -22,7 +22,7 @@ bench: $(VENV)/.installed
 		--benchmark-json=benchmark/results/bench.json
 
 demo: $(VENV)/.installed
-	$(PY) examples/stack_md.py
+	$(PY) examples/demo.py runs/si-sevennet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

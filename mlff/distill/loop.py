@@ -99,7 +99,7 @@ def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int
     work.calc = calc
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng)
+    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
     frames = []
     for block in range(steps // interval):
         dyn.run(interval)
