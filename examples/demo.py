@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from mlff.thermal import thermalize
 from ase.md.verlet import VelocityVerlet
 
 from mlff import DistilledCalculator
@@ -29,7 +29,7 @@ def main(out: str = "runs/si-sevennet") -> None:
 
     atoms = supercell(seed_structure("Si-diamond"), 216)
     atoms.calc = DistilledCalculator(checkpoint_path=out)  # was: SevenNetCalculator("7net-0")
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize(atoms, 600, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(atoms, 1.0 * units.fs)
     e0 = atoms.get_total_energy()
     t0 = time.perf_counter()

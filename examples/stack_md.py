@@ -12,10 +12,11 @@ import time
 import numpy as np
 from ase import units
 from ase.build import bulk
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from mlff import ACEModel, OneBody, PairModel, StackedCalculator
+from mlff.thermal import thermalize
 from mlff.testing import random_linear_parameters
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     print(ace.describe_basis())
 
     atoms.calc = StackedCalculator([OneBody({"Si": -4.0}), pair, ace])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize(atoms, 300, rng=np.random.default_rng(0))
     Stationary(atoms)
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     e0 = atoms.get_total_energy()

@@ -2,10 +2,11 @@ import numpy as np
 import torch
 from ase import units
 from ase.build import bulk
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from mlff import ACEModel, OneBody, PairModel, StackedCalculator
+from mlff.thermal import thermalize
 from mlff.testing import random_linear_parameters
 
 
@@ -26,7 +27,7 @@ def test_nve_conserves_energy_with_small_random_many_body_terms():
     ace = ACEModel(["Si"], cutoff=4.5, n_max=6, l_max=3, max_degree={1: 6, 2: 8, 3: 9})
     random_linear_parameters(ace, atoms, energy_scale=0.02, seed=1)
     atoms.calc = StackedCalculator([OneBody({"Si": -4.0}), _morse_pair(), ace])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize(atoms, 300, rng=np.random.default_rng(0))
     Stationary(atoms)
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     totals, temperatures = [], []

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from mlff.thermal import thermalize
 
 from mlff.distill.sampling import rattled, seed_structure, strained, supercell, surfaces, vacancies
 from mlff.distill.selection import select_by_committee
@@ -98,7 +98,7 @@ def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int
     work = atoms.copy()
     work.calc = calc
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(work, temperature_K=temperature, rng=rng)
+    thermalize(work, temperature, rng=rng)
     dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
     frames = []
     for block in range(steps // interval):
@@ -149,7 +149,7 @@ def _time_per_step(calc, atoms: Atoms, steps: int) -> float:
 
     work = atoms.copy()
     work.calc = calc
-    MaxwellBoltzmannDistribution(work, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize(work, 300, rng=np.random.default_rng(0))
     dyn = VelocityVerlet(work, 1.0 * units.fs)
     dyn.run(1)
     times = []
