@@ -35,25 +35,21 @@ def _rotated(atoms, rotation):
     return out
 
 
-@pytest.mark.parametrize("name", sorted(STRUCTURES))
-def test_rotation_invariance(name):
-    atoms = STRUCTURES[name]()
-    rotation = Rotation.random(random_state=7).as_matrix()
-    calc = StackedCalculator(make_stack().parts)
-    atoms.calc = calc
-    moved = _rotated(atoms, rotation)
-    moved.calc = StackedCalculator(make_stack().parts)
-    assert_invariant(atoms, moved, rotation=rotation)
+ORTHOGONAL = {
+    "rotation": Rotation.random(random_state=7).as_matrix(),
+    "reflection": np.diag([1.0, -1.0, 1.0]),
+}
 
 
+@pytest.mark.parametrize("transform", sorted(ORTHOGONAL))
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-def test_reflection_invariance(name):
+def test_rotation_and_reflection_invariance(name, transform):
     atoms = STRUCTURES[name]()
-    mirror = np.diag([1.0, -1.0, 1.0])
+    matrix = ORTHOGONAL[transform]
     atoms.calc = StackedCalculator(make_stack().parts)
-    moved = _rotated(atoms, mirror)
+    moved = _rotated(atoms, matrix)
     moved.calc = StackedCalculator(make_stack().parts)
-    assert_invariant(atoms, moved, rotation=mirror)
+    assert_invariant(atoms, moved, rotation=matrix)
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
