@@ -1,14 +1,16 @@
 """Checkpoints: a JSON config plus safetensors weights. Loading never unpickles code.
 
-``save_model(model, "run/student")`` writes ``run/student.safetensors`` and then
-``run/student.json``; each file is written to a temporary name and renamed into place, so a
-reader sees either the previous checkpoint or the new one, never half a file. The JSON holds
+``save_model(model, "run/student")`` writes ``run/student.<hash>.safetensors`` and then
+``run/student.json``, which names the weights file; each is written to a temporary name and
+renamed into place, and the previous weights file is removed only after the new JSON is in
+place. A reader sees the previous checkpoint or the new one, never a mixture. The JSON holds
 the format version, the model's constructor arguments (nested for a :class:`~mlff.Stack`)
 and free-form metadata.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -91,18 +93,31 @@ def save_model(model: SiteModel, path: str | os.PathLike, metadata: dict[str, An
     if base.suffix in (".json", ".safetensors"):
         base = base.with_suffix("")
     weights = {k: v.detach().to("cpu", torch.float64).contiguous() for k, v in model.state_dict().items()}
+    digest = hashlib.sha256(b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(weights.items()))).hexdigest()[:12]
+    weights_name = f"{base.name}.{digest}.safetensors"
     document = {
         "format": "mlff-checkpoint",
         "format_version": FORMAT_VERSION,
         "model": model_config(model),
-        "weights": base.with_suffix(".safetensors").name,
+        "weights": weights_name,
         "metadata": metadata or {},
     }
     text = json.dumps(document, indent=2, sort_keys=True)
     json.loads(text)  # refuse metadata that does not round-trip before touching the disk
-    _atomic_write(base.with_suffix(".safetensors"), lambda tmp: save_file(weights, tmp))
-    _atomic_write(base.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
-    return base.with_suffix(".json")
+    json_path = base.with_suffix(".json")
+    previous = None
+    if json_path.is_file():
+        try:
+            previous = json.loads(json_path.read_text()).get("weights")
+        except (json.JSONDecodeError, AttributeError):
+            previous = None
+    # Weights under a content-addressed name first, the JSON that points at them last: a crash
+    # in between leaves the previous checkpoint whole.
+    _atomic_write(base.parent / weights_name, lambda tmp: save_file(weights, tmp))
+    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
+    if previous and previous != weights_name and (base.parent / previous).is_file():
+        (base.parent / previous).unlink()
+    return json_path
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -135,6 +150,9 @@ def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
     weights_path = json_path.parent / document["weights"]
     if not weights_path.is_file():
         raise FileNotFoundError(f"checkpoint {json_path} names weights {weights_path}, which do not exist")
-    state = load_file(str(weights_path))
-    model.load_state_dict(state, strict=True)
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict(state, strict=True)
+    except Exception as err:  # safetensors and torch raise their own types
+        raise ValueError(f"weights {weights_path} do not fit the model in {json_path}: {err}") from None
     return model.eval(), document.get("metadata", {})

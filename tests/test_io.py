@@ -12,7 +12,7 @@ from mlff.io import resolve_checkpoint
 def test_round_trip_gives_bit_identical_predictions(tmp_path):
     stack = make_stack()
     path = save_model(stack, tmp_path / "run" / "student", metadata={"teacher": "emt", "errors": {"forces": 1.5}})
-    assert path.name == "student.json" and (tmp_path / "run" / "student.safetensors").is_file()
+    assert path.name == "student.json" and len(list((tmp_path / "run").glob("student.*.safetensors"))) == 1
     loaded, metadata = load_model(tmp_path / "run")
     assert metadata == {"teacher": "emt", "errors": {"forces": 1.5}}
     for name in STRUCTURES:
@@ -38,7 +38,9 @@ def test_overwrite_is_atomic_and_leaves_no_temporary_files(tmp_path):
     save_model(stack, tmp_path / "student")
     stack.set_linear_parameters(torch.zeros(stack.length_basis(), dtype=torch.float64))
     save_model(stack, tmp_path / "student")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.json", "student.safetensors"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and "student.json" in names
+    assert [n for n in names if n.endswith(".safetensors")][0].startswith("student.")
     loaded, _ = load_model(tmp_path / "student.json")
     assert not loaded.get_linear_parameters().any()
 
@@ -53,9 +55,34 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="not an mlff checkpoint"):
         load_model(tmp_path / "other.json")
     path = save_model(make_stack(), tmp_path / "student")
-    (tmp_path / "student.safetensors").unlink()
+    weights = next(tmp_path.glob("student.*.safetensors"))
+    weights.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="do not fit the model"):
+        load_model(path)
+    weights.unlink()
     with pytest.raises(FileNotFoundError, match="do not exist"):
         load_model(path)
     with pytest.raises(TypeError, match="metadata|serializable"):
         save_model(make_stack(), tmp_path / "x", metadata={"bad": object()})
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_crash_between_weights_and_json_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    import mlff.io
+
+    stack = make_stack()
+    save_model(stack, tmp_path / "student")
+    before = load_model(tmp_path)[0].get_linear_parameters()
+    real = mlff.io._atomic_write
+
+    def die_on_json(path, write):
+        if path.suffix == ".json":
+            raise KeyboardInterrupt("killed between the two writes")
+        real(path, write)
+
+    monkeypatch.setattr(mlff.io, "_atomic_write", die_on_json)
+    stack.set_linear_parameters(torch.zeros(stack.length_basis(), dtype=torch.float64))
+    with pytest.raises(KeyboardInterrupt):
+        save_model(stack, tmp_path / "student")
+    monkeypatch.setattr(mlff.io, "_atomic_write", real)
+    assert torch.equal(load_model(tmp_path)[0].get_linear_parameters(), before)

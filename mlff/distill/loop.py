@@ -7,6 +7,7 @@ plots. Rerunning with the same directory resumes from the store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -28,7 +29,9 @@ from mlff.io import save_model
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.stack import Stack
 
-__all__ = ["DistillConfig", "distill", "build_student"]
+__all__ = ["DistillConfig", "distill", "build_student", "GENERATORS"]
+
+GENERATORS = {"rattle": rattled, "strain": strained, "vacancy": vacancies, "surface": surfaces}
 
 
 @dataclass
@@ -49,6 +52,7 @@ class DistillConfig:
     rounds: int = 8
     per_round: int = 32
     patience: int = 2
+    round_candidates: dict = field(default_factory=lambda: {"strain": 24, "vacancy": 8})
     md_temperatures: list = field(default_factory=lambda: [300.0, 600.0, 900.0, 1200.0, 1500.0])
     md_steps: int = 400
     md_interval: int = 20
@@ -75,12 +79,19 @@ class DistillConfig:
         return config
 
     def validate(self) -> None:
+        minimum = {"committee_size": 2, "rounds": 0}
         for name in ("budget", "rounds", "per_round", "target_atoms", "md_steps", "md_interval", "committee_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (2 if name == "committee_size" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or value < minimum.get(name, 1):
+                raise ValueError(f"{name} must be an integer >= {minimum.get(name, 1)}, got {value!r}")
         if self.timestep <= 0 or self.cutoff <= 0:
             raise ValueError(f"timestep and cutoff must be positive, got {self.timestep} and {self.cutoff}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        for name in ("initial", "validation", "round_candidates"):
+            unknown = sorted(set(getattr(self, name)) - set(GENERATORS))
+            if unknown:
+                raise ValueError(f"unknown generator(s) {', '.join(unknown)} in {name}; known: {', '.join(GENERATORS)}")
 
 
 def build_student(elements, e0: Mapping[str, float], config: DistillConfig) -> Stack:
@@ -114,32 +125,34 @@ def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int
 
 
 def _initial_candidates(seed_atoms: Atoms, config: DistillConfig) -> list[tuple[Atoms, str, dict]]:
-    gens = {"rattle": rattled, "strain": strained, "vacancy": vacancies, "surface": surfaces}
     out = []
     for k, (name, count) in enumerate(config.initial.items()):
-        if name not in gens:
-            raise ValueError(f"unknown generator {name!r} in initial; known: {', '.join(gens)}")
-        out.extend(gens[name](seed_atoms, int(count), seed=config.seed * 1000 + k))
+        out.extend(GENERATORS[name](seed_atoms, int(count), seed=config.seed * 1000 + k))
     return out
 
 
-def _validation_set(seed_atoms: Atoms, teacher, store_path: Path, config: DistillConfig) -> list[Atoms]:
+def _validation_set(seed_atoms: Atoms, teacher, name: str, out: Path, config: DistillConfig) -> list[Atoms]:
     """Held-out configurations labelled by the teacher: teacher MD frames, vacancies, strains.
 
-    Kept in their own store (``validation.db``) so a rerun reuses them.
+    Kept in ``validation.db`` under a key that includes a hash of the settings that define the
+    set, and marked complete only once every structure is labelled, so a killed run finishes
+    it on rerun and changed settings get a fresh set.
     """
-    store = LabelStore(store_path, teacher=teacher_name(config.teacher) + ":validation")
-    if len(store) == 0:
+    recipe = {k: getattr(config, k) for k in ("structure", "target_atoms", "seed", "timestep", "validation",
+                                              "validation_md", "validation_md_steps")}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    store = LabelStore(out / "validation.db", teacher=f"{name}:validation:{key}")
+    marker = out / f"validation-{key}.complete"
+    if not marker.exists():
         candidates = []
         for k, (temperature, count) in enumerate(config.validation_md.items()):
             interval = max(1, config.validation_md_steps // max(1, int(count)))
-            frames = _md_frames(seed_atoms, teacher, float(temperature), interval * int(count), interval,
-                                config.timestep, config.seed + 7919 + k, f"md_{temperature}K")
-            candidates.extend(frames)
-        gens = {"vacancy": vacancies, "strain": strained, "rattle": rattled, "surface": surfaces}
-        for k, (name, count) in enumerate(config.validation.items()):
-            candidates.extend(gens[name](seed_atoms, int(count), seed=config.seed * 1000 + 500 + k))
+            candidates.extend(_md_frames(seed_atoms, teacher, float(temperature), interval * int(count), interval,
+                                         config.timestep, config.seed + 7919 + k, f"md_{temperature}K"))
+        for k, (gen, count) in enumerate(config.validation.items()):
+            candidates.extend(GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 500 + k))
         store.label(candidates, teacher)
+        marker.write_text(json.dumps(recipe, indent=2, default=str))
     return store.configurations()
 
 
@@ -167,15 +180,16 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    teacher = get_teacher(teacher if teacher is not None else config.teacher, device=config.device)
+    requested = teacher if teacher is not None else config.teacher  # a name or a calculator
+    teacher = get_teacher(requested, device=config.device)
     seed_atoms = supercell(seed_structure(config.structure), config.target_atoms)
     elements = sorted(set(seed_atoms.get_chemical_symbols()))
     check_teacher_elements(teacher, elements)
-    name = teacher_name(config.teacher)
+    name = teacher_name(requested)  # the store key: labels of different teachers never mix
     store = LabelStore(out / "labels.db", teacher=name)
     log(f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), store {len(store)} labels")
 
-    validation = _validation_set(seed_atoms, teacher, out / "validation.db", config)
+    validation = _validation_set(seed_atoms, teacher, name, out, config)
     calls = store.label(_initial_candidates(seed_atoms, config), teacher, progress=progress,
                         budget=max(0, config.budget - len(store)))
     curve, best, stale, result = [], np.inf, 0, None
@@ -190,7 +204,7 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
                       "stress_rmse": test.rows["all"].get("stress", {}).get("rmse")})
         log(f"round {round_index}: {len(store)} labels, validation E {test.rmse('energy'):.2f} meV/atom, "
             f"F {test.rmse('forces'):.1f} meV/Å")
-        save_model(student, out / "student", metadata=_metadata(config, elements, result, len(store)))
+        save_model(student, out / "student", metadata=_metadata(name, config, elements, result, len(store)))
         score = test.rmse("forces")
         if score < best * 0.98:
             best, stale = score, 0
@@ -206,16 +220,19 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
         vac = next(vacancies(seed_atoms, 1, seed=config.seed + round_index))[0]
         candidates.extend(_md_frames(vac, calc, float(max(config.md_temperatures)), config.md_steps, config.md_interval,
                                      config.timestep, config.seed * 100 + round_index * 10 + 9, "md_vacancy"))
+        # Fresh generator structures compete with the MD frames for the committee's attention.
+        for k, (gen, count) in enumerate(config.round_candidates.items()):
+            candidates.extend(GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 100 * (round_index + 1) + k))
         n_new = min(config.per_round, config.budget - len(store))
         picked = select_by_committee(candidates, calc, n_new)
         calls += store.label([c for c, _ in picked], teacher, progress=progress)
-    report = _report(config, elements, result, curve, teacher, seed_atoms, out, calls)
+    report = _report(name, config, elements, result, curve, teacher, out, calls, validation)
     return report
 
 
-def _metadata(config: DistillConfig, elements, result, n_labels: int) -> dict:
+def _metadata(name: str, config: DistillConfig, elements, result, n_labels: int) -> dict:
     return {
-        "teacher": teacher_name(config.teacher),
+        "teacher": name,
         "structure": config.structure,
         "elements": list(elements),
         "labels": n_labels,
@@ -224,7 +241,7 @@ def _metadata(config: DistillConfig, elements, result, n_labels: int) -> dict:
     }
 
 
-def _report(config, elements, result, curve, teacher, seed_atoms, out: Path, calls: int) -> dict:
+def _report(name, config, elements, result, curve, teacher, out: Path, calls: int, validation) -> dict:
     from mlff.calculators import SiteCalculator
     from mlff.distill.report import write_report
 
@@ -232,7 +249,7 @@ def _report(config, elements, result, curve, teacher, seed_atoms, out: Path, cal
     student_step = _time_per_step(SiteCalculator(result.model), timing_cell, max(3, config.timing_steps * 4))
     teacher_step = _time_per_step(teacher, timing_cell, config.timing_steps)
     report = {
-        "teacher": teacher_name(config.teacher),
+        "teacher": name,
         "structure": config.structure,
         "elements": list(elements),
         "labels": curve[-1]["teacher_calls"] if curve else 0,
@@ -248,5 +265,5 @@ def _report(config, elements, result, curve, teacher, seed_atoms, out: Path, cal
         },
         "config": asdict(config),
     }
-    write_report(report, result, out)
+    write_report(report, result, out, validation)
     return report

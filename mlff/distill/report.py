@@ -76,12 +76,8 @@ def _plots(report: dict, result, validation, out: Path) -> list[str]:
     return names
 
 
-def write_report(report: dict, result, out: Path, validation=None) -> None:
-    """Write report.json, report.md and the PNG plots into ``out``."""
-    from mlff.distill.store import LabelStore
-
-    if validation is None:
-        validation = LabelStore(out / "validation.db", teacher=report["teacher"] + ":validation").configurations()
+def write_report(report: dict, result, out: Path, validation) -> None:
+    """Write report.json, report.md and the PNG plots (parity on ``validation``) into ``out``."""
     images = _plots(report, result, validation, out) if validation else []
     _atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, default=str)))
     speed = report["speed"]

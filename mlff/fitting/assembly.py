@@ -269,7 +269,10 @@ def assemble(
     configs = []
     for index, atoms in enumerate(dataset):
         _check_elements(atoms, model, index)
-        configs.append((index, atoms, read_labels(atoms, index)))
+        labels = read_labels(atoms, index)
+        bare = atoms.copy()  # labels are read: workers need no (possibly unpicklable) calculator
+        bare.calc = None
+        configs.append((index, bare, labels))
     if not configs:
         raise ValueError("the dataset is empty; give at least one labelled configuration")
     if int(n_workers) < 0:

@@ -35,6 +35,12 @@ ace = {"n_max" = 6, "max_degree" = {"1" = 6, "2" = 9, "3" = 9}}
 """
 
 
+def _small() -> dict:
+    import tomllib
+
+    return tomllib.loads(CONFIG)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("emt-run")
@@ -45,8 +51,9 @@ def run_dir(tmp_path_factory):
 
 
 def test_run_writes_checkpoint_store_and_report(run_dir):
-    for name in ("student.json", "student.safetensors", "labels.db", "report.json", "report.md", "parity.png", "learning_curve.png"):
+    for name in ("student.json", "labels.db", "validation.db", "report.json", "report.md", "parity.png", "learning_curve.png"):
         assert (run_dir / name).is_file(), name
+    assert len(list(run_dir.glob("student.*.safetensors"))) == 1
     report = json.loads((run_dir / "report.json").read_text())
     assert report["teacher"] == "emt" and report["labels"] <= 90
     assert len(report["learning_curve"]) >= 2
@@ -89,12 +96,33 @@ def test_distilled_calculator_drives_ase_md(run_dir, monkeypatch):
         DistilledCalculator(model="nope")
 
 
+def test_calculator_teacher_is_stored_under_its_own_name(tmp_path):
+    from ase.calculators.emt import EMT
+
+    from mlff.distill.loop import DistillConfig, distill
+
+    class MyEMT(EMT):
+        pass
+
+    config = DistillConfig.from_mapping({**_small(), "out": str(tmp_path), "budget": 40, "rounds": 0})
+    report = distill(config, teacher=MyEMT(), progress=False, log=lambda *a: None)
+    assert report["teacher"] == "MyEMT"
+    assert len(LabelStore(tmp_path / "labels.db", teacher="MyEMT")) > 0
+    assert len(LabelStore(tmp_path / "labels.db", teacher="emt")) == 0
+
+
 def test_bad_settings_are_refused(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('teacher = "emt"\nbudgett = 10\n')
     done = subprocess.run([sys.executable, "-m", "mlff.cli", "distill", "--config", str(config), "--out", str(tmp_path)],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "unknown setting(s) budgett" in done.stderr
+    from mlff.distill.loop import DistillConfig
+
+    with pytest.raises(ValueError, match="unknown generator\\(s\\) vacancies in validation"):
+        DistillConfig.from_mapping({"validation": {"vacancies": 2}})
+    with pytest.raises(ValueError, match="patience"):
+        DistillConfig.from_mapping({"patience": 0})
     with pytest.raises(ValueError, match="cannot do element"):
         from mlff.distill.loop import DistillConfig, distill
 
