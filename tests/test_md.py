@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 from ase import units
 from ase.build import bulk
 from ase.md.velocitydistribution import Stationary

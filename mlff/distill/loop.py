@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
-from mlff.thermal import thermalize
 
 from mlff.distill.sampling import rattled, seed_structure, strained, supercell, surfaces, vacancies
 from mlff.distill.selection import select_by_committee
 from mlff.distill.store import LabelStore
 from mlff.distill.teachers import check_teacher_elements, get_teacher, teacher_name
-from mlff.fitting import BLR, ErrorTable, Weights, estimate_e0, evaluate_errors, fit
+from mlff.fitting import BLR, Weights, estimate_e0, fit
 from mlff.io import save_model
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.stack import Stack
+from mlff.thermal import thermalize
 
 __all__ = ["DistillConfig", "distill", "build_student", "GENERATORS"]
 

@@ -94,6 +94,3 @@ def fit(
     if test is not None:
         errors["test"] = evaluate_errors(calc, test)
     return FitResult(model=model, solution=solution, errors=errors, n_rows=problem.n_rows)
-
-
-

@@ -5,7 +5,6 @@ import pytest
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 
-from emt_data import label
 from mlff import ACEModel, OneBody, PairModel, SiteCalculator, Stack
 from mlff.fitting import BLR, QR, ErrorTable, estimate_e0, fit
 
