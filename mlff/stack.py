@@ -45,7 +45,7 @@ class Stack(LinearSiteModel):
             part.species(graph)
 
     def site_energies(self, graph: Graph) -> torch.Tensor:
-        self._check(graph)
+        # Each part checks elements, dtype and device itself: no second pass on the MD hot path.
         total = None
         for part in self.parts:
             e = part.site_energies(graph.restrict(part.cutoff))
