@@ -74,6 +74,15 @@ def _prior(prior, problem) -> np.ndarray:
     return prior * scale
 
 
+def _scaled_rows(problem, prior, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted rows with Γ-scaled columns, (W A Γ⁻¹, W y, Γ), for solvers that need the rows."""
+    if isinstance(problem, NormalEquations):
+        raise TypeError(f"{name} needs the rows; assemble without normal_equations or use QR/BLR")
+    gamma = _prior(prior, problem)
+    A, y = _weighted(problem)
+    return A / gamma, y, gamma
+
+
 def _finite(theta: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(theta)):
         warnings.warn(f"{name}: the solution was not finite; returning zeros", LinAlgWarning, stacklevel=3)
@@ -134,11 +143,7 @@ class RRQR:
     rtol: float = 1e-12
 
     def solve(self, problem, prior=None) -> Solution:
-        if isinstance(problem, NormalEquations):
-            raise TypeError("RRQR needs the rows; assemble without normal_equations or use QR/BLR")
-        gamma = _prior(prior, problem)
-        A, y = _weighted(problem)
-        A = A / gamma
+        A, y, gamma = _scaled_rows(problem, prior, "RRQR")
         q, r, piv = scipy.linalg.qr(A, mode="economic", pivoting=True)
         diag = np.abs(np.diag(r))
         rank = int(np.sum(diag > self.rtol * diag[0])) if diag.size and diag[0] > 0 else 0
@@ -157,11 +162,8 @@ class TruncatedSVD:
     rtol: float = 1e-10
 
     def solve(self, problem, prior=None) -> Solution:
-        if isinstance(problem, NormalEquations):
-            raise TypeError("TruncatedSVD needs the rows; assemble without normal_equations or use QR/BLR")
-        gamma = _prior(prior, problem)
-        A, y = _weighted(problem)
-        u, s, vt = scipy.linalg.svd(A / gamma, full_matrices=False)
+        A, y, gamma = _scaled_rows(problem, prior, "TruncatedSVD")
+        u, s, vt = scipy.linalg.svd(A, full_matrices=False)
         keep = s > self.rtol * (s[0] if s.size else 0.0)
         z = vt[keep].T @ ((u[:, keep].T @ y) / s[keep])
         return Solution(_finite(z / gamma, "TruncatedSVD"), info={"rank": int(keep.sum())})
