@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,10 @@ from mlff.protocol import LinearSiteModel, SiteModel, forces_from_edge_grads, st
 from mlff.stack import Stack
 
 __all__ = ["SiteCalculator", "StackedCalculator"]
+
+
+def _no_timer(name: str) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext()
 
 
 class SiteCalculator(Calculator):
@@ -31,6 +36,11 @@ class SiteCalculator(Calculator):
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
+
+    #: Optional profiling hook: ``stage_timer(name)`` returns a context manager entered around
+    #: each stage of :meth:`calculate`: ``"graph"``, ``"forward"``, ``"backward"``, ``"convert"``.
+    #: ``None`` (the default) costs nothing. Used by :mod:`mlff.md.profile`.
+    stage_timer: Callable[[str], contextlib.AbstractContextManager] | None = None
 
     def __init__(
         self,
@@ -78,32 +88,37 @@ class SiteCalculator(Calculator):
         if {"energy_std", "forces_std"} & set(properties):
             self._committee_results(atoms)
         need_grads = want_stress or "forces" in properties
-        graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
+        stage = self.stage_timer or _no_timer
+        with stage("graph"):
+            graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
         if need_grads:
             graph = graph.differentiable()
             with torch.enable_grad():
-                site = self.model.site_energies(graph)
-                energy = site.sum()
-                grads = (
-                    torch.autograd.grad(energy, graph.vectors)[0]
-                    if energy.requires_grad
-                    else torch.zeros_like(graph.vectors)
-                )
+                with stage("forward"):
+                    site = self.model.site_energies(graph)
+                    energy = site.sum()
+                with stage("backward"):
+                    grads = (
+                        torch.autograd.grad(energy, graph.vectors)[0]
+                        if energy.requires_grad
+                        else torch.zeros_like(graph.vectors)
+                    )
         else:
-            with torch.inference_mode():
+            with torch.inference_mode(), stage("forward"):
                 site = self.model.site_energies(graph)
                 energy = site.sum()
-        e = float(energy.detach())
-        self.results["energy"] = e
-        self.results["free_energy"] = e
-        self.results["energies"] = site.detach().cpu().numpy().astype(np.float64)
-        if need_grads:
-            grads = grads.detach()
-            self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64)
-            if want_stress:
-                virial = virial_from_edge_grads(grads, graph)
-                stress = stress_from_virial(virial, graph.volume())
-                self.results["stress"] = stress.cpu().numpy().astype(np.float64)
+        with stage("convert"):
+            e = float(energy.detach())
+            self.results["energy"] = e
+            self.results["free_energy"] = e
+            self.results["energies"] = site.detach().cpu().numpy().astype(np.float64)
+            if need_grads:
+                grads = grads.detach()
+                self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64)
+                if want_stress:
+                    virial = virial_from_edge_grads(grads, graph)
+                    stress = stress_from_virial(virial, graph.volume())
+                    self.results["stress"] = stress.cpu().numpy().astype(np.float64)
 
 
     def _committee_results(self, atoms) -> None:
