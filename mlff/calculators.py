@@ -38,7 +38,8 @@ class SiteCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
 
     #: Optional profiling hook: ``stage_timer(name)`` returns a context manager entered around
-    #: each stage of :meth:`calculate`: ``"graph"``, ``"forward"``, ``"backward"``, ``"convert"``.
+    #: each stage of :meth:`calculate`: ``"graph"``, ``"forward"`` (energies and, when asked,
+    #: their edge gradients in one pass), ``"convert"``.
     #: ``None`` (the default) costs nothing. Used by :mod:`mlff.md.profile`.
     stage_timer: Callable[[str], contextlib.AbstractContextManager] | None = None
 
@@ -92,17 +93,11 @@ class SiteCalculator(Calculator):
         with stage("graph"):
             graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
         if need_grads:
-            graph = graph.differentiable()
-            with torch.enable_grad():
-                with stage("forward"):
-                    site = self.model.site_energies(graph)
-                    energy = site.sum()
-                with stage("backward"):
-                    grads = (
-                        torch.autograd.grad(energy, graph.vectors)[0]
-                        if energy.requires_grad
-                        else torch.zeros_like(graph.vectors)
-                    )
+            # Models give E_i and ∂E/∂r_e together (closed forms where they have them), so
+            # there is no separate backward stage.
+            with torch.no_grad(), stage("forward"):  # not inference_mode: generic models need autograd
+                site, grads = self.model.site_energies_and_grads(graph)
+                energy = site.sum()
         else:
             with torch.inference_mode(), stage("forward"):
                 site = self.model.site_energies(graph)

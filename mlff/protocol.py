@@ -120,15 +120,24 @@ class SiteModel(nn.Module):
         """Total energy, eV (0-dim)."""
         return self.site_energies(graph).sum()
 
-    def site_grads(self, graph: Graph) -> torch.Tensor:
-        """``∂E/∂r_ij`` (n_edges, 3), eV/Å, by one autograd pass."""
+    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site energies (n_atoms,) eV and ``g = ∂E/∂r_ij`` (n_edges, 3) eV/Å.
+
+        This is what calculators call. The generic version takes one autograd pass; models
+        override it with closed forms that build no autograd graph.
+        """
         g = graph.differentiable()
         with torch.enable_grad():
-            energy = self.site_energies(g).sum()
+            site = self.site_energies(g)
+            energy = site.sum()
             if not energy.requires_grad:  # a model with no edge dependence
-                return torch.zeros_like(g.vectors)
+                return site.detach(), torch.zeros_like(g.vectors)
             (grads,) = torch.autograd.grad(energy, g.vectors)
-        return grads
+        return site.detach(), grads
+
+    def site_grads(self, graph: Graph) -> torch.Tensor:
+        """``∂E/∂r_ij`` (n_edges, 3), eV/Å, by one autograd pass (the reference for closed forms)."""
+        return SiteModel.site_energies_and_grads(self, graph)[1]
 
 
 class LinearSiteModel(SiteModel):

@@ -52,6 +52,18 @@ class Stack(LinearSiteModel):
             total = e if total is None else total + e
         return total
 
+    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        total, grads = None, torch.zeros_like(graph.vectors)
+        for part in self.parts:
+            sub = graph.restrict(part.cutoff)
+            e, g = part.site_energies_and_grads(sub)
+            total = e if total is None else total + e
+            if sub is graph:
+                grads = grads + g
+            elif sub.n_edges:
+                grads = grads.index_add(0, sub.parent_edges, g)
+        return total, grads
+
     def site_basis(self, graph: Graph) -> torch.Tensor:
         self._check(graph)
         cols = [m.site_basis(graph.restrict(m.cutoff)) for m in self.linear_parts]

@@ -10,7 +10,7 @@ from mlff.graph import Graph
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
 from mlff.models.ace_jacobian import InvariantGradients
 from mlff.models.ace_product import InvariantProducts
-from mlff.models.harmonics import spherical_harmonics, spherical_harmonics_with_gradients
+from mlff.models.harmonics import harmonic_gradient_dot, spherical_harmonics, spherical_harmonics_with_gradients
 from mlff.models.radial import edge_derivatives
 from mlff.models.radial import RadialBasis, check_r0
 from mlff.protocol import BlockReadout, ReadoutModel
@@ -77,24 +77,66 @@ class ACEModel(ReadoutModel):
         """Functions per element block."""
         return len(self.basis_spec)
 
+    def _padded(self, graph: Graph, species: torch.Tensor, values: list[torch.Tensor], channel: bool):
+        """Scatter per-edge values (n_edges, k) into the per-atom layout (N, width, k); with
+        ``channel`` into (N, width, n_elements·k), the neighbour's element picking the block."""
+        slots, width = graph.neighbor_slots()
+        n_atoms = graph.n_atoms
+        out = []
+        for v in values:
+            if channel:
+                sj = species[graph.neighbors]
+                p = v.new_zeros(n_atoms, width, self.n_elements, v.shape[1])
+                out.append(p.index_put((graph.centers, slots, sj), v).reshape(n_atoms, width, self.n_elements * v.shape[1]))
+            else:
+                out.append(v.new_zeros(n_atoms, width, v.shape[1]).index_put((graph.centers, slots), v))
+        return out
+
+    @staticmethod
+    def _split_l(a: torch.Tensor, l_max: int) -> list[torch.Tensor]:
+        """(N, C, n_lm) → per l (C, N, 2l+1)."""
+        a = a.permute(1, 0, 2)
+        return [a[:, :, l * l : (l + 1) * (l + 1)].contiguous() for l in range(l_max + 1)]
+
     def atomic_basis(self, graph: Graph, species: torch.Tensor) -> list[torch.Tensor]:
         """A per l: a list of (n_elements·n_max, n_atoms, 2l+1) tensors.
 
         ``A_{(z,n), i, lm} = Σ_{j: z_j = z} R_n(r_ij) Y_lm(r̂_ij)``, summed as one batched
         matrix product over a padded neighbour layout.
         """
-        n_atoms, n_lm = graph.n_atoms, (self.l_max + 1) ** 2
         si, sj = species[graph.centers], species[graph.neighbors]
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial = self.radial(r, si, sj)  # (n_edges, n_max)
         ylm = spherical_harmonics(graph.vectors, self.l_max)  # (n_edges, n_lm)
-        slots, width = graph.neighbor_slots()
-        padded_r = radial.new_zeros(n_atoms, width, self.n_elements, self.n_max)
-        padded_r = padded_r.index_put((graph.centers, slots, sj), radial)
-        padded_y = ylm.new_zeros(n_atoms, width, n_lm).index_put((graph.centers, slots), ylm)
-        a = padded_r.reshape(n_atoms, width, self.n_elements * self.n_max).transpose(1, 2) @ padded_y  # (N, C, n_lm)
-        a = a.permute(1, 0, 2)  # (C, N, n_lm)
-        return [a[:, :, l * l : (l + 1) * (l + 1)].contiguous() for l in range(self.l_max + 1)]
+        padded_r, = self._padded(graph, species, [radial], channel=True)
+        padded_y, = self._padded(graph, species, [ylm], channel=False)
+        return self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)  # from (N, C, n_lm)
+
+    @torch.no_grad()
+    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) in closed form, without autograd.
+
+        The adjoint H = ∂E/∂A (N, C, n_lm) comes from :meth:`InvariantProducts.energy_and_adjoint`.
+        With φ_{n,lm}(r) = R_n(r) Y_lm(r̂): ∂E/∂r_e = r̂ Σ_n R'_n Σ_lm H Y_lm + Σ_lm (Σ_n H R_n) ∇Y_lm,
+        both contractions batched per atom on the padded layout.
+        """
+        species = self.species(graph)
+        if graph.n_edges == 0:
+            energy = self.readout.energies(self.products(self.atomic_basis(graph, species)), species)
+            return energy, torch.zeros_like(graph.vectors)
+        si, sj = species[graph.centers], species[graph.neighbors]
+        r = torch.linalg.vector_norm(graph.vectors, dim=1)
+        radial, d_radial = self.radial.with_derivative(r, si, sj)  # (n_edges, n_max)
+        ylm = spherical_harmonics(graph.vectors, self.l_max)  # (n_edges, n_lm)
+        padded_r, padded_dr = self._padded(graph, species, [radial, d_radial], channel=True)  # (N, W, C)
+        padded_y, = self._padded(graph, species, [ylm], channel=False)  # (N, W, n_lm)
+        a_by_l = self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)
+        energy, adjoint = self.products.energy_and_adjoint(a_by_l, self.readout.weight, species)
+        h = torch.cat(adjoint, dim=-1).permute(1, 0, 2)  # (N, C, n_lm)
+        slots, _ = graph.neighbor_slots()
+        along = ((padded_y @ h.transpose(1, 2)) * padded_dr).sum(-1)[graph.centers, slots]  # (n_edges,)
+        angular = (padded_r @ h)[graph.centers, slots]  # (n_edges, n_lm): Σ_n H R_n
+        return energy, along[:, None] * (graph.vectors / r[:, None]) + harmonic_gradient_dot(graph.vectors, r, ylm, angular, self.l_max)
 
     def features(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """(B (n_atoms, n_basis), species (n_atoms,))."""

@@ -11,6 +11,11 @@ that uses it, and all work is batched per (l1, l2) type and per L, so the cost i
 large tensor operations instead of one small operation per function.
 
 Layouts: A per l is (channels, n_atoms, 2l+1); objects per L are (n_objects, n_atoms, 2L+1).
+
+For MD, :meth:`InvariantProducts.energy_and_adjoint` folds the readout θ into one symmetric
+matrix per L, ``M_L[a, b] = Σ_{k=(a,b)} θ_k + (a↔b)``, so the site energy is
+``E_i = ½ Σ_L O_L·(M_L O_L)`` and its adjoint ``∂E/∂O_L = M_L O_L`` is one matrix product per L;
+the coupled pairs then pull the adjoint back to A in closed form. No autograd graph is built.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class InvariantProducts(nn.Module):
                     raise RuntimeError(f"coupling ({l1} {l2}) is not diagonal")
                 w = torch.diagonal(square).clone()
             self.register_buffer(f"_w_{t}", w, persistent=False)
+            if l1 and l2:  # the transposed coupling (Σq, d1·d2), for the adjoint
+                self.register_buffer(f"_wt_{t}", w.T.contiguous(), persistent=False)
             self.pair_types.append((l1, l2, ls))
         type_index = {key: t for t, key in enumerate(sorted(pairs))}
 
@@ -123,10 +130,28 @@ class InvariantProducts(nn.Module):
             rows = torch.tensor(by_L[L], dtype=torch.long)
             self.register_buffer(f"_fa_{L}", rows[:, 1].contiguous(), persistent=False)
             self.register_buffer(f"_fb_{L}", rows[:, 2].contiguous(), persistent=False)
+            self.register_buffer(f"_fk_{L}", rows[:, 0].contiguous(), persistent=False)
             order.extend(rows[:, 0].tolist())
+        # Object pool sizes and, per pair type, where its blocks sit in each pool.
+        self.pool_size = {L: sum(self._item_size(item) for item in layout) for L, layout in self.pool_layout.items()}
+        self.pair_offsets: dict[int, list[tuple[int, int]]] = defaultdict(list)  # type → [(L, start)]
+        for L, layout in self.pool_layout.items():
+            pos = 0
+            for item in layout:
+                if item[0] == "T":
+                    self.pair_offsets[item[1]].append((L, pos))
+                pos += self._item_size(item)
+        self._folded: tuple | None = None
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
         self.register_buffer("_to_spec_order", inverse, persistent=False)
+
+    def _item_size(self, item) -> int:
+        if item[0] == "A":
+            return self.n_channels
+        if item[0] == "1":
+            return 1
+        return getattr(self, f"_pc1_{item[1]}").numel()
 
     @staticmethod
     def _max_L(plans) -> int:
@@ -170,3 +195,111 @@ class InvariantProducts(nn.Module):
             columns.append((fa * fb).sum(-1))  # (K_L, N)
         b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order)  # (n_basis, N)
         return b.transpose(0, 1)
+
+    def _fold(self, theta: torch.Tensor) -> dict[int, torch.Tensor]:
+        """θ (n_species, n_basis) → per L, ``M_L`` (n_species, n_obj, n_obj), symmetric.
+
+        Cached on θ's identity and version, so MD pays for it once.
+        """
+        key = (theta.data_ptr(), theta._version, theta.dtype, theta.device, tuple(theta.shape))
+        if self._folded is not None and self._folded[0] == key:
+            return self._folded[1]
+        n_species = theta.shape[0]
+        folded = {}
+        for L in self.final_ls:
+            n = self.pool_size[L]
+            flat = getattr(self, f"_fa_{L}") * n + getattr(self, f"_fb_{L}")  # (K_L,)
+            values = theta[:, getattr(self, f"_fk_{L}")]  # (S, K_L)
+            m = theta.new_zeros(n_species, n * n)
+            m.index_add_(1, flat, values)
+            m = m.reshape(n_species, n, n)
+            folded[L] = (m + m.transpose(1, 2)).contiguous()
+        self._folded = (key, folded)
+        return folded
+
+    def energy_and_adjoint(
+        self, a_by_l: list[torch.Tensor], theta: torch.Tensor, species: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Site energies ``E_i = Σ_k θ_{s_i k} B_ik`` (n_atoms,) and ``∂E/∂A`` per l
+        (channels, n_atoms, 2l+1), in closed form.
+
+        Args:
+            a_by_l: A per l, (channels, n_atoms, 2l+1).
+            theta: (n_species, n_basis) readout, columns in ``spec`` order.
+            species: (n_atoms,) species index of each centre.
+        """
+        n_atoms = a_by_l[0].shape[1]
+        n_species = theta.shape[0]
+        folded = self._fold(theta)
+        saved: dict[int, tuple] = {}
+        coupled: dict[int, list[torch.Tensor]] = {}
+        for t, (l1, l2, ls) in enumerate(self.pair_types):
+            x1 = a_by_l[l1].index_select(0, getattr(self, f"_pc1_{t}"))
+            x2 = a_by_l[l2].index_select(0, getattr(self, f"_pc2_{t}"))
+            w = getattr(self, f"_w_{t}")
+            if l1 == 0 or l2 == 0:
+                pair = x1 * x2 * w
+            else:
+                # x1 ⊗ x2 then one contiguous matrix product with W (d1·d2, Σq).
+                outer = (x1.unsqueeze(-1) * x2.unsqueeze(-2)).reshape(-1, w.shape[0])
+                pair = (outer @ w).reshape(x1.shape[0], n_atoms, -1)
+            saved[t] = (x1, x2)
+            coupled[t] = list(torch.split(pair, [2 * L + 1 for L in ls], dim=-1))
+        cursor = {t: 0 for t in coupled}
+        energy = a_by_l[0].new_zeros(n_atoms)
+        adjoint = [torch.zeros_like(a) for a in a_by_l]
+        pair_adjoint: dict[int, list[torch.Tensor]] = defaultdict(list)
+        arange = torch.arange(n_atoms, device=species.device) if n_species > 1 else None
+        for L in sorted(self.pool_layout):
+            pool = []
+            for item in self.pool_layout[L]:
+                if item[0] == "A":
+                    pool.append(a_by_l[L])
+                elif item[0] == "1":
+                    pool.append(a_by_l[0].new_ones(1, n_atoms, 1))
+                else:
+                    t = item[1]
+                    pool.append(coupled[t][cursor[t]])
+                    cursor[t] += 1
+            objects = torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]  # (n_obj, N, d)
+            n_obj, d = objects.shape[0], 2 * L + 1
+            if L in folded:
+                m = folded[L]
+                if n_species == 1:
+                    grad = (m[0] @ objects.reshape(n_obj, -1)).reshape(n_obj, n_atoms, d)
+                else:
+                    every = (m.reshape(-1, n_obj) @ objects.reshape(n_obj, -1)).reshape(n_species, n_obj, n_atoms, d)
+                    grad = every[species, :, arange, :].transpose(0, 1)  # (n_obj, N, d)
+                energy = energy + 0.5 * (objects * grad).sum((0, 2))
+            else:  # objects only used inside higher-L products
+                grad = torch.zeros_like(objects)
+            pos = 0
+            for item in self.pool_layout[L]:
+                size = self._item_size(item)
+                if item[0] == "A":
+                    adjoint[L] = adjoint[L] + grad[pos : pos + size]
+                elif item[0] == "T":
+                    pair_adjoint[item[1]].append(grad[pos : pos + size])
+                pos += size
+        for t, (l1, l2, ls) in enumerate(self.pair_types):
+            g = torch.cat(pair_adjoint[t], dim=-1) if len(ls) > 1 else pair_adjoint[t][0]  # (U, N, Σq)
+            x1, x2 = saved[t]
+            w = getattr(self, f"_w_{t}")
+            if l1 == 0 and l2 == 0:
+                gw = g * w
+                g1, g2 = gw * x2, gw * x1
+            elif l1 == 0:
+                gw = g * w
+                g1, g2 = (gw * x2).sum(-1, keepdim=True), gw * x1
+            elif l2 == 0:
+                gw = g * w
+                g1, g2 = gw * x2, (gw * x1).sum(-1, keepdim=True)
+            else:
+                # y[u i, m1, m2] = Σ_q W[m1 m2 q] g[u, i, q]; then batched mat-vecs with x2 and x1.
+                n_pairs, d1, d2 = x1.shape[0], 2 * l1 + 1, 2 * l2 + 1
+                y = (g.reshape(-1, g.shape[-1]) @ getattr(self, f"_wt_{t}")).reshape(-1, d1, d2)
+                g1 = torch.bmm(y, x2.reshape(-1, d2, 1)).reshape(n_pairs, n_atoms, d1)
+                g2 = torch.bmm(x1.reshape(-1, 1, d1), y).reshape(n_pairs, n_atoms, d2)
+            adjoint[l1] = adjoint[l1].index_add(0, getattr(self, f"_pc1_{t}"), g1)
+            adjoint[l2] = adjoint[l2].index_add(0, getattr(self, f"_pc2_{t}"), g2)
+        return energy, adjoint

@@ -17,7 +17,7 @@ from functools import lru_cache
 import torch
 from e3nn import o3
 
-__all__ = ["spherical_harmonics", "spherical_harmonics_with_gradients"]
+__all__ = ["spherical_harmonics", "spherical_harmonics_with_gradients", "harmonic_gradient_dot"]
 
 
 def spherical_harmonics(vectors: torch.Tensor, l_max: int) -> torch.Tensor:
@@ -60,3 +60,32 @@ def spherical_harmonics_with_gradients(vectors: torch.Tensor, l_max: int) -> tup
         solid = torch.einsum("mxp,np->nmx", kmap, lower)
         grads.append((solid - l * ylm[:, l * l : (l + 1) ** 2, None] * unit[:, None, :]) / r[:, :, None])
     return ylm, torch.cat(grads, dim=1)
+
+
+@lru_cache(maxsize=None)
+def _stacked_gradient_map(l_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All gradient maps as one (n_lm, 3·l_max²) matrix, and l of each (l, m) (n_lm,)."""
+    n_lm, n_low = (l_max + 1) ** 2, l_max**2
+    big = torch.zeros(n_lm, 3, max(n_low, 1), dtype=torch.float64)
+    for l, kmap in enumerate(_gradient_maps(l_max)[1:], start=1):
+        big[l * l : (l + 1) ** 2, :, (l - 1) ** 2 : l * l] = kmap
+    degree = torch.cat([torch.full((2 * l + 1,), float(l), dtype=torch.float64) for l in range(l_max + 1)])
+    return big.reshape(n_lm, -1), degree
+
+
+def harmonic_gradient_dot(
+    vectors: torch.Tensor, r: torch.Tensor, ylm: torch.Tensor, weights: torch.Tensor, l_max: int
+) -> torch.Tensor:
+    """``Σ_lm weights[e, lm] ∂Y_lm(r̂_e)/∂r_e`` (n_edges, 3), 1/Å, without forming ∂Y.
+
+    Args: vectors (n, 3) Å, r (n,) their lengths, ylm (n, n_lm) from :func:`spherical_harmonics`,
+    weights (n, n_lm).
+    """
+    big, degree = _stacked_gradient_map(l_max)
+    big = big.to(dtype=vectors.dtype, device=vectors.device)
+    degree = degree.to(dtype=vectors.dtype, device=vectors.device)
+    n_low = max(l_max**2, 1)
+    lower = (weights @ big).reshape(-1, 3, n_low)  # Σ_m w[lm] K_l[m, x, m']
+    tangential = (lower * ylm[:, None, :n_low]).sum(-1)  # (n, 3)
+    radial = (weights * ylm * degree).sum(-1)  # Σ l w Y
+    return (tangential - radial[:, None] * vectors / r[:, None]) / r[:, None]

@@ -29,8 +29,8 @@ class OneBody(SiteModel):
     def site_energies(self, graph: Graph) -> torch.Tensor:
         return self.e0[self.species(graph)]
 
-    def site_grads(self, graph: Graph) -> torch.Tensor:
-        return torch.zeros_like(graph.vectors)
+    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.site_energies(graph), torch.zeros_like(graph.vectors)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0)}

@@ -72,6 +72,26 @@ class PairModel(ReadoutModel):
             edge_energy = edge_energy + self._repulsion(r, si, sj)
         return self._to_sites(edge_energy, graph)
 
+    @torch.no_grad()
+    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form."""
+        r, si, sj = self._edges(graph)
+        radial, d_radial = self.radial.with_derivative(r, si, sj)
+        pairs = self.pair_index[si, sj]
+        edge_energy = self.readout.energies(radial, pairs)
+        slope = self.readout.energies(d_radial, pairs)  # V'(r), eV/Å
+        if self.repulsion is not None:
+            close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
+            if close.numel():  # rare in MD: the ZBL core is only reached in hard collisions
+                with torch.enable_grad():
+                    rc = r[close].requires_grad_(True)
+                    core = self.repulsion(rc, si[close], sj[close])
+                    (d_core,) = torch.autograd.grad(core.sum(), rc)
+                edge_energy = edge_energy.index_add(0, close, core.detach())
+                slope = slope.index_add(0, close, d_core)
+        grads = (0.5 * slope / r)[:, None] * graph.vectors
+        return self._to_sites(edge_energy, graph), grads
+
     def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """ZBL energies (n_edges,), evaluated only on edges inside its switch radius."""
         close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
