@@ -1,7 +1,6 @@
 """Closed-form energies and edge gradients agree with one autograd pass through site_energies."""
 
 import numpy as np
-import pytest
 import torch
 from ase import Atoms
 

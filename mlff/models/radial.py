@@ -13,6 +13,18 @@ from torch import nn
 __all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0", "edge_derivatives"]
 
 
+def _ipow(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x**n for a small integer n ≥ 1 by repeated multiplication (aten's pow is ~10× slower)."""
+    result, base = None, x
+    while n:
+        if n & 1:
+            result = base if result is None else result * base
+        n >>= 1
+        if n:
+            base = base * base
+    return result
+
+
 def default_r0(elements) -> torch.Tensor:
     """(n_elements, n_elements) typical bond lengths, Å: sums of ASE covalent radii."""
     radii = torch.tensor([covalent_radii[atomic_numbers[e]] for e in elements], dtype=torch.float64)
@@ -47,20 +59,29 @@ class PolynomialEnvelope(nn.Module):
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         p = self.p
         x = r / self.cutoff
-        f = (
-            1.0
-            - 0.5 * (p + 1) * (p + 2) * x**p
-            + p * (p + 2) * x ** (p + 1)
-            - 0.5 * p * (p + 1) * x ** (p + 2)
-        )
+        xp = _ipow(x, p)
+        f = 1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
         return f * (x < 1.0)
 
     def derivative(self, r: torch.Tensor) -> torch.Tensor:
-        """df/dr (n_edges,), 1/Å."""
+        """df/dr (n_edges,), 1/Å: ``-c x^(p-1) (1 - x)² / r_c`` with c = p(p+1)(p+2)/2."""
         p = self.p
         x = r / self.cutoff
         c = 0.5 * p * (p + 1) * (p + 2)
-        return (-c * x ** (p - 1) + 2 * c * x**p - c * x ** (p + 1)) * (x < 1.0) / self.cutoff
+        one_minus = 1.0 - x
+        return (-c / self.cutoff) * _ipow(x, p - 1) * one_minus * one_minus * (x < 1.0)
+
+    def with_derivative(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f and df/dr (n_edges,), sharing the powers of x."""
+        p = self.p
+        x = r / self.cutoff
+        inside = x < 1.0
+        xp1 = _ipow(x, p - 1)
+        xp = xp1 * x
+        f = (1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))) * inside
+        one_minus = 1.0 - x
+        df = (-0.5 * p * (p + 1) * (p + 2) / self.cutoff) * xp1 * one_minus * one_minus * inside
+        return f, df
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}"
@@ -80,23 +101,41 @@ class AgnesiTransform(nn.Module):
 
     def _y(self, r: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
         s = r / r0
-        return 1.0 / (1.0 + self.a * s**self.q / (1.0 + s ** (self.q - self.p)))
+        return 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
+
+    def _pair_constants(self, species_i: torch.Tensor, species_j: torch.Tensor):
+        """Per edge: 1/r0 and the scale 2/(1 - y(r_c)) and offset of the rescaling, from
+        (n_elements, n_elements) tables, so no per-edge work is spent on constants."""
+        r0 = self.r0
+        y_cut = self._y(torch.full_like(r0, self.cutoff), r0)
+        scale = 2.0 / (1.0 - y_cut)
+        if r0.numel() == 1:  # one element: scalars broadcast, no gathers
+            return 1.0 / r0.reshape(()), scale.reshape(()), (-scale * y_cut - 1.0).reshape(())
+        return (1.0 / r0)[species_i, species_j], scale[species_i, species_j], (-scale * y_cut - 1.0)[species_i, species_j]
 
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
-        r0 = self.r0[species_i, species_j]  # (n_edges,)
-        y_cut = self._y(torch.full_like(r, self.cutoff), r0)
-        return 2.0 * (self._y(r, r0) - y_cut) / (1.0 - y_cut) - 1.0
+        inv_r0, scale, offset = self._pair_constants(species_i, species_j)
+        s = r * inv_r0
+        y = 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
+        return scale * y + offset
+
+    def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
+        """x (n_edges,) and dx/dr (n_edges,), 1/Å."""
+        inv_r0, scale, offset = self._pair_constants(species_i, species_j)
+        s, p, q = r * inv_r0, self.p, self.q
+        s_qp1 = _ipow(s, q - p - 1) if q - p > 1 else torch.ones_like(s)
+        s_qp = s_qp1 * s  # s^(q-p)
+        s_q = s_qp * _ipow(s, p) if p else s_qp
+        den = 1.0 + s_qp
+        g = self.a * s_q / den
+        y = 1.0 / (1.0 + g)
+        # dg/ds = a (q s^(q-1) den - s^q (q-p) s^(q-p-1)) / den²
+        dg = self.a * (q * (s_q / s) * den - (q - p) * s_q * s_qp1) / (den * den)
+        return scale * y + offset, -scale * dg * y * y * inv_r0
 
     def derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         """dx/dr (n_edges,), 1/Å."""
-        r0 = self.r0[species_i, species_j]
-        y_cut = self._y(torch.full_like(r, self.cutoff), r0)
-        s, p, q = r / r0, self.p, self.q
-        den = 1.0 + s ** (q - p)
-        g = self.a * s**q / den
-        dg = self.a * (q * s ** (q - 1) * den - s**q * (q - p) * s ** (q - p - 1)) / den**2
-        dy = -dg / (1.0 + g) ** 2 / r0
-        return 2.0 * dy / (1.0 - y_cut)
+        return self.with_derivative(r, species_i, species_j)[1]
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}, q={self.q}, a={self.a}"
@@ -110,6 +149,7 @@ class ChebyshevBasis(nn.Module):
         if n < 1:
             raise ValueError(f"a Chebyshev basis needs n >= 1 functions, got {n}")
         self.n = int(n)
+        self.register_buffer("k", torch.arange(self.n, dtype=torch.float64), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         terms = [torch.ones_like(x), x]
@@ -119,11 +159,18 @@ class ChebyshevBasis(nn.Module):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """dT_k/dx = k U_{k-1}(x): (n_edges,) → (n_edges, n)."""
-        second = [torch.ones_like(x), 2.0 * x]  # U_0, U_1
-        for _ in range(2, self.n - 1):
-            second.append(2.0 * x * second[-1] - second[-2])
-        terms = [torch.zeros_like(x)] + [k * second[k - 1] for k in range(1, self.n)]
-        return torch.stack(terms, dim=-1)
+        return self.with_derivative(x)[1]
+
+    def with_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """T (n_edges, n) and dT/dx = k U_{k-1} (n_edges, n), by the two recurrences."""
+        two_x = 2.0 * x
+        first, second = [torch.ones_like(x), x], [torch.ones_like(x), two_x]  # T_0, T_1; U_0, U_1
+        for _ in range(2, self.n):
+            first.append(two_x * first[-1] - first[-2])
+            second.append(two_x * second[-1] - second[-2])
+        t = torch.stack(first[: self.n], dim=-1)
+        u = torch.stack([torch.zeros_like(x)] + second[: self.n - 1], dim=-1)  # U_{k-1}, U_{-1} := 0
+        return t, u * self.k.to(dtype=x.dtype)
 
     def extra_repr(self) -> str:
         return f"n={self.n}"
@@ -145,10 +192,9 @@ class RadialBasis(nn.Module):
 
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
-        x = self.transform(r, species_i, species_j)
-        dx = self.transform.derivative(r, species_i, species_j)
-        t, dt = self.polynomials(x), self.polynomials.derivative(x)
-        f, df = self.envelope(r), self.envelope.derivative(r)
+        x, dx = self.transform.with_derivative(r, species_i, species_j)
+        t, dt = self.polynomials.with_derivative(x)
+        f, df = self.envelope.with_derivative(r)
         return t * f[:, None], dt * (dx * f)[:, None] + t * df[:, None]
 
 
