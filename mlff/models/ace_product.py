@@ -196,10 +196,16 @@ class InvariantProducts(nn.Module):
         b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order)  # (n_basis, N)
         return b.transpose(0, 1)
 
-    def _fold(self, theta: torch.Tensor) -> dict[int, torch.Tensor]:
-        """θ (n_species, n_basis) → per L, ``M_L`` (n_species, n_obj, n_obj), symmetric.
+    def _head_size(self, L: int) -> int:
+        """Objects A_L and 1 come first in each pool; T blocks follow."""
+        return sum(self._item_size(item) for item in self.pool_layout[L] if item[0] != "T")
 
-        Cached on θ's identity and version, so MD pays for it once.
+    def _fold(self, theta: torch.Tensor) -> dict[int, tuple]:
+        """θ (n_species, n_basis) → per L, the symmetric ``M_L`` (n_species, n_obj, n_obj) split
+        into head (A, 1) and tail (T) blocks: (M_hh, M_ht, M_th, M_tt or None).
+
+        Without ν = 4 functions the T×T block is zero and skipped, which saves most of the
+        work. Cached on θ's identity and version, so MD pays for it once.
         """
         key = (theta.data_ptr(), theta._version, theta.dtype, theta.device, tuple(theta.shape))
         if self._folded is not None and self._folded[0] == key:
@@ -207,15 +213,30 @@ class InvariantProducts(nn.Module):
         n_species = theta.shape[0]
         folded = {}
         for L in self.final_ls:
-            n = self.pool_size[L]
+            n, h = self.pool_size[L], self._head_size(L)
             flat = getattr(self, f"_fa_{L}") * n + getattr(self, f"_fb_{L}")  # (K_L,)
             values = theta[:, getattr(self, f"_fk_{L}")]  # (S, K_L)
             m = theta.new_zeros(n_species, n * n)
             m.index_add_(1, flat, values)
             m = m.reshape(n_species, n, n)
-            folded[L] = (m + m.transpose(1, 2)).contiguous()
+            m = m + m.transpose(1, 2)
+            tail = m[:, h:, h:]
+            folded[L] = (
+                m[:, :h, :h].contiguous(), m[:, :h, h:].contiguous(), m[:, h:, :h].contiguous(),
+                tail.contiguous() if bool(tail.any()) else None,
+            )
         self._folded = (key, folded)
         return folded
+
+    @staticmethod
+    def _apply(m: torch.Tensor, x: torch.Tensor, species: torch.Tensor, arange) -> torch.Tensor:
+        """(M_{s_i} x_i) for every atom: m (S, r, c), x (c, N, d) → (r, N, d)."""
+        n_species, rows = m.shape[0], m.shape[1]
+        flat = x.reshape(x.shape[0], -1)
+        if n_species == 1:
+            return (m[0] @ flat).reshape(rows, *x.shape[1:])
+        every = (m.reshape(-1, x.shape[0]) @ flat).reshape(n_species, rows, *x.shape[1:])
+        return every[species, :, arange, :].transpose(0, 1)
 
     def energy_and_adjoint(
         self, a_by_l: list[torch.Tensor], theta: torch.Tensor, species: torch.Tensor
@@ -262,14 +283,17 @@ class InvariantProducts(nn.Module):
                     pool.append(coupled[t][cursor[t]])
                     cursor[t] += 1
             objects = torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]  # (n_obj, N, d)
-            n_obj, d = objects.shape[0], 2 * L + 1
             if L in folded:
-                m = folded[L]
-                if n_species == 1:
-                    grad = (m[0] @ objects.reshape(n_obj, -1)).reshape(n_obj, n_atoms, d)
-                else:
-                    every = (m.reshape(-1, n_obj) @ objects.reshape(n_obj, -1)).reshape(n_species, n_obj, n_atoms, d)
-                    grad = every[species, :, arange, :].transpose(0, 1)  # (n_obj, N, d)
+                m_hh, m_ht, m_th, m_tt = folded[L]
+                h = m_hh.shape[1]
+                head, tail = objects[:h], objects[h:]
+                grad_head = self._apply(m_hh, head, species, arange)
+                grad_tail = self._apply(m_th, head, species, arange)
+                if tail.shape[0]:
+                    grad_head = grad_head + self._apply(m_ht, tail, species, arange)
+                    if m_tt is not None:
+                        grad_tail = grad_tail + self._apply(m_tt, tail, species, arange)
+                grad = torch.cat([grad_head, grad_tail], dim=0)  # (n_obj, N, d) = M_L O_L
                 energy = energy + 0.5 * (objects * grad).sum((0, 2))
             else:  # objects only used inside higher-L products
                 grad = torch.zeros_like(objects)
