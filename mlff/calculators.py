@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from mlff.graph import build_graph
+from mlff.graph import VerletGraphBuilder, build_graph
 from mlff.protocol import LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
 from mlff.stack import Stack
 
@@ -33,6 +33,9 @@ class SiteCalculator(Calculator):
         model: the site model; it is moved to ``device`` and ``dtype``.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
+        committee: (K, P) parameter samples for ``energy_std``/``forces_std`` (linear models).
+        skin: Verlet skin, Å: the neighbour list is rebuilt only after an atom moved more than
+            ``skin / 2`` (see :class:`~mlff.graph.VerletGraphBuilder`); 0 rebuilds every call.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
@@ -49,6 +52,7 @@ class SiteCalculator(Calculator):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
         committee=None,
+        skin: float = 0.5,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +68,7 @@ class SiteCalculator(Calculator):
             # A copy: the caller's model (possibly shared with other calculators) is left as is.
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
         self.model = model.eval()
+        self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
         self.committee = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
@@ -91,7 +96,7 @@ class SiteCalculator(Calculator):
         need_grads = want_stress or "forces" in properties
         stage = self.stage_timer or _no_timer
         with stage("graph"):
-            graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
+            graph = self.graphs(atoms)
         if need_grads:
             # Models give E_i and ∂E/∂r_e together (closed forms where they have them), so
             # there is no separate backward stage.

@@ -15,7 +15,7 @@ import torch
 import vesin
 from ase import Atoms
 
-__all__ = ["Graph", "build_graph", "check_atoms"]
+__all__ = ["Graph", "build_graph", "check_atoms", "VerletGraphBuilder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,6 +162,96 @@ def check_atoms(atoms: Atoms) -> None:
             )
 
 
+def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
+    """i, j (int64), shifts S (int), r_ij (float64) for all pairs closer than ``cutoff``."""
+    if cutoff <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3)), np.zeros((0, 3))
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
+    # lose precision far from the origin.
+    i, j, shifts, vectors = nl.compute(points=positions, box=cell, periodic=pbc.tolist(), quantities="ijSD")
+    return i.astype(np.int64), j.astype(np.int64), shifts, vectors
+
+
+def _graph_from_pairs(atoms, cutoff, i, j, shifts, vectors64, dtype, device) -> Graph:
+    squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
+    if squared.size and squared.min() < 1e-12:
+        k = int(squared.argmin())
+        raise ValueError(
+            f"atoms {int(i[k])} and {int(j[k])} (image shift {np.rint(shifts[k]).astype(int).tolist()}) "
+            f"are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
+        )
+    device = torch.device(device)
+    return Graph(
+        positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
+        numbers=torch.as_tensor(atoms.numbers.astype(np.int64), device=device),
+        edge_index=torch.as_tensor(np.stack([i, j]), device=device),
+        shifts=torch.as_tensor(shifts, dtype=dtype, device=device),
+        vectors=torch.as_tensor(vectors64, dtype=dtype, device=device),
+        cell=torch.as_tensor(atoms.cell.array, dtype=dtype, device=device),
+        pbc=torch.as_tensor(np.asarray(atoms.pbc, dtype=bool), device=device),
+        cutoff=float(cutoff),
+    )
+
+
+class VerletGraphBuilder:
+    """Graphs for successive configurations of one system, from a Verlet list with a skin.
+
+    The pair list is built by vesin at ``cutoff + skin`` and reused while no atom has moved
+    more than ``skin / 2`` since (then no pair can have come inside the cutoff unseen); each
+    call only recomputes the edge vectors and keeps the edges within ``cutoff``. A change of
+    cell, pbc, atomic numbers or atom count rebuilds the list. The graphs are identical to
+    :func:`build_graph`'s up to edge order.
+
+    Args:
+        cutoff: Å.
+        skin: Å; 0 rebuilds every call.
+    """
+
+    def __init__(self, cutoff: float, skin: float = 0.5, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str = "cpu"):
+        if not (np.isfinite(cutoff) and cutoff >= 0):
+            raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
+        if not (np.isfinite(skin) and skin >= 0):
+            raise ValueError(f"skin must be a non-negative distance in Å, got {skin!r}")
+        self.cutoff, self.skin, self.dtype, self.device = float(cutoff), float(skin), dtype, device
+        self._state: dict | None = None
+        self.rebuilds = 0
+
+    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray) -> bool:
+        state = self._state
+        if state is None or self.skin == 0.0 or self.cutoff == 0.0:
+            return True
+        if (len(positions) != len(state["positions"]) or not np.array_equal(atoms.numbers, state["numbers"])
+                or not np.array_equal(atoms.pbc, state["pbc"]) or not np.array_equal(atoms.cell.array, state["cell"])):
+            return True
+        moved = positions - state["positions"]
+        return float(np.einsum("ij,ij->i", moved, moved).max()) > (0.5 * self.skin) ** 2
+
+    def __call__(self, atoms: Atoms) -> Graph:
+        check_atoms(atoms)
+        positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+        if self._needs_rebuild(atoms, positions):
+            pbc = np.asarray(atoms.pbc, dtype=bool)
+            reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
+            i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, pbc, reach)
+            self._state = {
+                "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
+                "cell": atoms.cell.array.copy(), "i": i, "j": j, "shifts": shifts,
+                "offsets": shifts @ atoms.cell.array,  # S·cell, Å
+            }
+            self.rebuilds += 1
+        else:
+            state = self._state
+            i, j, shifts = state["i"], state["j"], state["shifts"]
+            vectors = positions[j] - positions[i] + state["offsets"]
+        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff * self.cutoff
+        if not keep.all():
+            i, j, shifts, vectors = i[keep], j[keep], shifts[keep], vectors[keep]
+        return _graph_from_pairs(atoms, self.cutoff, i, j, shifts, vectors, self.dtype, self.device)
+
+
 def build_graph(
     atoms: Atoms,
     cutoff: float,
@@ -177,37 +267,5 @@ def build_graph(
     if not (np.isfinite(cutoff) and cutoff >= 0):
         raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if cutoff > 0:
-        nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-        # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
-        # lose precision far from the origin.
-        i, j, shifts, vectors64 = nl.compute(
-            points=positions, box=atoms.cell.array, periodic=pbc.tolist(), quantities="ijSD"
-        )
-    else:  # models without neighbours (one-body references)
-        i = j = np.zeros(0, dtype=np.int64)
-        shifts = vectors64 = np.zeros((0, 3))
-    device = torch.device(device)
-    pos_t = torch.as_tensor(positions, dtype=dtype, device=device)
-    cell_t = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device)
-    edge_index = torch.as_tensor(np.stack([i, j]).astype(np.int64), device=device)
-    shifts_t = torch.as_tensor(shifts, dtype=dtype, device=device)  # (n_edges, 3)
-    squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
-    if squared.size and squared.min() < 1e-12:
-        k = int(squared.argmin())
-        raise ValueError(
-            f"atoms {int(i[k])} and {int(j[k])} (image shift {np.rint(shifts[k]).astype(int).tolist()}) "
-            f"are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
-        )
-    vectors = torch.as_tensor(vectors64, dtype=dtype, device=device)
-    return Graph(
-        positions=pos_t,
-        numbers=torch.as_tensor(atoms.numbers.astype(np.int64), device=device),
-        edge_index=edge_index,
-        shifts=shifts_t,
-        vectors=vectors,
-        cell=cell_t,
-        pbc=torch.as_tensor(pbc, device=device),
-        cutoff=float(cutoff),
-    )
+    i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, np.asarray(atoms.pbc, dtype=bool), cutoff)
+    return _graph_from_pairs(atoms, cutoff, i, j, shifts, vectors, dtype, device)

@@ -92,3 +92,44 @@ def test_dtype_and_device_are_honoured():
     graph = build_graph(STRUCTURES["methane"](), 3.0, dtype=torch.float32)
     assert graph.vectors.dtype == torch.float32 and graph.positions.dtype == torch.float32
     assert graph.edge_index.dtype == torch.long
+
+
+def _graph_edges(graph):
+    shifts = np.rint(graph.shifts.numpy()).astype(int)
+    return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)}
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_verlet_builder_matches_fresh_lists_along_a_trajectory(repeat):
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)  # repeat 1: cell < cutoff + skin
+    builder = VerletGraphBuilder(4.0, skin=0.6)
+    rng = np.random.default_rng(0)
+    for step in range(40):
+        atoms.positions += rng.normal(0, 0.04, atoms.positions.shape)  # a random walk: rebuilds happen
+        graph, fresh = builder(atoms), build_graph(atoms, 4.0)
+        assert _graph_edges(graph) == _graph_edges(fresh)
+        order = np.lexsort(graph.edge_index.numpy()[::-1])
+        ref_order = np.lexsort(fresh.edge_index.numpy()[::-1])
+        if repeat == 2:  # one image per pair: vectors compare edge by edge after sorting
+            assert torch.allclose(graph.vectors[order], fresh.vectors[ref_order], atol=1e-12)
+    assert 1 < builder.rebuilds < 40
+
+
+def test_verlet_builder_rebuilds_on_cell_and_species_changes():
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    builder = VerletGraphBuilder(4.0, skin=0.5)
+    builder(atoms)
+    builder(atoms)
+    assert builder.rebuilds == 1
+    atoms.set_cell(atoms.cell * 1.01, scale_atoms=True)
+    assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 4.0))
+    assert builder.rebuilds == 2
+    atoms.numbers[0] = 29 if atoms.numbers[0] != 29 else 28
+    builder(atoms)
+    assert builder.rebuilds == 3
+    with pytest.raises(ValueError, match="skin"):
+        VerletGraphBuilder(4.0, skin=-1.0)
