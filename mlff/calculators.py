@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from mlff.compiled import GradientEvaluator
 from mlff.graph import VerletGraphBuilder, build_graph
 from mlff.protocol import LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
 from mlff.stack import Stack
@@ -36,6 +37,10 @@ class SiteCalculator(Calculator):
         committee: (K, P) parameter samples for ``energy_std``/``forces_std`` (linear models).
         skin: Verlet skin, Å: the neighbour list is rebuilt only after an atom moved more than
             ``skin / 2`` (see :class:`~mlff.graph.VerletGraphBuilder`); 0 rebuilds every call.
+        compile: evaluate through ``torch.compile`` (see :class:`~mlff.compiled.GradientEvaluator`);
+            falls back to eager, with a log line, where compiling fails.
+        num_threads: if given, sets torch's intra-op threads (process-wide) for MD; ``None``
+            leaves torch's setting alone. See docs/performance.md for measured choices.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
@@ -53,9 +58,15 @@ class SiteCalculator(Calculator):
         dtype: torch.dtype = torch.float64,
         committee=None,
         skin: float = 0.5,
+        compile: bool = False,
+        num_threads: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if num_threads is not None:
+            if not isinstance(num_threads, int) or num_threads < 1:
+                raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+            torch.set_num_threads(num_threads)
         if not isinstance(model, SiteModel):
             raise TypeError(f"model must be a mlff SiteModel, got {type(model).__name__}")
         if dtype not in (torch.float64, torch.float32):
@@ -69,6 +80,7 @@ class SiteCalculator(Calculator):
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
         self.model = model.eval()
         self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
+        self.evaluator = GradientEvaluator(self.model, compile=compile)
         self.committee = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
@@ -101,7 +113,7 @@ class SiteCalculator(Calculator):
             # Models give E_i and ∂E/∂r_e together (closed forms where they have them), so
             # there is no separate backward stage.
             with torch.no_grad(), stage("forward"):  # not inference_mode: generic models need autograd
-                site, grads = self.model.site_energies_and_grads(graph)
+                site, grads = self.evaluator(graph)
                 energy = site.sum()
         else:
             with torch.inference_mode(), stage("forward"):

@@ -260,3 +260,28 @@ def test_numpy_scalars_and_bad_r0():
         PairModel(["Si", "C"], r0=torch.ones(1, 1))
     with pytest.raises(ValueError, match="r0 must be"):
         ACEModel(["Si"], r0=torch.tensor([[-1.0]]))
+
+
+def test_compile_failure_falls_back_to_eager_with_a_log_line(caplog):
+    import logging
+
+    atoms = STRUCTURES["rattled-si"]()
+    eager = StackedCalculator(make_stack().parts)
+    calc = StackedCalculator(make_stack().parts, compile=True)
+    assert calc.evaluator.path == "compile-pending"
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found")
+
+    calc.evaluator._compiled = broken  # what a failed inductor build looks like to the caller
+    with caplog.at_level(logging.WARNING, logger="mlff"):
+        calc.calculate(atoms, ["energy", "forces"])
+    assert calc.evaluator.path == "eager (compile failed)"
+    assert any("falling back to the eager path" in r.getMessage() for r in caplog.records)
+    eager.calculate(atoms, ["energy", "forces"])
+    assert np.array_equal(calc.results["forces"], eager.results["forces"])
+
+
+def test_bad_thread_count_is_refused():
+    with pytest.raises(ValueError, match="num_threads"):
+        StackedCalculator(make_stack().parts, num_threads=0)
