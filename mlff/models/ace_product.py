@@ -49,24 +49,37 @@ class InvariantProducts(nn.Module):
         pair_ls: dict[tuple[int, int], set[int]] = defaultdict(set)
 
         def pair_ref(f1, f2, L):
+            """The coupled pair of f1, f2 → L in canonical order (l1, c1) <= (l2, c2), and the sign
+            that order costs: W^{l2 l1 L} is W^{l1 l2 L} transposed times (-1)^(l1+l2+L)."""
+            sign = 1.0
+            if (f1[2], channel(f1)) > (f2[2], channel(f2)):
+                f1, f2 = f2, f1
+                sign = (-1.0) ** (f1[2] + f2[2] + L)
             key = (f1[2], f2[2])
             u = pairs[key].setdefault((channel(f1), channel(f2)), len(pairs[key]))
             pair_ls[key].add(L)
-            return ("T", key, u)
+            return ("T", key, u), sign
 
-        # Each function: (L, object a, object b).
-        plans = []
+        # Each function: (L, object a, object b), and its sign.
+        plans, signs = [], []
         for fn in spec:
             f = fn.factors
+            sign = 1.0
             if fn.order == 1:
                 plans.append((0, ("A", 0, channel(f[0])), ("1",)))
             elif fn.order == 2:
-                plans.append((0, pair_ref(f[0], f[1], 0), ("1",)))
+                ref, sign = pair_ref(f[0], f[1], 0)
+                plans.append((0, ref, ("1",)))
             elif fn.order == 3:
-                plans.append((f[2][2], pair_ref(f[0], f[1], f[2][2]), ("A", f[2][2], channel(f[2]))))
+                ref, sign = pair_ref(f[0], f[1], f[2][2])
+                plans.append((f[2][2], ref, ("A", f[2][2], channel(f[2]))))
             else:
                 (L,) = fn.coupling
-                plans.append((L, pair_ref(f[0], f[1], L), pair_ref(f[2], f[3], L)))
+                (ref_a, sign_a), (ref_b, sign_b) = pair_ref(f[0], f[1], L), pair_ref(f[2], f[3], L)
+                plans.append((L, ref_a, ref_b))
+                sign = sign_a * sign_b
+            signs.append(sign)
+        self.register_buffer("_sign", torch.tensor(signs, dtype=torch.float64), persistent=False)
 
         # Pair types: channel index lists and the concatenated coupling matrix over their Ls.
         self.pair_types: list[tuple[int, int, tuple[int, ...]]] = []
@@ -193,7 +206,7 @@ class InvariantProducts(nn.Module):
             fa = objects.index_select(0, getattr(self, f"_fa_{L}"))
             fb = objects.index_select(0, getattr(self, f"_fb_{L}"))
             columns.append((fa * fb).sum(-1))  # (K_L, N)
-        b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order)  # (n_basis, N)
+        b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order) * self._sign[:, None]  # (n_basis, N)
         return b.transpose(0, 1)
 
     def _head_size(self, L: int) -> int:
@@ -215,7 +228,8 @@ class InvariantProducts(nn.Module):
         for L in self.final_ls:
             n, h = self.pool_size[L], self._head_size(L)
             flat = getattr(self, f"_fa_{L}") * n + getattr(self, f"_fb_{L}")  # (K_L,)
-            values = theta[:, getattr(self, f"_fk_{L}")]  # (S, K_L)
+            ks = getattr(self, f"_fk_{L}")
+            values = theta[:, ks] * self._sign[ks]  # (S, K_L)
             m = theta.new_zeros(n_species, n * n)
             m.index_add_(1, flat, values)
             m = m.reshape(n_species, n, n)
