@@ -123,14 +123,14 @@ class SiteCalculator(Calculator):
             e = float(energy.detach())
             self.results["energy"] = e
             self.results["free_energy"] = e
-            self.results["energies"] = site.detach().cpu().numpy().astype(np.float64)
+            self.results["energies"] = site.detach().cpu().numpy().astype(np.float64, copy=False)
             if need_grads:
                 grads = grads.detach()
-                self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64)
+                self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64, copy=False)
                 if want_stress:
                     virial = virial_from_edge_grads(grads, graph)
                     stress = stress_from_virial(virial, graph.volume())
-                    self.results["stress"] = stress.cpu().numpy().astype(np.float64)
+                    self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
 
 
     def _committee_results(self, atoms) -> None:
