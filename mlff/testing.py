@@ -1,6 +1,8 @@
 """Checks that every mlff model and calculator must pass, public so users can run them too.
 
 Each helper raises ``AssertionError`` with the measured error when the check fails.
+:class:`HarmonicCrystal` is a calculator whose MD behaviour is known exactly, for testing MD
+tools.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 from mlff.graph import build_graph
@@ -18,6 +21,7 @@ __all__ = [
     "assert_stress_is_strain_derivative",
     "assert_invariant",
     "random_linear_parameters",
+    "HarmonicCrystal",
 ]
 
 
@@ -98,3 +102,41 @@ def random_linear_parameters(
     theta = energy_scale / max(n, 1) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) * scale
     model.set_linear_parameters(theta)
     return theta
+
+
+class HarmonicCrystal(Calculator):
+    """A harmonic (Einstein) crystal: every atom on its own spring to a fixed site,
+    E = ½ k Σ_i |r_i − s_i|² (eV), F_i = −k (r_i − s_i).
+
+    Known exactly: each atom is a 3D oscillator of angular frequency ω = √(k/m); a canonical
+    ensemble has ⟨E_pot⟩ = (3/2) N k_B T; velocity Verlet conserves a shadow energy, so the total
+    energy oscillates (by (ωΔt)²/4 times the oscillating part of E_pot) without drifting. The
+    energy does not depend on the cell, so the stress is zero and the pressure is the ideal-gas
+    term alone. ASE's MD does not wrap positions, so r − s needs no minimum image.
+
+    Args:
+        sites: (n_atoms, 3) Å, or an ``Atoms`` whose positions are the sites.
+        k: spring constant, eV/Å².
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, sites, k: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sites = np.array(sites.positions if isinstance(sites, Atoms) else sites, dtype=np.float64)
+        if self.sites.ndim != 2 or self.sites.shape[1] != 3:
+            raise ValueError(f"sites must have shape (n_atoms, 3), got {self.sites.shape}")
+        if not (np.isfinite(k) and k > 0):
+            raise ValueError(f"k must be a positive number of eV/Å², got {k!r}")
+        self.k = float(k)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        d = self.atoms.positions - self.sites  # (n_atoms, 3)
+        if "stress" in properties and not self.atoms.pbc.all():
+            raise PropertyNotImplementedError("stress needs a 3D-periodic cell")
+        energies = 0.5 * self.k * np.einsum("ij,ij->i", d, d)
+        energy = float(energies.sum())
+        self.results = {"energy": energy, "free_energy": energy, "energies": energies, "forces": -self.k * d}
+        if self.atoms.pbc.all():
+            self.results["stress"] = np.zeros(6)
