@@ -1,9 +1,11 @@
 """MD tools: side-by-side benchmarks, a per-call profiler and long-NVE validation."""
 
+from mlff.md.benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
 from mlff.md.drift import EnergyDrift, energy_drift
 from mlff.md.ensembles import ENSEMBLES, MDSettings, initialize_velocities, make_integrator, resolve_ensemble
 from mlff.md.environment import environment_info
 from mlff.md.runner import MDRun
+from mlff.md.schema import BENCHMARK_SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, check_schema
 from mlff.md.structures import SIZES, sized_structure
 
 __all__ = [
@@ -11,5 +13,7 @@ __all__ = [
     "SIZES", "sized_structure",
     "MDRun",
     "EnergyDrift", "energy_drift",
+    "BenchmarkSettings", "BenchmarkResult", "run_benchmark",
+    "BENCHMARK_SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "check_schema",
     "environment_info",
 ]
