@@ -17,6 +17,17 @@ from mlff.io import load_model, save_model
 from mlff.distilled import DistilledCalculator
 from mlff import fitting
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
+from mlff.md import (
+    BenchmarkResult,
+    MDSettings,
+    ProfileResult,
+    ValidationReport,
+    ValidationThresholds,
+    energy_drift,
+    profile_calculator,
+    run_benchmark,
+    validate_nve,
+)
 
 __version__ = "0.1.0"
 
@@ -49,4 +60,13 @@ __all__ = [
     "RRQR",
     "TruncatedSVD",
     "BLR",
+    "MDSettings",
+    "run_benchmark",
+    "BenchmarkResult",
+    "profile_calculator",
+    "ProfileResult",
+    "validate_nve",
+    "ValidationReport",
+    "ValidationThresholds",
+    "energy_drift",
 ]

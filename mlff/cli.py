@@ -78,6 +78,112 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md_setup(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _teacher_spec(text: str) -> str:
+    import os
+
+    return text if text.lower().startswith("teacher:") or os.path.exists(text) else f"teacher:{text}"
+
+
+def _single_calculator(args: argparse.Namespace):
+    """The positional calculator of profile/validate; a bare teacher name is accepted too."""
+    from mlff.distill.teachers import TEACHERS
+    from mlff.md.calculators import load_calculator
+
+    _md_setup(args)
+    spec = _teacher_spec(args.calc) if args.calc.lower() in TEACHERS else args.calc
+    return load_calculator(spec, device=args.device, dtype=args.dtype)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlff.md.benchmark import BenchmarkSettings, run_benchmark
+    from mlff.md.calculators import load_calculator
+
+    specs = ([("teacher", _teacher_spec(args.teacher))] if args.teacher else []) + (
+        [("student", args.student)] if args.student else []) + [(None, spec) for spec in args.calc or []]
+    if not specs:
+        raise ValueError("give at least one calculator: --teacher SPEC, --student SPEC or --calc SPEC")
+    md = dict(timestep_fs=args.timestep_fs, temperature_K=args.temperature, pressure_GPa=args.pressure_gpa,
+              interleave_block=args.interleave, time_limit_s=args.time_limit_s, seed=args.seed)
+    # Refuse bad settings before any model is loaded.
+    settings = BenchmarkSettings.from_options(structure=args.structure, sizes=tuple(args.sizes),
+                                              ensembles=tuple(args.ensembles), steps=args.steps, warmup=args.warmup, **md)
+    _md_setup(args)
+    calculators, info = {}, {}
+    for name, spec in specs:
+        loaded = load_calculator(spec, device=args.device, dtype=args.dtype, name=name)
+        key, k = loaded.name, 2
+        while key in calculators:
+            key, k = f"{loaded.name}-{k}", k + 1
+        calculators[key], info[key] = loaded.calc, loaded.describe()
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    result = run_benchmark(calculators, args.structure, settings.sizes, settings.ensembles, settings.steps,
+                           settings.warmup, calculator_info=info, series=not args.no_series,
+                           progress=not args.quiet, log=log, **md)
+    out = Path(args.out)
+    path = result.save(out / "bench.json")
+    print(result.table())
+    print(f"results: {path}")
+    if not args.no_plots and not args.no_series:
+        from mlff.md.plots import plot_benchmark
+
+        print("plots: " + ", ".join(str(p) for p in plot_benchmark(result, out)))
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from mlff.io import _atomic_write
+    from mlff.md.profile import profile_calculator
+    from mlff.md.structures import sized_structure
+
+    atoms = sized_structure(args.structure, args.size)
+    loaded = _single_calculator(args)
+    result = profile_calculator(loaded.calc, atoms, calls=args.calls, warmup=args.warmup,
+                                properties=("energy", "forces", "stress") if args.stress else ("energy", "forces"),
+                                leak_calls=args.leak_calls, hotspot_calls=args.hotspot_calls, top=args.top,
+                                progress=not args.quiet)
+    print(result.summary())
+    if args.out:
+        data = {**result.to_dict(), "calculator_spec": loaded.describe()}
+        text = json.dumps(data, indent=1, default=float)
+        _atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+        print(f"results: {args.out}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from mlff.md.structures import sized_structure
+    from mlff.md.validate import ValidationThresholds, validate_nve
+
+    thresholds = ValidationThresholds(
+        max_drift_meV_atom_ps=args.max_drift, max_fluctuation_meV_atom=args.max_fluctuation,
+        temperature_tolerance=args.temperature_tolerance, min_distance_fraction=args.min_distance_fraction)
+    atoms = sized_structure(args.structure, args.size)
+    loaded = _single_calculator(args)
+    report = validate_nve(loaded.calc, atoms, duration_ps=args.duration_ps, timestep_fs=args.timestep_fs,
+                          temperature_K=args.temperature, equilibration_ps=args.equilibrate_ps,
+                          sample_interval=args.sample_interval, thresholds=thresholds, seed=args.seed,
+                          progress=not args.quiet)
+    report.settings["calculator_spec"] = loaded.describe()
+    print(report.summary())
+    paths = report.save(args.out, plots=not args.no_plots)
+    print("written: " + ", ".join(str(p) for p in paths))
+    return 0 if report.passed else 1
+
+
 def _cmd_version(args: argparse.Namespace) -> int:
     import ase
     import e3nn
@@ -121,9 +227,78 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="run directory, student.json, or checkpoint path")
     info.set_defaults(func=_cmd_info)
 
+    _add_md_commands(sub)
     version = sub.add_parser("version", help="print versions")
     version.set_defaults(func=_cmd_version)
     return parser
+
+
+def _md_options(parser: argparse.ArgumentParser, size_default: str | None = "small") -> None:
+    parser.add_argument("--structure", default="Si-diamond", help="a preset (Si-diamond, Cu-fcc, …) or a structure file")
+    if size_default:
+        parser.add_argument("--size", default=size_default,
+                            help="small (32-64 atoms), medium (128-256), large (512-1024) or a number of atoms")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--dtype", default="float64", help="float64 or float32, for students (default float64)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for velocities and thermostats")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _md_run_options(parser: argparse.ArgumentParser, timestep_fs: float, out: str) -> None:
+    parser.add_argument("--timestep-fs", type=float, default=timestep_fs, help=f"time step in fs (default {timestep_fs})")
+    parser.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    parser.add_argument("--out", default=out, help=f"output directory (default {out})")
+    parser.add_argument("--no-plots", action="store_true", help="write no PNGs")
+
+
+def _add_md_commands(sub) -> None:
+    from mlff.md.ensembles import ENSEMBLES
+
+    calc_help = "teacher:sevennet-0 | teacher:chgnet | teacher:emt | student run dir or student.json | student name"
+    bench = sub.add_parser("bench", help="MD benchmark: teacher and student side by side (JSON + PNG)")
+    bench.add_argument("--teacher", help="the reference calculator, e.g. teacher:sevennet-0")
+    bench.add_argument("--student", help="a student run directory, student.json or name")
+    bench.add_argument("--calc", action="append", help=f"another calculator (repeatable): {calc_help}")
+    _md_options(bench, size_default=None)
+    bench.add_argument("--sizes", nargs="+", default=["small", "medium", "large"],
+                       help="small, medium, large and/or numbers of atoms (default: all three)")
+    bench.add_argument("--ensembles", nargs="+", default=list(ENSEMBLES), help=f"any of {', '.join(ENSEMBLES)} (default: all)")
+    bench.add_argument("--steps", type=int, default=100, help="MD steps per run (default 100)")
+    bench.add_argument("--warmup", type=int, default=3, help="steps left out of the latency statistics (default 3)")
+    _md_run_options(bench, timestep_fs=1.0, out="mlff-bench")
+    bench.add_argument("--pressure-gpa", type=float, default=0.0, help="NPT target pressure in GPa (default 0)")
+    bench.add_argument("--interleave", type=int, default=10,
+                       help="steps each calculator runs before the next takes its turn; 0 = one after another (default 10)")
+    bench.add_argument("--time-limit-s", type=float, help="stop any run after this much MD time (s)")
+    bench.add_argument("--no-series", action="store_true", help="leave the per-step series out of the JSON (no plots)")
+    bench.set_defaults(func=_cmd_bench)
+
+    prof = sub.add_parser("profile", help="time per call for each stage, leak check and hotspots")
+    prof.add_argument("calc", help=calc_help)
+    _md_options(prof)
+    prof.add_argument("--calls", type=int, default=100, help="timed calls (default 100)")
+    prof.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
+    prof.add_argument("--stress", action="store_true", help="ask for stress after forces, as NPT does")
+    prof.add_argument("--leak-calls", type=int, default=400, help="calls in the leak check; 0 skips it (default 400)")
+    prof.add_argument("--hotspot-calls", type=int, default=20, help="calls under cProfile/torch.profiler; 0 skips (default 20)")
+    prof.add_argument("--top", type=int, default=15, help="hotspots listed (default 15)")
+    prof.add_argument("--out", help="write the profile as JSON here")
+    prof.set_defaults(func=_cmd_profile)
+
+    val = sub.add_parser("validate", help="long NVE run: PASS/FAIL on drift, fluctuation, temperature, distances, NaN")
+    val.add_argument("calc", help=calc_help)
+    _md_options(val)
+    val.add_argument("--duration-ps", type=float, default=100.0, help="NVE length in ps (default 100)")
+    _md_run_options(val, timestep_fs=0.5, out="mlff-validate")
+    val.add_argument("--equilibrate-ps", type=float, default=2.0, help="Bussi equilibration before NVE, ps (default 2)")
+    val.add_argument("--sample-interval", type=int, default=10, help="steps between samples (default 10)")
+    val.add_argument("--max-drift", type=float, default=0.05, help="|drift| limit, meV/atom/ps (default 0.05)")
+    val.add_argument("--max-fluctuation", type=float, default=0.5, help="fluctuation limit, meV/atom (default 0.5)")
+    val.add_argument("--temperature-tolerance", type=float, default=0.15, help="relative (default 0.15)")
+    val.add_argument("--min-distance-fraction", type=float, default=0.6,
+                     help="shortest distance limit as a fraction of the starting one (default 0.6)")
+    val.set_defaults(func=_cmd_validate)
 
 
 def main(argv: list[str] | None = None) -> int:
