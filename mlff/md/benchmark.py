@@ -289,6 +289,9 @@ def run_benchmark(
     for name, calc in calculators.items():
         if not isinstance(calc, BaseCalculator):
             raise ValueError(f"calculator {name!r} is a {type(calc).__name__}, not an ASE calculator")
+    if len({id(calc) for calc in calculators.values()}) < len(calculators):
+        raise ValueError(f"calculators {', '.join(calculators)} include the same object twice; interleaved runs "
+                         "need one calculator object each (build a second one)")
     reference = reference or ("teacher" if "teacher" in calculators else next(iter(calculators)))
     if reference not in calculators:
         raise ValueError(f"reference {reference!r} is not one of the calculators: {', '.join(calculators)}")

@@ -52,7 +52,8 @@ def sized_structure(structure: str | Atoms, size: str | int) -> Atoms:
     ``size`` (``"small"``, ``"medium"``, ``"large"``) or to at least ``size`` atoms.
 
     A named size must land inside its range; a cell too large for it raises ``ValueError``.
-    Non-periodic structures are used as they are for a numeric size they already meet.
+    A structure that is not 3D-periodic (molecule, slab) is used as it is, and must already
+    have the atoms asked for.
     """
     from mlff.distill.sampling import supercell
 

@@ -136,6 +136,8 @@ def test_bad_input_is_refused_before_any_md():
         run_benchmark({"c": probe}, atoms, sizes=["small"], steps=-5)
     with pytest.raises(ValueError, match=r"unknown size 'huge'; accepted: small \(32-64 atoms\)"):
         run_benchmark({"c": probe}, atoms, sizes=["huge"], steps=5)
+    with pytest.raises(ValueError, match="include the same object twice"):
+        run_benchmark({"a": probe, "b": probe}, atoms, sizes=["small"], steps=5)
     assert probe.calls == 0
     with pytest.raises(ValueError, match=r"emt \(EMT\) cannot handle element\(s\) Si in Si32; it knows: H, C"):
         run_benchmark({"emt": EMT()}, "Si-diamond", sizes=["small"], steps=5)
