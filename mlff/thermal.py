@@ -13,8 +13,8 @@ def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator | No
     try:
         from ase.md.velocitydistribution import thermalize_momenta
     except ImportError:  # ASE < 3.29
-        from mlff.thermal import thermalize
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-        thermalize(atoms, temperature_K, rng=rng)
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
         return
     thermalize_momenta(atoms, temperature_K, rng=rng)
