@@ -127,7 +127,10 @@ class SiteCalculator(Calculator):
             if need_grads:
                 grads = grads.detach()
                 self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64, copy=False)
-                if want_stress:
+                # The virial costs one small product once the edge gradients exist, so a
+                # 3D-periodic forces call caches the stress too: NPT integrators ask for
+                # forces and then stress, and must not pay for two evaluations.
+                if want_stress or graph.is_3d_periodic:
                     virial = virial_from_edge_grads(grads, graph)
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
