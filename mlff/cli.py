@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     basis.add_argument("--elements", nargs="+", required=True, help="element symbols, e.g. Si O")
     basis.add_argument("--cutoff", type=float, default=5.0, help="cutoff radius in Å (default 5.0)")
     basis.add_argument("--n-max", type=int, default=10, help="radial functions (default 10)")
-    basis.add_argument("--l-max", type=int, default=4, help="largest angular degree (default 4)")
+    basis.add_argument("--l-max", type=int, default=3, help="largest angular degree (default 3, as ACEModel)")
     basis.add_argument("--w-l", type=float, default=1.5, help="weight of l in the degree (default 1.5)")
     basis.add_argument("--max-degree", type=_parse_degrees, default=None,
                        help="ORDER=DEGREE pairs, e.g. 1=10,2=15,3=13 (the default)")
