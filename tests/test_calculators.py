@@ -288,3 +288,14 @@ def test_compile_failure_falls_back_to_eager_with_a_log_line(caplog):
 def test_bad_thread_count_is_refused():
     with pytest.raises(ValueError, match="num_threads"):
         StackedCalculator(make_stack().parts, num_threads=0)
+
+
+def test_float32_calculator_agrees_with_float64():
+    atoms = STRUCTURES["triclinic-sic"]()
+    stack = make_stack()
+    c64, c32 = StackedCalculator(stack), StackedCalculator(stack, dtype=torch.float32)
+    c64.calculate(atoms, ["energy", "forces", "stress"])
+    c32.calculate(atoms, ["energy", "forces", "stress"])
+    scale = np.abs(c64.results["forces"]).max()
+    assert np.abs(c32.results["forces"] - c64.results["forces"]).max() < 1e-4 * scale
+    assert abs(c32.results["energy"] - c64.results["energy"]) < 1e-5 * max(1.0, abs(c64.results["energy"]))

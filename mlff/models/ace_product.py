@@ -243,7 +243,7 @@ class InvariantProducts(nn.Module):
         return folded
 
     @staticmethod
-    def _apply(m: torch.Tensor, x: torch.Tensor, species: torch.Tensor, arange) -> torch.Tensor:
+    def _apply_folded(m: torch.Tensor, x: torch.Tensor, species: torch.Tensor, arange) -> torch.Tensor:
         """(M_{s_i} x_i) for every atom: m (S, r, c), x (c, N, d) → (r, N, d)."""
         n_species, rows = m.shape[0], m.shape[1]
         flat = x.reshape(x.shape[0], -1)
@@ -301,12 +301,12 @@ class InvariantProducts(nn.Module):
                 m_hh, m_ht, m_th, m_tt = folded[L]
                 h = m_hh.shape[1]
                 head, tail = objects[:h], objects[h:]
-                grad_head = self._apply(m_hh, head, species, arange)
-                grad_tail = self._apply(m_th, head, species, arange)
+                grad_head = self._apply_folded(m_hh, head, species, arange)
+                grad_tail = self._apply_folded(m_th, head, species, arange)
                 if tail.shape[0]:
-                    grad_head = grad_head + self._apply(m_ht, tail, species, arange)
+                    grad_head = grad_head + self._apply_folded(m_ht, tail, species, arange)
                     if m_tt is not None:
-                        grad_tail = grad_tail + self._apply(m_tt, tail, species, arange)
+                        grad_tail = grad_tail + self._apply_folded(m_tt, tail, species, arange)
                 grad = torch.cat([grad_head, grad_tail], dim=0)  # (n_obj, N, d) = M_L O_L
                 energy = energy + 0.5 * (objects * grad).sum((0, 2))
             else:  # objects only used inside higher-L products
