@@ -166,6 +166,22 @@ class InvariantProducts(nn.Module):
             return 1
         return getattr(self, f"_pc1_{item[1]}").numel()
 
+    def _pool(self, L: int, a_by_l, coupled: dict, cursor: dict) -> torch.Tensor:
+        """The objects of degree L, (n_obj, N, 2L+1), in ``pool_layout[L]`` order; advances
+        ``cursor[t]`` over the blocks of coupled-pair type t it uses."""
+        n_atoms = a_by_l[0].shape[1]
+        pool = []
+        for item in self.pool_layout[L]:
+            if item[0] == "A":
+                pool.append(a_by_l[L])
+            elif item[0] == "1":
+                pool.append(a_by_l[0].new_ones(1, n_atoms, 1))
+            else:
+                t = item[1]
+                pool.append(coupled[t][cursor[t]])
+                cursor[t] += 1
+        return torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]
+
     @staticmethod
     def _max_L(plans) -> int:
         return max(L for L, _, _ in plans)
@@ -190,19 +206,9 @@ class InvariantProducts(nn.Module):
         cursor = {t: 0 for t in coupled}
         columns = []
         for L in sorted(self.pool_layout):
-            pool = []
-            for item in self.pool_layout[L]:
-                if item[0] == "A":
-                    pool.append(a_by_l[L])
-                elif item[0] == "1":
-                    pool.append(a_by_l[0].new_ones(1, n_atoms, 1))
-                else:
-                    t = item[1]
-                    pool.append(coupled[t][cursor[t]])
-                    cursor[t] += 1
+            objects = self._pool(L, a_by_l, coupled, cursor)  # (n_obj, N, 2L+1)
             if L not in self.final_ls:
                 continue
-            objects = torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]  # (n_obj, N, 2L+1)
             fa = objects.index_select(0, getattr(self, f"_fa_{L}"))
             fb = objects.index_select(0, getattr(self, f"_fb_{L}"))
             columns.append((fa * fb).sum(-1))  # (K_L, N)
@@ -286,17 +292,7 @@ class InvariantProducts(nn.Module):
         pair_adjoint: dict[int, list[torch.Tensor]] = defaultdict(list)
         arange = torch.arange(n_atoms, device=species.device) if n_species > 1 else None
         for L in sorted(self.pool_layout):
-            pool = []
-            for item in self.pool_layout[L]:
-                if item[0] == "A":
-                    pool.append(a_by_l[L])
-                elif item[0] == "1":
-                    pool.append(a_by_l[0].new_ones(1, n_atoms, 1))
-                else:
-                    t = item[1]
-                    pool.append(coupled[t][cursor[t]])
-                    cursor[t] += 1
-            objects = torch.cat(pool, dim=0) if len(pool) > 1 else pool[0]  # (n_obj, N, d)
+            objects = self._pool(L, a_by_l, coupled, cursor)  # (n_obj, N, d)
             if L in folded:
                 m_hh, m_ht, m_th, m_tt = folded[L]
                 h = m_hh.shape[1]
