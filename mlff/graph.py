@@ -1,15 +1,16 @@
 """Neighbour graphs: the one geometric input every site model reads.
 
-Convention (owned here): edges form a *full* list (both i→j and j→i), and the edge vector is
-``r_ij = x_j - x_i + S_ij · cell`` with ``S_ij`` the integer image shift. Derivatives of the
-energy are taken with respect to ``Graph.vectors``; :mod:`mlff.protocol` turns them into forces
-and the virial.
+Convention (owned here): edges form a *full* list (both i→j and j→i), grouped by centre i in
+increasing order, and the edge vector is ``r_ij = x_j - x_i + S_ij · cell`` with ``S_ij`` the
+integer image shift. Derivatives of the energy are taken with respect to ``Graph.vectors``;
+:mod:`mlff.protocol` turns them into forces and the virial.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numba
 import numpy as np
 import torch
 import vesin
@@ -171,22 +172,46 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
     # lose precision far from the origin.
     i, j, shifts, vectors = nl.compute(points=positions, box=cell, periodic=pbc.tolist(), quantities="ijSD")
-    return i.astype(np.int64), j.astype(np.int64), shifts, vectors
+    # Grouped by centre, so per-atom kernels read each atom's edges as one contiguous run.
+    order = np.argsort(i, kind="stable")
+    return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order], vectors[order]
 
 
-def _graph_from_pairs(atoms, cutoff, i, j, shifts, vectors64, dtype, device) -> Graph:
+@numba.njit(cache=True, nogil=True)
+def _pairs_within(positions, i, j, offsets, cutoff2, edge_index, vectors, picked) -> int:
+    """The candidate pairs (i, j, S·cell) closer than the cutoff, in order: writes their
+    (2, n) indices, (n, 3) vectors r_ij = x_j - x_i + S·cell and positions among the
+    candidates; returns n."""
+    n = 0
+    for p in range(i.shape[0]):
+        a, b = i[p], j[p]
+        x = positions[b, 0] - positions[a, 0] + offsets[p, 0]
+        y = positions[b, 1] - positions[a, 1] + offsets[p, 1]
+        z = positions[b, 2] - positions[a, 2] + offsets[p, 2]
+        if x * x + y * y + z * z < cutoff2:
+            edge_index[0, n] = a
+            edge_index[1, n] = b
+            vectors[n, 0] = x
+            vectors[n, 1] = y
+            vectors[n, 2] = z
+            picked[n] = p
+            n += 1
+    return n
+
+
+def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, device) -> Graph:
     squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
     if squared.size and squared.min() < 1e-12:
         k = int(squared.argmin())
         raise ValueError(
-            f"atoms {int(i[k])} and {int(j[k])} (image shift {np.rint(shifts[k]).astype(int).tolist()}) "
-            f"are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
+            f"atoms {int(edge_index[0, k])} and {int(edge_index[1, k])} (image shift "
+            f"{np.rint(shifts[k]).astype(int).tolist()}) are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
         )
     device = torch.device(device)
     return Graph(
         positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
         numbers=torch.as_tensor(atoms.numbers.astype(np.int64), device=device),
-        edge_index=torch.as_tensor(np.stack([i, j]), device=device),
+        edge_index=torch.as_tensor(edge_index, device=device),
         shifts=torch.as_tensor(shifts, dtype=dtype, device=device),
         vectors=torch.as_tensor(vectors64, dtype=dtype, device=device),
         cell=torch.as_tensor(atoms.cell.array, dtype=dtype, device=device),
@@ -242,14 +267,15 @@ class VerletGraphBuilder:
                 "offsets": shifts @ atoms.cell.array,  # S·cell, Å
             }
             self.rebuilds += 1
-        else:
-            state = self._state
-            i, j, shifts = state["i"], state["j"], state["shifts"]
-            vectors = positions[j] - positions[i] + state["offsets"]
-        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff * self.cutoff
-        if not keep.all():
-            i, j, shifts, vectors = i[keep], j[keep], shifts[keep], vectors[keep]
-        return _graph_from_pairs(atoms, self.cutoff, i, j, shifts, vectors, self.dtype, self.device)
+        state = self._state
+        n_pairs = len(state["i"])
+        edge_index = np.empty((2, n_pairs), dtype=np.int64)
+        vectors = np.empty((n_pairs, 3))
+        picked = np.empty(n_pairs, dtype=np.int64)
+        n = _pairs_within(positions, state["i"], state["j"], state["offsets"], self.cutoff**2, edge_index, vectors, picked)
+        shifts = state["shifts"] if n == n_pairs else state["shifts"][picked[:n]]
+        return _graph_from_pairs(atoms, self.cutoff, np.ascontiguousarray(edge_index[:, :n]), shifts, vectors[:n],
+                                 self.dtype, self.device)
 
 
 def build_graph(
@@ -268,4 +294,4 @@ def build_graph(
         raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, np.asarray(atoms.pbc, dtype=bool), cutoff)
-    return _graph_from_pairs(atoms, cutoff, i, j, shifts, vectors, dtype, device)
+    return _graph_from_pairs(atoms, cutoff, np.stack([i, j]), shifts, vectors, dtype, device)
