@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mlff.graph import Graph
+from mlff.models.kernels import pair_energies_and_grads
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, ReadoutModel
@@ -74,23 +76,51 @@ class PairModel(ReadoutModel):
 
     @torch.no_grad()
     def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-        """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form."""
+        """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form.
+
+        On the CPU (backend ``"auto"`` or ``"numba"``) the radial part runs in the compiled
+        kernel :func:`~mlff.models.kernels.pair_energies_and_grads`. The ZBL core is added in
+        torch, only on the rare edges inside its switch radius.
+        """
+        if self._use_kernel(graph):
+            species = self.species(graph)
+            vectors = graph.vectors.numpy()
+            energies = np.zeros(graph.n_atoms, dtype=vectors.dtype)
+            grads = np.empty_like(vectors)
+            r_min = pair_energies_and_grads(
+                vectors, graph.centers.numpy(), graph.neighbors.numpy(), species.numpy(), self.pair_index.numpy(),
+                self.readout.weight.detach().numpy(), *self._kernel_constants(vectors.dtype), energies, grads,
+            )
+            site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
+            if self.repulsion is None or r_min >= float(self.repulsion.r_outer.max()):
+                return site, grads
+        else:
+            r, si, sj = self._edges(graph)
+            radial, d_radial = self.radial.with_derivative(r, si, sj)
+            pairs = self.pair_index[si, sj]
+            slope = self.readout.energies(d_radial, pairs)  # V'(r), eV/Å
+            site = self._to_sites(self.readout.energies(radial, pairs), graph)
+            grads = (0.5 * slope / r)[:, None] * graph.vectors
+        if self.repulsion is None:
+            return site, grads
         r, si, sj = self._edges(graph)
-        radial, d_radial = self.radial.with_derivative(r, si, sj)
-        pairs = self.pair_index[si, sj]
-        edge_energy = self.readout.energies(radial, pairs)
-        slope = self.readout.energies(d_radial, pairs)  # V'(r), eV/Å
-        if self.repulsion is not None:
-            close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
-            if close.numel():  # rare in MD: the ZBL core is only reached in hard collisions
-                with torch.enable_grad():
-                    rc = r[close].requires_grad_(True)
-                    core = self.repulsion(rc, si[close], sj[close])
-                    (d_core,) = torch.autograd.grad(core.sum(), rc)
-                edge_energy = edge_energy.index_add(0, close, core.detach())
-                slope = slope.index_add(0, close, d_core)
-        grads = (0.5 * slope / r)[:, None] * graph.vectors
-        return self._to_sites(edge_energy, graph), grads
+        close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
+        if close.numel() == 0:  # the usual case in MD: the core is only reached in hard collisions
+            return site, grads
+        with torch.enable_grad():
+            rc = r[close].requires_grad_(True)
+            core = self.repulsion(rc, si[close], sj[close])
+            (d_core,) = torch.autograd.grad(core.sum(), rc)
+        site = site.index_add(0, graph.centers[close], 0.5 * core.detach())
+        grads = grads.index_add(0, close, (0.5 * d_core / rc.detach())[:, None] * graph.vectors[close])
+        return site, grads
+
+    def _kernel_constants(self, dtype) -> tuple:
+        cached = self.__dict__.get("_constants")
+        if cached is None or cached[0] != dtype:
+            cached = (dtype, self.radial.kernel_constants(dtype))
+            self.__dict__["_constants"] = cached
+        return cached[1]
 
     def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """ZBL energies (n_edges,), evaluated only on edges inside its switch radius."""

@@ -6,6 +6,7 @@ outputs (n_edges, n_basis).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
@@ -103,15 +104,20 @@ class AgnesiTransform(nn.Module):
         s = r / r0
         return 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
 
-    def _pair_constants(self, species_i: torch.Tensor, species_j: torch.Tensor):
-        """Per edge: 1/r0 and the scale 2/(1 - y(r_c)) and offset of the rescaling, from
-        (n_elements, n_elements) tables, so no per-edge work is spent on constants."""
+    def pair_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n_elements, n_elements) tables of 1/r0, the scale 2/(1 - y(r_c)) and the offset
+        of the rescaling ``x = scale·y + offset``."""
         r0 = self.r0
         y_cut = self._y(torch.full_like(r0, self.cutoff), r0)
         scale = 2.0 / (1.0 - y_cut)
-        if r0.numel() == 1:  # one element: scalars broadcast, no gathers
-            return 1.0 / r0.reshape(()), scale.reshape(()), (-scale * y_cut - 1.0).reshape(())
-        return (1.0 / r0)[species_i, species_j], scale[species_i, species_j], (-scale * y_cut - 1.0)[species_i, species_j]
+        return 1.0 / r0, scale, -scale * y_cut - 1.0
+
+    def _pair_constants(self, species_i: torch.Tensor, species_j: torch.Tensor):
+        """Per edge: 1/r0, scale and offset, so no per-edge work is spent on constants."""
+        tables = self.pair_tables()
+        if self.r0.numel() == 1:  # one element: scalars broadcast, no gathers
+            return tuple(t.reshape(()) for t in tables)
+        return tuple(t[species_i, species_j] for t in tables)
 
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         inv_r0, scale, offset = self._pair_constants(species_i, species_j)
@@ -189,6 +195,14 @@ class RadialBasis(nn.Module):
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
+
+    def kernel_constants(self, dtype=np.float64) -> tuple:
+        """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
+        1/r0, scale, offset (n_elements, n_elements), (p, q, a) of the transform, the cutoff
+        (Å) and the envelope power, as numpy values of ``dtype``."""
+        tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=dtype) for t in self.transform.pair_tables()]
+        agnesi = np.array([self.transform.p, self.transform.q, self.transform.a], dtype=dtype)
+        return (*tables, agnesi, np.dtype(dtype).type(self.envelope.cutoff), int(self.envelope.p))
 
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
