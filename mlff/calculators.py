@@ -12,7 +12,9 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from mlff.compiled import GradientEvaluator
 from mlff.graph import VerletGraphBuilder, build_graph
-from mlff.protocol import LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads
+from mlff.protocol import (
+    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads,
+)
 from mlff.stack import Stack
 
 __all__ = ["SiteCalculator", "StackedCalculator"]
@@ -37,8 +39,12 @@ class SiteCalculator(Calculator):
         committee: (K, P) parameter samples for ``energy_std``/``forces_std`` (linear models).
         skin: Verlet skin, Å: the neighbour list is rebuilt only after an atom moved more than
             ``skin / 2`` (see :class:`~mlff.graph.VerletGraphBuilder`); 0 rebuilds every call.
+        backend: ``"auto"`` (default): the models' compiled numba kernels on the CPU, torch on
+            other devices; ``"torch"``: torch everywhere; ``"numba"``: the kernels, CPU only.
+            See :data:`~mlff.protocol.BACKENDS` and docs/performance.md.
         compile: evaluate through ``torch.compile`` (see :class:`~mlff.compiled.GradientEvaluator`);
-            falls back to eager, with a log line, where compiling fails.
+            falls back to eager, with a log line, where compiling fails. Implies the torch
+            backend.
         num_threads: if given, sets torch's intra-op threads (process-wide) for MD; ``None``
             leaves torch's setting alone. See docs/performance.md for measured choices.
     """
@@ -58,6 +64,7 @@ class SiteCalculator(Calculator):
         dtype: torch.dtype = torch.float64,
         committee=None,
         skin: float = 0.5,
+        backend: str = "auto",
         compile: bool = False,
         num_threads: int | None = None,
         **kwargs,
@@ -75,9 +82,17 @@ class SiteCalculator(Calculator):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         self.dtype = dtype
-        if model.dtype != dtype or model.device != self.device:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        if compile and backend == "numba":
+            raise ValueError("compile=True runs torch.compile on the torch backend; use backend='auto' or 'torch'")
+        if backend == "numba" and self.device.type != "cpu":
+            raise ValueError(f"backend 'numba' runs on the CPU only, got device {device!r}")
+        backend = "torch" if compile else backend
+        parts = [m for m in model.modules() if isinstance(m, SiteModel)]
+        if model.dtype != dtype or model.device != self.device or any(m.backend != backend for m in parts):
             # A copy: the caller's model (possibly shared with other calculators) is left as is.
-            model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
+            model = copy.deepcopy(model).to(device=self.device, dtype=dtype).set_backend(backend)
         self.model = model.eval()
         self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
         self.evaluator = GradientEvaluator(self.model, compile=compile)

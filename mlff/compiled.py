@@ -33,8 +33,11 @@ class GradientEvaluator:
         if self.compile:
             self._compiled = torch.compile(self._call_model, dynamic=True)
             self.path = "compile-pending"
+        elif model.device.type == "cpu" and model.backend != "torch":
+            self.path = "numba kernels"
+            log.info("mlff: compiled numba kernels on the CPU (backend=%r)", model.backend)
         else:
-            log.info("mlff: eager torch path (compile=False)")
+            log.info("mlff: eager torch path (compile=False, backend=%r)", model.backend)
 
     def _call_model(self, positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff: float):
         graph = Graph(positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff)

@@ -269,7 +269,7 @@ def test_compile_failure_falls_back_to_eager_with_a_log_line(caplog):
     import logging
 
     atoms = STRUCTURES["rattled-si"]()
-    eager = StackedCalculator(make_stack().parts)
+    eager = StackedCalculator(make_stack().parts, backend="torch")  # compile=True implies torch
     calc = StackedCalculator(make_stack().parts, compile=True)
     assert calc.evaluator.path == "compile-pending"
 

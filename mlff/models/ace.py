@@ -8,6 +8,7 @@ import torch
 
 from mlff.graph import Graph
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
+from mlff.models.ace_fused import FusedACE
 from mlff.models.ace_jacobian import InvariantGradients
 from mlff.models.ace_product import InvariantProducts
 from mlff.models.harmonics import harmonic_gradient_dot, spherical_harmonics, spherical_harmonics_with_gradients
@@ -71,6 +72,7 @@ class ACEModel(ReadoutModel):
         self.products = InvariantProducts(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.gradients = InvariantGradients(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
+        self._fused: FusedACE | None = None  # built on first use: tables for the CPU kernel
 
     @property
     def n_basis(self) -> int:
@@ -115,6 +117,24 @@ class ACEModel(ReadoutModel):
     @torch.no_grad()
     def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) in closed form, without autograd.
+
+        On the CPU (backend ``"auto"`` or ``"numba"``) this runs the compiled kernel of
+        :mod:`mlff.models.ace_fused`; otherwise the torch closed form below.
+        """
+        if self._use_kernel(graph):
+            species = self.species(graph)
+            if self._fused is None:
+                self._fused = FusedACE(self)
+            energies, grads = self._fused(
+                graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), species.numpy(),
+                self.readout.weight, n_threads=torch.get_num_threads(),
+            )
+            return torch.from_numpy(energies), torch.from_numpy(grads)
+        return self.site_energies_and_grads_torch(graph)
+
+    @torch.no_grad()
+    def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """The torch closed form of :meth:`site_energies_and_grads` (any device).
 
         The adjoint H = ∂E/∂A (N, C, n_lm) comes from :meth:`InvariantProducts.energy_and_adjoint`.
         With φ_{n,lm}(r) = R_n(r) Y_lm(r̂): ∂E/∂r_e = r̂ Σ_n R'_n Σ_lm H Y_lm + Σ_lm (Σ_n H R_n) ∇Y_lm,

@@ -1,0 +1,119 @@
+"""The compiled CPU kernels (numba) against the torch closed forms they replace."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from helpers import STRUCTURES, make_ace, make_pair, make_stack
+from mlff import ACEModel, StackedCalculator, build_graph
+from mlff.graph import Graph
+from mlff.testing import random_linear_parameters
+
+
+def _both_backends(model, graph):
+    fast = model.set_backend("numba").site_energies_and_grads(graph)
+    reference = model.set_backend("torch").site_energies_and_grads(graph)
+    model.set_backend("auto")
+    return fast, reference
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+@pytest.mark.parametrize("make", [make_ace, make_pair, make_stack], ids=["ace", "pair", "stack"])
+def test_kernels_match_torch_closed_forms(make, name):
+    model = make()
+    graph = build_graph(STRUCTURES[name](), model.cutoff)
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
+    assert energies.dtype == grads.dtype == torch.float64
+    scale_e = max(1.0, float(ref_energies.abs().max()))
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * scale_e
+    scale_g = float(ref_grads.abs().max())
+    assert scale_g > 0
+    assert float((grads - ref_grads).abs().max()) < 1e-11 * scale_g
+
+
+def test_default_si_ace_kernel_matches_torch_with_fourth_order_functions():
+    """The default hyper-parameters plus ν = 4, where the folded readout has a T×T block."""
+    model = ACEModel(["Si"], cutoff=5.0, max_degree={1: 10, 2: 15, 3: 14, 4: 12})
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=3)
+    random_linear_parameters(model, atoms, energy_scale=0.5, seed=4)
+    assert {f.order for f in model.basis_spec} == {1, 2, 3, 4}
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, build_graph(atoms, model.cutoff))
+    torch.testing.assert_close(energies, ref_energies, rtol=0, atol=1e-12 * float(ref_energies.abs().max()))
+    torch.testing.assert_close(grads, ref_grads, rtol=0, atol=1e-11 * float(ref_grads.abs().max()))
+
+
+def test_ace_kernel_accepts_edges_in_any_order_and_any_thread_count():
+    model = make_ace()
+    graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
+    assert bool((graph.centers[1:] >= graph.centers[:-1]).all()), "graphs group edges by centre"
+    perm = torch.randperm(graph.n_edges, generator=torch.Generator().manual_seed(0))
+    shuffled = Graph(graph.positions, graph.numbers, graph.edge_index[:, perm].contiguous(), graph.shifts[perm],
+                     graph.vectors[perm].contiguous(), graph.cell, graph.pbc, graph.cutoff)
+    energies, grads = model.site_energies_and_grads(graph)
+    shuffled_energies, shuffled_grads = model.site_energies_and_grads(shuffled)
+    torch.testing.assert_close(shuffled_energies, energies, rtol=0, atol=1e-13)
+    torch.testing.assert_close(shuffled_grads, grads[perm], rtol=0, atol=1e-13)
+    species = model.species(graph).numpy()
+    args = (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), species, model.readout.weight)
+    for threads in (2, 3):
+        e_t, g_t = model._fused(*args, n_threads=threads)
+        np.testing.assert_allclose(e_t, energies.numpy(), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(g_t, grads.numpy(), rtol=0, atol=1e-13)
+
+
+def test_kernels_follow_parameter_changes():
+    """The folded readout is cached on θ's version: a refit must reach the next call."""
+    model = make_ace()
+    graph = build_graph(STRUCTURES["rattled-si"](), model.cutoff)
+    before = model.site_energies_and_grads(graph)[0].sum()
+    model.set_linear_parameters(2.0 * model.get_linear_parameters())
+    after = model.site_energies_and_grads(graph)[0].sum()
+    reference = model.set_backend("torch").site_energies_and_grads(graph)[0].sum()
+    assert float(abs(after - 2.0 * before)) < 1e-10 * abs(float(before))
+    assert float(abs(after - reference)) < 1e-10 * abs(float(reference))
+
+
+def test_float32_kernels_agree_with_float64():
+    stack = make_stack()
+    graph64 = build_graph(STRUCTURES["si-slab"](), stack.cutoff)
+    graph32 = build_graph(STRUCTURES["si-slab"](), stack.cutoff, dtype=torch.float32)
+    e64, g64 = stack.site_energies_and_grads(graph64)
+    e32, g32 = stack.to(torch.float32).site_energies_and_grads(graph32)
+    assert e32.dtype == g32.dtype == torch.float32
+    assert float((g32.double() - g64).abs().max()) < 1e-4 * float(g64.abs().max())
+    assert float((e32.double() - e64).abs().max()) < 1e-5 * max(1.0, float(e64.abs().max()))
+
+
+def test_calculator_backends_agree_and_leave_the_callers_model_alone():
+    atoms = STRUCTURES["rattled-si"]()
+    stack = make_stack()
+    results = {}
+    for backend in ("auto", "numba", "torch"):
+        calc = StackedCalculator(stack, backend=backend)
+        calc.calculate(atoms, ["energy", "forces", "stress"])
+        results[backend] = calc.results
+    assert {m.backend for m in stack.modules() if hasattr(m, "backend")} == {"auto"}
+    for backend in ("numba", "torch"):
+        np.testing.assert_allclose(results[backend]["forces"], results["auto"]["forces"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(results[backend]["stress"], results["auto"]["stress"], rtol=0, atol=1e-12)
+    assert StackedCalculator(stack).evaluator.path == "numba kernels"
+    assert StackedCalculator(stack, backend="torch").evaluator.path == "eager"
+
+
+def test_bad_backends_are_refused():
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'torch', 'numba'\], got 'fortran'"):
+        StackedCalculator(make_stack(), backend="fortran")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        make_ace().set_backend("gpu")
+    with pytest.raises(ValueError, match="compile=True runs torch.compile on the torch backend"):
+        StackedCalculator(make_stack(), backend="numba", compile=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_numba_backend_refuses_cuda_graphs():
+    model = make_ace().to("cuda").set_backend("numba")
+    graph = build_graph(STRUCTURES["rattled-si"](), model.cutoff, device="cuda")
+    with pytest.raises(ValueError, match="backend 'numba' runs on the CPU only"):
+        model.site_energies_and_grads(graph)
