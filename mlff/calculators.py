@@ -89,6 +89,7 @@ class SiteCalculator(Calculator):
         if backend == "numba" and self.device.type != "cpu":
             raise ValueError(f"backend 'numba' runs on the CPU only, got device {device!r}")
         backend = "torch" if compile else backend
+        self.backend = backend
         parts = [m for m in model.modules() if isinstance(m, SiteModel)]
         if model.dtype != dtype or model.device != self.device or any(m.backend != backend for m in parts):
             # A copy: the caller's model (possibly shared with other calculators) is left as is.

@@ -100,7 +100,7 @@ def _single_calculator(args: argparse.Namespace):
 
     _md_setup(args)
     spec = _teacher_spec(args.calc) if args.calc.lower() in TEACHERS else args.calc
-    return load_calculator(spec, device=args.device, dtype=args.dtype)
+    return load_calculator(spec, device=args.device, dtype=args.dtype, backend=args.backend)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -121,7 +121,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _md_setup(args)
     calculators, info = {}, {}
     for name, spec in specs:
-        loaded = load_calculator(spec, device=args.device, dtype=args.dtype, name=name)
+        loaded = load_calculator(spec, device=args.device, dtype=args.dtype, name=name, backend=args.backend)
         key, k = loaded.name, 2
         while key in calculators:
             key, k = f"{loaded.name}-{k}", k + 1
@@ -234,12 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _md_options(parser: argparse.ArgumentParser, size_default: str | None = "small") -> None:
+    from mlff.protocol import BACKENDS
+
     parser.add_argument("--structure", default="Si-diamond", help="a preset (Si-diamond, Cu-fcc, …) or a structure file")
     if size_default:
         parser.add_argument("--size", default=size_default,
                             help="small (32-64 atoms), medium (128-256), large (512-1024) or a number of atoms")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--dtype", default="float64", help="float64 or float32, for students (default float64)")
+    parser.add_argument("--backend", default="auto", choices=list(BACKENDS),
+                        help="students' evaluation: auto (numba kernels on the CPU), torch or numba (default auto)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for velocities and thermostats")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -42,7 +42,7 @@ class LoadedCalculator:
 
     def describe(self) -> dict:
         info = {"spec": self.spec, "kind": self.kind, "class": type(self.calc).__name__}
-        for attr in ("device", "dtype"):
+        for attr in ("device", "dtype", "backend"):
             if hasattr(self.calc, attr):
                 info[attr] = str(getattr(self.calc, attr))
         checkpoint = getattr(self.calc, "checkpoint_path", None)
@@ -52,9 +52,9 @@ class LoadedCalculator:
 
 
 def load_calculator(spec: str, device: str = "cpu", dtype: str | torch.dtype = "float64",
-                    name: str | None = None) -> LoadedCalculator:
-    """Build the calculator a spec names (see the module docstring). ``dtype`` applies to
-    students; teachers run in their own precision."""
+                    name: str | None = None, backend: str = "auto") -> LoadedCalculator:
+    """Build the calculator a spec names (see the module docstring). ``dtype`` and ``backend``
+    (see :class:`~mlff.calculators.SiteCalculator`) apply to students; teachers run as they are."""
     from mlff.distilled import DistilledCalculator
 
     text = str(spec).strip()
@@ -66,7 +66,7 @@ def load_calculator(spec: str, device: str = "cpu", dtype: str | torch.dtype = "
         return LoadedCalculator(name or teacher.lower(), get_teacher(teacher, device=device), text, "teacher")
     path = text.split(":", 1)[1] if text.lower().startswith("student:") else text
     if os.path.exists(path):
-        calc = DistilledCalculator(checkpoint_path=path, device=device, dtype=torch_dtype)
+        calc = DistilledCalculator(checkpoint_path=path, device=device, dtype=torch_dtype, backend=backend)
         label = os.path.basename(os.path.normpath(path))
         label = os.path.basename(os.path.dirname(os.path.abspath(path))) if label == "student.json" else label
         return LoadedCalculator(name or label.removesuffix(".json"), calc, text, "student")
@@ -76,7 +76,7 @@ def load_calculator(spec: str, device: str = "cpu", dtype: str | torch.dtype = "
             "teacher:emt, a student run directory or student.json, or a student name in the models directory"
         )
     try:
-        calc = DistilledCalculator(model=path, device=device, dtype=torch_dtype)
+        calc = DistilledCalculator(model=path, device=device, dtype=torch_dtype, backend=backend)
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"calculator spec {spec!r} is not teacher:NAME, not an existing path, and not a known student: {err}"

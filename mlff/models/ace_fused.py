@@ -307,68 +307,76 @@ def _edge_gradient(h_adj, base, n_lm, rad, drad, mono, ylm, exps, lower, degree_
     out[2] = uz * along + (gz - radial_l * uz) * inv_r
 
 
-@numba.njit(parallel=True, **JIT_OPTIONS)
-def _ace_energies_and_grads(vectors, neighbors, order, start, species, n_blocks, n_max, n_channels,
-                            inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
-                            pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr, t_loc, type_q, q_ptr,
-                            nz_m1, nz_m2, nz_w, mats, mat_off, heads, final, energies, grads):
-    """Per atom i (atoms split into ``n_blocks`` threads' blocks): A_i from its edges
-    ``order[start[i]:start[i+1]]``, E_i and H_i, then ∂E_i/∂r_e for those edges."""
-    n_atoms = species.shape[0]
+@numba.njit(**JIT_OPTIONS)
+def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
+               inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
+               pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr, t_loc, type_q, q_ptr,
+               nz_m1, nz_m2, nz_w, mats, mat_off, heads, final, energies, grads):
+    """Atoms ``first`` ≤ i < ``stop``: A_i from the edges ``order[start[i]:start[i+1]]``,
+    E_i and H_i, then ∂E_i/∂r_e for those edges."""
     n_lm = ycoef.shape[0]
     n_mono = exps.shape[0]
     l_max = degree_start.shape[0] - 2
-    width = 0
-    for i in range(n_atoms):
+    width = 1
+    for i in range(first, stop):
         width = max(width, start[i + 1] - start[i])
     dt = vectors.dtype
+    a = np.empty(n_channels * n_lm, dtype=dt)
+    h_adj = np.empty(n_channels * n_lm, dtype=dt)
+    buf = np.empty(pool_off[-1], dtype=dt)
+    grad = np.empty(pool_off[-1], dtype=dt)
+    rad = np.zeros((width, n_max), dtype=dt)
+    drad = np.zeros((width, n_max), dtype=dt)
+    mono = np.zeros((width, n_mono), dtype=dt)
+    ylm = np.zeros((width, n_lm), dtype=dt)
+    px = np.empty(l_max + 1, dtype=dt)
+    py = np.empty(l_max + 1, dtype=dt)
+    pz = np.empty(l_max + 1, dtype=dt)
+    h = np.empty(n_lm, dtype=dt)
+    weights = np.empty(n_mono, dtype=dt)
+    for i in range(first, stop):
+        si = species[i]
+        for k in range(a.shape[0]):
+            a[k] = 0.0
+        for p in range(start[i], start[i + 1]):
+            e, slot = order[p], p - start[i]
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            r = np.sqrt(vx * vx + vy * vy + vz * vz)
+            if r >= cutoff:
+                continue
+            sj = species[neighbors[e]]
+            _edge_basis(vx, vy, vz, r, inv_r0[si, sj], scale[si, sj], offset[si, sj], agnesi, cutoff,
+                        env_p, exps, degree_start, ycoef, px, py, pz, rad[slot], drad[slot], mono[slot], ylm[slot])
+            y_e = ylm[slot]
+            for n in range(n_max):
+                rn = rad[slot, n]
+                a_row = a[(sj * n_max + n) * n_lm : (sj * n_max + n + 1) * n_lm]
+                for lm in range(n_lm):
+                    a_row[lm] += rn * y_e[lm]
+        energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2,
+                                     pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats,
+                                     mat_off, heads, final)
+        for p in range(start[i], start[i + 1]):
+            e, slot = order[p], p - start[i]
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            r = np.sqrt(vx * vx + vy * vy + vz * vz)
+            if r >= cutoff:
+                grads[e, 0] = 0.0
+                grads[e, 1] = 0.0
+                grads[e, 2] = 0.0
+                continue
+            _edge_gradient(h_adj, species[neighbors[e]] * n_max, n_lm, rad[slot], drad[slot], mono[slot],
+                           ylm[slot], exps, lower, degree_start, ycoef, h, weights, vx, vy, vz, r, grads[e])
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def _ace_atoms_parallel(n_blocks, vectors, neighbors, order, start, species, *tables):
+    """:func:`_ace_atoms` over ``n_blocks`` contiguous blocks of atoms, one per thread. The
+    work stays in the serial function: numba's parallel lowering optimises loops less well."""
+    n_atoms = species.shape[0]
     for b in numba.prange(n_blocks):
-        a = np.empty(n_channels * n_lm, dtype=dt)
-        h_adj = np.empty(n_channels * n_lm, dtype=dt)
-        buf = np.empty(pool_off[-1], dtype=dt)
-        grad = np.empty(pool_off[-1], dtype=dt)
-        rad = np.zeros((max(width, 1), n_max), dtype=dt)
-        drad = np.zeros((max(width, 1), n_max), dtype=dt)
-        mono = np.zeros((max(width, 1), n_mono), dtype=dt)
-        ylm = np.zeros((max(width, 1), n_lm), dtype=dt)
-        px = np.empty(l_max + 1, dtype=dt)
-        py = np.empty(l_max + 1, dtype=dt)
-        pz = np.empty(l_max + 1, dtype=dt)
-        h = np.empty(n_lm, dtype=dt)
-        weights = np.empty(n_mono, dtype=dt)
-        for i in range(b * n_atoms // n_blocks, (b + 1) * n_atoms // n_blocks):
-            si = species[i]
-            for k in range(a.shape[0]):
-                a[k] = 0.0
-            for p in range(start[i], start[i + 1]):
-                e, slot = order[p], p - start[i]
-                vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-                r = np.sqrt(vx * vx + vy * vy + vz * vz)
-                if r >= cutoff:
-                    continue
-                sj = species[neighbors[e]]
-                _edge_basis(vx, vy, vz, r, inv_r0[si, sj], scale[si, sj], offset[si, sj], agnesi, cutoff,
-                            env_p, exps, degree_start, ycoef, px, py, pz, rad[slot], drad[slot], mono[slot], ylm[slot])
-                y_e = ylm[slot]
-                for n in range(n_max):
-                    rn = rad[slot, n]
-                    a_row = a[(sj * n_max + n) * n_lm : (sj * n_max + n + 1) * n_lm]
-                    for lm in range(n_lm):
-                        a_row[lm] += rn * y_e[lm]
-            energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2,
-                                         pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats,
-                                         mat_off, heads, final)
-            for p in range(start[i], start[i + 1]):
-                e, slot = order[p], p - start[i]
-                vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-                r = np.sqrt(vx * vx + vy * vy + vz * vz)
-                if r >= cutoff:
-                    grads[e, 0] = 0.0
-                    grads[e, 1] = 0.0
-                    grads[e, 2] = 0.0
-                    continue
-                _edge_gradient(h_adj, species[neighbors[e]] * n_max, n_lm, rad[slot], drad[slot], mono[slot],
-                               ylm[slot], exps, lower, degree_start, ycoef, h, weights, vx, vy, vz, r, grads[e])
+        _ace_atoms(b * n_atoms // n_blocks, (b + 1) * n_atoms // n_blocks, vectors, neighbors, order, start,
+                   species, *tables)
 
 
 class FusedACE:
@@ -423,11 +431,11 @@ class FusedACE:
         energies = np.empty(n_atoms, dtype=dtype)
         grads = np.zeros((n_edges, 3), dtype=dtype)
         n_blocks = max(1, min(int(n_threads), n_atoms))
-        if n_blocks > 1:
+        tables = (self.n_max, self.n_channels, *radial_constants, self.exps, self.lower, self.degree_start, ycoef,
+                  *pair_tables, *self._readout(theta, dtype), energies, grads)
+        if n_blocks == 1:
+            _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables)
+        else:
             numba.set_num_threads(min(n_blocks, numba.config.NUMBA_NUM_THREADS))
-        _ace_energies_and_grads(
-            vectors, neighbors, order, start, species, n_blocks, self.n_max, self.n_channels, *radial_constants,
-            self.exps, self.lower, self.degree_start, ycoef,
-            *pair_tables, *self._readout(theta, dtype), energies, grads,
-        )
+            _ace_atoms_parallel(n_blocks, vectors, neighbors, order, start, species, *tables)
         return energies, grads
