@@ -23,50 +23,10 @@ import numba
 import numpy as np
 import torch
 
-from mlff.models.harmonics import spherical_harmonics
+from mlff.models.harmonics import monomial_expansion
 from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative
 
 __all__ = ["FusedACE"]
-
-
-def _monomial_tables(l_max: int):
-    """Monomials x^a y^b z^c of r̂ by degree, and Y_lm as their combinations.
-
-    Returns exps (n_mono, 3) int64, degree_start (l_max+2,) int64, coef (n_lm, n_mono) with
-    Y_lm = Σ_k coef[lm, k] · mono_k over the monomials of degree l, and for the gradient the
-    index of ∂mono_k/∂x_d's monomial (n_mono, 3) (0 where the exponent is 0).
-    """
-    exps, starts = [], []
-    for l in range(l_max + 1):
-        starts.append(len(exps))
-        for a in range(l, -1, -1):
-            for b in range(l - a, -1, -1):
-                exps.append((a, b, l - a - b))
-    starts.append(len(exps))
-    exps_arr = np.array(exps, dtype=np.int64)
-    index = {e: k for k, e in enumerate(exps)}
-    lower = np.zeros((len(exps), 3), dtype=np.int64)
-    for k, e in enumerate(exps):
-        for d in range(3):
-            if e[d]:
-                low = list(e)
-                low[d] -= 1
-                lower[k, d] = index[tuple(low)]
-    gen = torch.Generator().manual_seed(1)
-    v = torch.randn(400, 3, generator=gen, dtype=torch.float64)
-    u = (v / v.norm(dim=1, keepdim=True)).numpy()
-    ylm = spherical_harmonics(torch.from_numpy(u), l_max).numpy()  # (n, n_lm)
-    coef = np.zeros(((l_max + 1) ** 2, len(exps)))
-    for l in range(l_max + 1):
-        sl = slice(starts[l], starts[l + 1])
-        mono = np.prod(u[:, None, :] ** exps_arr[None, sl, :], axis=2)  # (n, n_mono_l)
-        sol, *_ = np.linalg.lstsq(mono, ylm[:, l * l : (l + 1) ** 2], rcond=None)
-        residual = np.abs(mono @ sol - ylm[:, l * l : (l + 1) ** 2]).max()
-        if residual > 1e-10:
-            raise RuntimeError(f"Y_{l} is not a degree-{l} polynomial of r̂ (residual {residual:.1e})")
-        coef[l * l : (l + 1) ** 2, sl] = sol.T
-    coef[np.abs(coef) < 1e-14] = 0.0
-    return exps_arr, np.array(starts, dtype=np.int64), coef, lower
 
 
 def _product_tables(products, n_lm: int):
@@ -391,7 +351,7 @@ class FusedACE:
         self.n_max, self.l_max = int(model.radial.n_max), int(model.l_max)
         self.n_lm = (self.l_max + 1) ** 2
         self.n_channels = model.products.n_channels
-        self.exps, self.degree_start, self.ycoef, self.lower = _monomial_tables(self.l_max)
+        self.exps, self.degree_start, self.ycoef, self.lower = monomial_expansion(self.l_max)
         self.products = model.products
         self.pair_tables = _product_tables(model.products, self.n_lm)
         self._coef_key = None

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 from e3nn import o3
 
-__all__ = ["spherical_harmonics", "spherical_harmonics_with_gradients", "harmonic_gradient_dot"]
+__all__ = ["spherical_harmonics", "spherical_harmonics_with_gradients", "harmonic_gradient_dot", "monomial_expansion"]
 
 
 def spherical_harmonics(vectors: torch.Tensor, l_max: int) -> torch.Tensor:
@@ -89,3 +90,44 @@ def harmonic_gradient_dot(
     tangential = (lower * ylm[:, None, :n_low]).sum(-1)  # (n, 3)
     radial = (weights * ylm * degree).sum(-1)  # Σ l w Y
     return (tangential - radial[:, None] * vectors / r[:, None]) / r[:, None]
+
+
+def monomial_expansion(l_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Y_lm(r̂) as combinations of the monomials x^a y^b z^c (a + b + c = l) of the unit vector,
+    for compiled kernels. Found once by least squares against e3nn and checked to 1e-10.
+
+    Returns exps (n_mono, 3) int64, degree_start (l_max+2,) int64, coef (n_lm, n_mono) with
+    Y_lm = Σ_k coef[lm, k] · mono_k over the monomials of degree l, and for the gradient the
+    index of ∂mono_k/∂x_d's monomial (n_mono, 3) (0 where the exponent is 0).
+    """
+    exps, starts = [], []
+    for l in range(l_max + 1):
+        starts.append(len(exps))
+        for a in range(l, -1, -1):
+            for b in range(l - a, -1, -1):
+                exps.append((a, b, l - a - b))
+    starts.append(len(exps))
+    exps_arr = np.array(exps, dtype=np.int64)
+    index = {e: k for k, e in enumerate(exps)}
+    lower = np.zeros((len(exps), 3), dtype=np.int64)
+    for k, e in enumerate(exps):
+        for d in range(3):
+            if e[d]:
+                low = list(e)
+                low[d] -= 1
+                lower[k, d] = index[tuple(low)]
+    gen = torch.Generator().manual_seed(1)
+    v = torch.randn(400, 3, generator=gen, dtype=torch.float64)
+    u = (v / v.norm(dim=1, keepdim=True)).numpy()
+    ylm = spherical_harmonics(torch.from_numpy(u), l_max).numpy()  # (n, n_lm)
+    coef = np.zeros(((l_max + 1) ** 2, len(exps)))
+    for l in range(l_max + 1):
+        sl = slice(starts[l], starts[l + 1])
+        mono = np.prod(u[:, None, :] ** exps_arr[None, sl, :], axis=2)  # (n, n_mono_l)
+        sol, *_ = np.linalg.lstsq(mono, ylm[:, l * l : (l + 1) ** 2], rcond=None)
+        residual = np.abs(mono @ sol - ylm[:, l * l : (l + 1) ** 2]).max()
+        if residual > 1e-10:
+            raise RuntimeError(f"Y_{l} is not a degree-{l} polynomial of r̂ (residual {residual:.1e})")
+        coef[l * l : (l + 1) ** 2, sl] = sol.T
+    coef[np.abs(coef) < 1e-14] = 0.0
+    return exps_arr, np.array(starts, dtype=np.int64), coef, lower

@@ -41,11 +41,15 @@ def test_bench_teacher_and_student_side_by_side(student_dir, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"bench.json", "latency_histogram.png", "energy.png", "scaling.png"}
 
 
-def test_profile_writes_json(student_dir, tmp_path, capsys):
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_profile_writes_json(student_dir, tmp_path, capsys, backend):
     path = tmp_path / "profile.json"
     assert main(["profile", str(student_dir / "student.json"), "--structure", "Cu-fcc", "--calls", "5",
-                 "--leak-calls", "20", "--hotspot-calls", "2", "--out", str(path), "--quiet"]) == 0
+                 "--leak-calls", "20", "--hotspot-calls", "2", "--backend", backend, "--out", str(path),
+                 "--quiet"]) == 0
     data = json.loads(path.read_text())
+    names = " ".join(row["name"] for row in data["hotspots"]["cprofile"])
+    assert ("pair_energies_and_grads" in names) == (backend == "auto")  # the numba kernel, or torch
     assert data["n_atoms"] == 32 and {"graph", "forward", "convert", "ase"} <= set(data["stages"])
     assert data["leak"]["calls"] == 20 and data["hotspots"]["cprofile"]
     assert "hotspots (cprofile)" in capsys.readouterr().out
@@ -80,3 +84,11 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path)
     err = capsys.readouterr().err
     assert err.startswith(f"mlff {argv[0]}: error: ") and message in err
     assert not (tmp_path / "x").exists()
+
+
+def test_unknown_backend_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "emt", "--backend", "cuda"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --backend: invalid choice: 'cuda'" in err and "numba" in err
