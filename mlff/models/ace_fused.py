@@ -5,15 +5,18 @@ operations per call; on a CPU most of their cost is dispatch and memory traffic 
 tensors, while the arithmetic is only about 15k multiply-adds per atom for the products and
 a few hundred per edge. Here one compiled loop visits each atom once, with its data in cache:
 
-1. over the atom's edges: R_n, dR_n/dr, the monomials of r̂ and Y_lm; ``A_{(z_j,n),lm} += R_n Y_lm``;
+1. over the atom's edges: R_n, dR_n/dr (:func:`~mlff.models.kernels.radial_with_derivative`),
+   the monomials of r̂ and Y_lm; ``A_{(z_j,n),lm} = Σ_j R_n Y_lm``;
 2. the objects of degree L (A, 1, coupled pairs T) and ``E_i = ½ Σ_L O_L·(M_L O_L)`` with the
    folded readout M_L; the adjoint ``H = ∂E_i/∂A`` through M_L and the couplings of T;
 3. over the atom's edges again: ``∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r``
    with ``h_lm = Σ_n H R_n``, ``g_lm = Σ_n H R'_n`` and ``P_lm = r^l Y_lm`` the solid harmonics.
 
-Atoms are split into contiguous blocks, one per thread. Everything the loop reads is derived
-from the model's own modules (radial constants, the product plan and folded readout of
-:class:`~mlff.models.ace_product.InvariantProducts`, e3nn's harmonics), so this file owns no
+Per-edge quantities are stored feature-major, (features, edges of the atom), so steps 1 and
+3 are loops over edges that LLVM vectorises. Atoms are split into contiguous blocks, one per
+thread. Everything the loop reads is derived from the model's own modules (radial constants,
+the product plan and folded readout of :class:`~mlff.models.ace_product.InvariantProducts`,
+e3nn's harmonics via :func:`~mlff.models.harmonics.monomial_expansion`), so this file owns no
 convention of its own; tests compare it with the torch closed form.
 """
 
@@ -117,34 +120,6 @@ def _folded_tables(products, theta: torch.Tensor, n_pools: int):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _edge_basis(vx, vy, vz, r, ir0, scale, offset, agnesi, cutoff, env_p, exps, degree_start, ycoef,
-                px, py, pz, rad, drad, mono, ylm):
-    """R_n, dR_n/dr (n_max,), the monomials of r̂ (n_mono,) and Y_lm (n_lm,) of one edge."""
-    radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, rad, drad)
-    # Monomials of r̂, and Y_lm = Σ coef · monomial over the monomials of degree l.
-    l_max = degree_start.shape[0] - 2
-    inv_r = 1.0 / r
-    px[0] = 1.0
-    py[0] = 1.0
-    pz[0] = 1.0
-    for k in range(1, l_max + 1):
-        px[k] = px[k - 1] * vx * inv_r
-        py[k] = py[k - 1] * vy * inv_r
-        pz[k] = pz[k - 1] * vz * inv_r
-    for k in range(mono.shape[0]):
-        mono[k] = px[exps[k, 0]] * py[exps[k, 1]] * pz[exps[k, 2]]
-    for l in range(l_max + 1):
-        lo, hi = degree_start[l], degree_start[l + 1]
-        mono_l = mono[lo:hi]
-        for lm in range(l * l, (l + 1) * (l + 1)):
-            coef = ycoef[lm, lo:hi]
-            acc = 0.0
-            for k in range(hi - lo):
-                acc += coef[k] * mono_l[k]
-            ylm[lm] = acc
-
-
-@numba.njit(**JIT_OPTIONS)
 def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr,
                    t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats, mat_off, heads, final):
     """E_i = ½ Σ_L O_L·(M_L O_L) of one atom from its A (channels·n_lm,); H = ∂E_i/∂A into h_adj."""
@@ -227,53 +202,16 @@ def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1
 
 
 @numba.njit(**JIT_OPTIONS)
-def _edge_gradient(h_adj, base, n_lm, rad, drad, mono, ylm, exps, lower, degree_start, ycoef, h, weights,
-                   vx, vy, vz, r, out):
-    """∂E_i/∂r_e (3,) of one edge: r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r."""
-    n_max = rad.shape[0]
-    l_max = degree_start.shape[0] - 2
-    along = 0.0
-    for lm in range(n_lm):
-        h[lm] = 0.0
-    for n in range(n_max):
-        rn, dn = rad[n], drad[n]
-        h_row = h_adj[(base + n) * n_lm : (base + n + 1) * n_lm]
-        for lm in range(n_lm):
-            hv = h_row[lm]
-            h[lm] += hv * rn
-            along += hv * dn * ylm[lm]
-    radial_l = 0.0
-    for l in range(l_max + 1):
-        lo, hi = degree_start[l], degree_start[l + 1]
-        w_l = weights[lo:hi]
-        for k in range(hi - lo):
-            w_l[k] = 0.0
-        for lm in range(l * l, (l + 1) * (l + 1)):
-            hl = h[lm]
-            radial_l += l * hl * ylm[lm]
-            coef = ycoef[lm, lo:hi]
-            for k in range(hi - lo):
-                w_l[k] += hl * coef[k]
-    gx, gy, gz = 0.0, 0.0, 0.0
-    for k in range(degree_start[1], mono.shape[0]):
-        wk = weights[k]
-        gx += wk * exps[k, 0] * mono[lower[k, 0]]
-        gy += wk * exps[k, 1] * mono[lower[k, 1]]
-        gz += wk * exps[k, 2] * mono[lower[k, 2]]
-    inv_r = 1.0 / r
-    ux, uy, uz = vx * inv_r, vy * inv_r, vz * inv_r
-    out[0] = ux * along + (gx - radial_l * ux) * inv_r
-    out[1] = uy * along + (gy - radial_l * uy) * inv_r
-    out[2] = uz * along + (gz - radial_l * uz) * inv_r
-
-
-@numba.njit(**JIT_OPTIONS)
 def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
                pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr, t_loc, type_q, q_ptr,
                nz_m1, nz_m2, nz_w, mats, mat_off, heads, final, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``: A_i from the edges ``order[start[i]:start[i+1]]``,
-    E_i and H_i, then ∂E_i/∂r_e for those edges."""
+    E_i and H_i, then ∂E_i/∂r_e for those edges.
+
+    An atom's edge quantities are stored feature-major, (features, edges), so the sums over
+    features run as loops over the atom's edges that LLVM vectorises.
+    """
     n_lm = ycoef.shape[0]
     n_mono = exps.shape[0]
     l_max = degree_start.shape[0] - 2
@@ -285,48 +223,134 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
     h_adj = np.empty(n_channels * n_lm, dtype=dt)
     buf = np.empty(pool_off[-1], dtype=dt)
     grad = np.empty(pool_off[-1], dtype=dt)
-    rad = np.zeros((width, n_max), dtype=dt)
-    drad = np.zeros((width, n_max), dtype=dt)
-    mono = np.zeros((width, n_mono), dtype=dt)
-    ylm = np.zeros((width, n_lm), dtype=dt)
-    px = np.empty(l_max + 1, dtype=dt)
-    py = np.empty(l_max + 1, dtype=dt)
-    pz = np.empty(l_max + 1, dtype=dt)
-    h = np.empty(n_lm, dtype=dt)
-    weights = np.empty(n_mono, dtype=dt)
+    r = np.empty(width, dtype=dt)
+    unit = np.empty((3, width), dtype=dt)
+    rad = np.zeros((n_channels, width), dtype=dt)  # R_n in the neighbour's channel block, else 0
+    drad = np.zeros((n_channels, width), dtype=dt)
+    rad_n = np.empty((n_max, width), dtype=dt)
+    drad_n = np.empty((n_max, width), dtype=dt)
+    ir0, sc, off = np.empty(width, dtype=dt), np.empty(width, dtype=dt), np.empty(width, dtype=dt)
+    neighbour = np.empty(width, dtype=np.int64)
+    scratch = np.empty((9, width), dtype=dt)
+    n_species = inv_r0.shape[0]
+    powers = np.empty((3, l_max + 1, width), dtype=dt)
+    mono = np.empty((n_mono, width), dtype=dt)
+    ylm = np.empty((n_lm, width), dtype=dt)
+    h = np.empty((n_lm, width), dtype=dt)  # Σ_n H R_n per edge
+    weights = np.empty((n_mono, width), dtype=dt)
+    along = np.empty(width, dtype=dt)
+    gpoly = np.empty((3, width), dtype=dt)
+    radial_l = np.empty(width, dtype=dt)
     for i in range(first, stop):
         si = species[i]
-        for k in range(a.shape[0]):
-            a[k] = 0.0
-        for p in range(start[i], start[i + 1]):
-            e, slot = order[p], p - start[i]
+        p0 = start[i]
+        w = start[i + 1] - p0
+        # Per edge: length, direction, the pair constants of the radial basis.
+        for k in range(w):
+            e = order[p0 + k]
             vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-            r = np.sqrt(vx * vx + vy * vy + vz * vz)
-            if r >= cutoff:
-                continue
+            rr = np.sqrt(vx * vx + vy * vy + vz * vz)
+            r[k] = rr
+            unit[0, k] = vx / rr
+            unit[1, k] = vy / rr
+            unit[2, k] = vz / rr
             sj = species[neighbors[e]]
-            _edge_basis(vx, vy, vz, r, inv_r0[si, sj], scale[si, sj], offset[si, sj], agnesi, cutoff,
-                        env_p, exps, degree_start, ycoef, px, py, pz, rad[slot], drad[slot], mono[slot], ylm[slot])
-            y_e = ylm[slot]
-            for n in range(n_max):
-                rn = rad[slot, n]
-                a_row = a[(sj * n_max + n) * n_lm : (sj * n_max + n + 1) * n_lm]
-                for lm in range(n_lm):
-                    a_row[lm] += rn * y_e[lm]
+            neighbour[k] = sj
+            ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
+        # Vectorised over the atom's edges from here on. R_n (zero beyond the cutoff) goes into
+        # the neighbour element's channel block; with one element the blocks are the rows.
+        if n_species == 1:
+            radial_with_derivative(r, ir0, sc, off, agnesi, cutoff, env_p, w, scratch, rad, drad)
+        else:
+            radial_with_derivative(r, ir0, sc, off, agnesi, cutoff, env_p, w, scratch, rad_n, drad_n)
+            for z in range(n_species):
+                for n in range(n_max):
+                    out, d_out, src, d_src = rad[z * n_max + n], drad[z * n_max + n], rad_n[n], drad_n[n]
+                    for k in range(w):
+                        mine = neighbour[k] == z
+                        out[k] = src[k] if mine else 0.0
+                        d_out[k] = d_src[k] if mine else 0.0
+        # Vectorised over the atom's edges from here on.
+        for d in range(3):
+            p_first = powers[d, 0]
+            for k in range(w):
+                p_first[k] = 1.0
+            for l in range(1, l_max + 1):
+                p_prev, p_cur, u_d = powers[d, l - 1], powers[d, l], unit[d]
+                for k in range(w):
+                    p_cur[k] = p_prev[k] * u_d[k]
+        for m in range(n_mono):
+            out, px, py, pz = mono[m], powers[0, exps[m, 0]], powers[1, exps[m, 1]], powers[2, exps[m, 2]]
+            for k in range(w):
+                out[k] = px[k] * py[k] * pz[k]
+        for l in range(l_max + 1):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                out = ylm[lm]
+                for k in range(w):
+                    out[k] = 0.0
+                for m in range(degree_start[l], degree_start[l + 1]):
+                    cm, mono_m = ycoef[lm, m], mono[m]
+                    if cm != 0.0:
+                        for k in range(w):
+                            out[k] += cm * mono_m[k]
+        # A_{c,lm} = Σ_edges R_c Y_lm.
+        for c in range(n_channels):
+            rad_c = rad[c]
+            for lm in range(n_lm):
+                y_lm = ylm[lm]
+                acc = 0.0
+                for k in range(w):
+                    acc += rad_c[k] * y_lm[k]
+                a[c * n_lm + lm] = acc
         energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2,
                                      pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats,
                                      mat_off, heads, final)
-        for p in range(start[i], start[i + 1]):
-            e, slot = order[p], p - start[i]
-            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-            r = np.sqrt(vx * vx + vy * vy + vz * vz)
-            if r >= cutoff:
-                grads[e, 0] = 0.0
-                grads[e, 1] = 0.0
-                grads[e, 2] = 0.0
-                continue
-            _edge_gradient(h_adj, species[neighbors[e]] * n_max, n_lm, rad[slot], drad[slot], mono[slot],
-                           ylm[slot], exps, lower, degree_start, ycoef, h, weights, vx, vy, vz, r, grads[e])
+        # ∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r,
+        # h_lm = Σ_c H_{c,lm} R_c and g_lm = Σ_c H_{c,lm} R'_c.
+        for k in range(w):
+            along[k] = 0.0
+            radial_l[k] = 0.0
+        for l in range(l_max + 1):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                h_lm, y_lm = h[lm], ylm[lm]
+                for k in range(w):
+                    h_lm[k] = 0.0
+                for c in range(n_channels):
+                    hc = h_adj[c * n_lm + lm]
+                    if hc != 0.0:
+                        rad_c, drad_c = rad[c], drad[c]
+                        for k in range(w):
+                            h_lm[k] += hc * rad_c[k]
+                            along[k] += hc * drad_c[k] * y_lm[k]
+        for k in range(w):
+            radial_l[k] = 0.0
+        for l in range(1, l_max + 1):
+            for lm in range(l * l, (l + 1) * (l + 1)):
+                h_lm, y_lm = h[lm], ylm[lm]
+                for k in range(w):
+                    radial_l[k] += l * h_lm[k] * y_lm[k]
+        for l in range(1, l_max + 1):
+            for m in range(degree_start[l], degree_start[l + 1]):
+                w_m = weights[m]
+                for k in range(w):
+                    w_m[k] = 0.0
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    cm, h_lm = ycoef[lm, m], h[lm]
+                    if cm != 0.0:
+                        for k in range(w):
+                            w_m[k] += cm * h_lm[k]
+        for d in range(3):  # tangential part Σ_m w_m ∂mono_m/∂u_d, then the edge gradient
+            g_d, u_d = gpoly[d], unit[d]
+            for k in range(w):
+                g_d[k] = 0.0
+            for m in range(degree_start[1], n_mono):
+                power = exps[m, d]
+                if power:
+                    w_m, low = weights[m], mono[lower[m, d]]
+                    for k in range(w):
+                        g_d[k] += power * w_m[k] * low[k]
+            for k in range(w):
+                grads[order[p0 + k], d] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)

@@ -28,40 +28,67 @@ def _ipow(x, n):
 
 
 @numba.njit(**JIT_OPTIONS)
-def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, rad, drad):
-    """R_n(r) and dR_n/dr into rad, drad (n_max,) for one edge with r < cutoff.
+def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, w, scratch, rad, drad):
+    """R_n(r_k) and dR_n/dr for the first ``w`` edges: rad, drad (n_max, ≥ w), zero where
+    r_k ≥ cutoff. r, ir0, scale, offset: (≥ w,) per edge; scratch: (9, ≥ w).
 
     ``R_n = T_n(x(r)) f(r)``: Chebyshev T_n of the Agnesi coordinate times the envelope, as
-    :class:`~mlff.models.radial.RadialBasis`.
+    :class:`~mlff.models.radial.RadialBasis`. Edges are the inner index, so the loops vectorise.
     """
     ap, aq, aa = int(agnesi[0]), int(agnesi[1]), agnesi[2]
-    s = r * ir0
-    s_qp1 = _ipow(s, aq - ap - 1) if aq - ap > 1 else 1.0
-    s_qp = s_qp1 * s
-    s_q = s_qp * _ipow(s, ap)
-    den = 1.0 + s_qp
-    y = 1.0 / (1.0 + aa * s_q / den)
-    dg = aa * (aq * (s_q / s) * den - (aq - ap) * s_q * s_qp1) / (den * den)
-    x = scale * y + offset
-    dx = -scale * dg * y * y * ir0
-    xc = r / cutoff
-    xp1 = _ipow(xc, env_p - 1)
-    xp = xp1 * xc
-    f = 1.0 + xp * (-0.5 * (env_p + 1) * (env_p + 2) + xc * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc))
-    df = (-0.5 * env_p * (env_p + 1) * (env_p + 2) / cutoff) * xp1 * (1.0 - xc) * (1.0 - xc)
-    t_prev, t_cur, u_prev, u_cur = 1.0, x, 0.0, 1.0  # T_0, T_1, U_{-1}, U_0
-    for n in range(rad.shape[0]):
-        if n == 0:
-            t_n, dt_n = 1.0, 0.0
-        elif n == 1:
-            t_n, dt_n = x, 1.0
-        else:  # T_n = 2x T_{n-1} - T_{n-2}; dT_n/dx = n U_{n-1}
-            t_next = 2.0 * x * t_cur - t_prev
-            u_next = 2.0 * x * u_cur - u_prev
-            t_prev, t_cur, u_prev, u_cur = t_cur, t_next, u_cur, u_next
-            t_n, dt_n = t_next, n * u_next
-        rad[n] = t_n * f
-        drad[n] = dt_n * dx * f + t_n * df
+    s, s_qp1, s_p, xc, xc_p1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
+    x, dx, f, df = scratch[5], scratch[6], scratch[7], scratch[8]
+    for k in range(w):
+        s[k] = r[k] * ir0[k]
+        xc[k] = r[k] / cutoff
+        s_qp1[k] = 1.0
+        s_p[k] = 1.0
+        xc_p1[k] = 1.0
+    for _ in range(aq - ap - 1):  # integer powers by multiplication, the exponent loop outside
+        for k in range(w):
+            s_qp1[k] *= s[k]
+    for _ in range(ap):
+        for k in range(w):
+            s_p[k] *= s[k]
+    for _ in range(env_p - 1):
+        for k in range(w):
+            xc_p1[k] *= xc[k]
+    c_env = 0.5 * env_p * (env_p + 1) * (env_p + 2)
+    for k in range(w):
+        s_qp = s_qp1[k] * s[k]
+        s_q = s_qp * s_p[k]
+        den = 1.0 + s_qp
+        y = 1.0 / (1.0 + aa * s_q / den)
+        dg = aa * (aq * (s_q / s[k]) * den - (aq - ap) * s_q * s_qp1[k]) / (den * den)
+        x[k] = scale[k] * y + offset[k]
+        dx[k] = -scale[k] * dg * y * y * ir0[k]
+        inside = 1.0 if xc[k] < 1.0 else 0.0
+        xp = xc_p1[k] * xc[k]
+        f[k] = inside * (1.0 + xp * (-0.5 * (env_p + 1) * (env_p + 2)
+                                     + xc[k] * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc[k])))
+        df[k] = inside * (-c_env / cutoff) * xc_p1[k] * (1.0 - xc[k]) * (1.0 - xc[k])
+    # T_n = 2x T_{n-1} - T_{n-2}; dT_n/dx = n U_{n-1} with U_m = 2x U_{m-1} - U_{m-2}. The rows
+    # hold T_n and U_{n-1} until the last loop scales them into R_n and dR_n/dr.
+    n_max = rad.shape[0]
+    for k in range(w):
+        rad[0, k], drad[0, k] = 1.0, 0.0
+    if n_max > 1:
+        for k in range(w):
+            rad[1, k], drad[1, k] = x[k], 1.0
+    if n_max > 2:
+        for k in range(w):
+            rad[2, k], drad[2, k] = 2.0 * x[k] * x[k] - 1.0, 2.0 * x[k]
+    for n in range(3, n_max):
+        t_n, t_1, t_2, u_n, u_1, u_2 = rad[n], rad[n - 1], rad[n - 2], drad[n], drad[n - 1], drad[n - 2]
+        for k in range(w):
+            t_n[k] = 2.0 * x[k] * t_1[k] - t_2[k]
+            u_n[k] = 2.0 * x[k] * u_1[k] - u_2[k]
+    for n in range(n_max):
+        t_n, u_n = rad[n], drad[n]
+        for k in range(w):
+            t = t_n[k]
+            u_n[k] = n * u_n[k] * dx[k] * f[k] + t * df[k]
+            t_n[k] = t * f[k]
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -69,30 +96,37 @@ def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, we
                             agnesi, cutoff, env_p, energies, grads):
     """``E_i += ½ V(r_e)`` and ``∂E/∂r_e = ½ V'(r_e) r̂_e`` for every edge, with
     ``V = Σ_n θ[pair, n] R_n``: energies (n_atoms,) must start at zero, grads is (n_edges, 3).
-    Returns the shortest edge length, Å (inf without edges)."""
+    Edges go through the radial kernel in chunks. Returns the shortest edge length, Å (inf
+    without edges)."""
+    chunk = 64
     n_max = weight.shape[1]
+    dt = vectors.dtype
+    r = np.empty(chunk, dtype=dt)
+    ir0, sc, off = np.empty(chunk, dtype=dt), np.empty(chunk, dtype=dt), np.empty(chunk, dtype=dt)
+    scratch = np.empty((9, chunk), dtype=dt)
+    rad, drad = np.empty((n_max, chunk), dtype=dt), np.empty((n_max, chunk), dtype=dt)
     r_min = np.inf
-    rad = np.empty(n_max, dtype=vectors.dtype)
-    drad = np.empty(n_max, dtype=vectors.dtype)
-    for e in range(vectors.shape[0]):
-        vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-        r = np.sqrt(vx * vx + vy * vy + vz * vz)
-        r_min = min(r_min, r)
-        if r >= cutoff:
-            grads[e, 0] = 0.0
-            grads[e, 1] = 0.0
-            grads[e, 2] = 0.0
-            continue
-        si, sj = species[centers[e]], species[neighbors[e]]
-        radial_with_derivative(r, inv_r0[si, sj], scale[si, sj], offset[si, sj], agnesi, cutoff, env_p, rad, drad)
-        theta = weight[pair_index[si, sj]]
-        v, dv = 0.0, 0.0
-        for n in range(n_max):
-            v += theta[n] * rad[n]
-            dv += theta[n] * drad[n]
-        energies[centers[e]] += 0.5 * v
-        g = 0.5 * dv / r
-        grads[e, 0] = g * vx
-        grads[e, 1] = g * vy
-        grads[e, 2] = g * vz
+    n_edges = vectors.shape[0]
+    for first in range(0, n_edges, chunk):
+        w = min(chunk, n_edges - first)
+        for k in range(w):
+            e = first + k
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            r[k] = np.sqrt(vx * vx + vy * vy + vz * vz)
+            r_min = min(r_min, r[k])
+            si, sj = species[centers[e]], species[neighbors[e]]
+            ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
+        radial_with_derivative(r, ir0, sc, off, agnesi, cutoff, env_p, w, scratch, rad, drad)
+        for k in range(w):
+            e = first + k
+            theta = weight[pair_index[species[centers[e]], species[neighbors[e]]]]
+            v, dv = 0.0, 0.0
+            for n in range(n_max):
+                v += theta[n] * rad[n, k]
+                dv += theta[n] * drad[n, k]
+            energies[centers[e]] += 0.5 * v
+            g = 0.5 * dv / r[k]
+            grads[e, 0] = g * vectors[e, 0]
+            grads[e, 1] = g * vectors[e, 1]
+            grads[e, 2] = g * vectors[e, 2]
     return r_min
