@@ -129,9 +129,10 @@ def plot_validation(series: Mapping[str, np.ndarray], n_atoms: int, target_K: fl
     paths = []
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     if total.size:
-        ax.plot(t_ps, (total - total[0]) * 1e3, lw=0.8, label="total")
         pot = np.asarray(series["energy_potential"]) / n_atoms
-        ax.plot(t_ps, (pot - pot[0]) * 1e3, lw=0.6, alpha=0.6, label="potential")
+        ax.plot(t_ps, (pot - pot[0]) * 1e3, lw=0.6, alpha=0.6, color="C1", label="potential")
+        # Drawn last: the conserved quantity must not hide under the potential's fluctuations.
+        ax.plot(t_ps, (total - total[0]) * 1e3, lw=0.8, color="C0", label="total", zorder=3)
     _label(ax, "NVE energy", "time (ps)", "E − E(0) (meV/atom)", legend_size=8)
     paths.append(_save(fig, out / "validate_energy.png"))
 
