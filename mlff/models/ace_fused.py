@@ -95,10 +95,12 @@ def _product_tables(products, n_lm: int):
 
 def _folded_tables(products, theta: torch.Tensor, n_pools: int):
     """The folded readout ``M_L = M_L^T`` of :meth:`InvariantProducts._fold` per pool, as one
-    (n_species, Σ_L n_L²) array with offsets (n_pools+1,), head sizes and final flags."""
+    sparse row table over all pools: row pointers (Σ_L (n_L + 1),) with their offsets per pool
+    (n_pools + 1,), columns (nnz,) within the pool, values (n_species, nnz). M_L is sparse:
+    each basis function adds one symmetric pair of entries, far fewer than n_L²."""
     folded = products._fold(theta.detach().double().cpu())
     n_species = theta.shape[0]
-    blocks, offsets, heads, final = [], [0], [], []
+    row_ptr, row_off, cols, vals = [], [0], [], []
     for L in range(n_pools):
         n = products.pool_size.get(L, 0)
         m = np.zeros((n_species, n, n))
@@ -108,20 +110,22 @@ def _folded_tables(products, theta: torch.Tensor, n_pools: int):
             m[:, :h, :h], m[:, :h, h:], m[:, h:, :h] = m_hh, m_ht, m_th
             if m_tt is not None:
                 m[:, h:, h:] = m_tt
-            heads.append(h)
-            final.append(2 if m_tt is not None else 1)
-        else:
-            heads.append(n)
-            final.append(0)
-        blocks.append(m.reshape(n_species, n * n))
-        offsets.append(offsets[-1] + n * n)
-    return (np.concatenate(blocks, axis=1), np.array(offsets, dtype=np.int64),
-            np.array(heads, dtype=np.int64), np.array(final, dtype=np.int64))
+        pattern = (m != 0).any(axis=0)  # (n, n): the union over centre species
+        row_ptr.append(len(cols))
+        for r in range(n):
+            (nonzero,) = np.nonzero(pattern[r])
+            cols.extend(nonzero.tolist())
+            vals.extend(m[:, r, nonzero].T.tolist())
+            row_ptr.append(len(cols))
+        row_off.append(len(row_ptr))
+    values = np.array(vals, dtype=np.float64).reshape(-1, n_species).T.copy()  # (n_species, nnz)
+    return (np.array(row_ptr, dtype=np.int64), np.array(row_off, dtype=np.int64),
+            np.array(cols, dtype=np.uint64), values)
 
 
 @numba.njit(**JIT_OPTIONS)
 def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr,
-                   t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats, mat_off, heads, final):
+                   t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, row_ptr, row_off, cols, vals):
     """E_i = ½ Σ_L O_L·(M_L O_L) of one atom from its A (channels·n_lm,); H = ∂E_i/∂A into h_adj."""
     n_a = a.shape[0]
     n_lm = n_a // n_channels
@@ -143,42 +147,19 @@ def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1
             buf[t_loc[k]] = acc
             k += 1
     energy = 0.0
+    values = vals[s]
     for L in range(n_pools):
-        n_L, off, h = pool_n[L], pool_off[L], heads[L]
-        if final[L] == 0:
-            for k in range(off, pool_off[L + 1]):
-                grad[k] = 0.0
-            continue
-        mat = mats[s, mat_off[L] : mat_off[L + 1]]
+        n_L, off = pool_n[L], pool_off[L]
+        rows = row_ptr[row_off[L] : row_off[L + 1]]
         for m in range(2 * L + 1):
-            # Slices keep inner indices plain counters, which lets LLVM vectorise.
             obj = buf[off + m * n_L : off + (m + 1) * n_L]
             out = grad[off + m * n_L : off + (m + 1) * n_L]
-            # M is symmetric: head rows are dot products over the whole pool, and the
-            # tail's head coupling M_th·head = Σ_c head_c M[c, tail] is a sum of rows.
-            tail_out = out[h:]
-            for r in range(h, n_L):
-                out[r] = 0.0
-            for r in range(h):
-                row = mat[r * n_L : (r + 1) * n_L]
-                acc = 0.0
-                for c in range(n_L):
-                    acc += row[c] * obj[c]
-                out[r] = acc
-                head_c = obj[r]
-                tail_row = row[h:]
-                for c in range(n_L - h):
-                    tail_out[c] += head_c * tail_row[c]
-            if final[L] == 2:
-                tail = obj[h:]
-                for r in range(h, n_L):
-                    row = mat[r * n_L + h : (r + 1) * n_L]
-                    acc = 0.0
-                    for c in range(n_L - h):
-                        acc += row[c] * tail[c]
-                    out[r] += acc
             for r in range(n_L):
-                energy += 0.5 * out[r] * obj[r]
+                acc = 0.0
+                for z in range(rows[r], rows[r + 1]):
+                    acc += values[z] * obj[cols[z]]
+                out[r] = acc
+                energy += 0.5 * acc * obj[r]
     for k in range(n_a):
         h_adj[k] = 0.0
     for L in range(min(l_max, n_pools - 1) + 1):
@@ -205,7 +186,7 @@ def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1
 def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
                pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr, t_loc, type_q, q_ptr,
-               nz_m1, nz_m2, nz_w, mats, mat_off, heads, final, energies, grads):
+               nz_m1, nz_m2, nz_w, row_ptr, row_off, cols, vals, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``: A_i from the edges ``order[start[i]:start[i+1]]``,
     E_i and H_i, then ∂E_i/∂r_e for those edges.
 
@@ -303,8 +284,8 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
                     acc += rad_c[k] * y_lm[k]
                 a[c * n_lm + lm] = acc
         energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2,
-                                     pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, mats,
-                                     mat_off, heads, final)
+                                     pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, row_ptr,
+                                     row_off, cols, vals)
         # ∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r,
         # h_lm = Σ_c H_{c,lm} R_c and g_lm = Σ_c H_{c,lm} R'_c.
         for k in range(w):
@@ -395,8 +376,8 @@ class FusedACE:
         """The folded readout tables for θ (n_species, n_basis), cached on θ's version."""
         key = (theta.data_ptr(), theta._version, dtype)
         if self._coef_key != key:
-            mats, offsets, heads, final = _folded_tables(self.products, theta, len(self.pair_tables[0]))
-            self._coef_value = (np.ascontiguousarray(mats, dtype=dtype), offsets, heads, final)
+            row_ptr, row_off, cols, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
+            self._coef_value = (row_ptr, row_off, cols, np.ascontiguousarray(vals, dtype=dtype))
             self._coef_key = key
         return self._coef_value
 
