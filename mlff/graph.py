@@ -100,9 +100,10 @@ class Graph:
             return self
         sub = self._cache.get(("restrict", cutoff))
         if sub is None:
-            keep = torch.nonzero(
-                torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff
-            ).squeeze(1)
+            if cutoff <= 0.0:  # e.g. a one-body part: no edge can be inside, skip the norms
+                keep = torch.zeros(0, dtype=torch.long, device=self.device)
+            else:
+                keep = torch.nonzero(torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff).squeeze(1)
             sub = replace(
                 self,
                 edge_index=self.edge_index[:, keep],
