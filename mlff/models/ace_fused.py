@@ -251,7 +251,6 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
                         mine = neighbour[k] == z
                         out[k] = src[k] if mine else 0.0
                         d_out[k] = d_src[k] if mine else 0.0
-        # Vectorised over the atom's edges from here on.
         for d in range(3):
             p_first = powers[d, 0]
             for k in range(w):
@@ -290,7 +289,6 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
         # h_lm = Σ_c H_{c,lm} R_c and g_lm = Σ_c H_{c,lm} R'_c.
         for k in range(w):
             along[k] = 0.0
-            radial_l[k] = 0.0
         for l in range(l_max + 1):
             for lm in range(l * l, (l + 1) * (l + 1)):
                 h_lm, y_lm = h[lm], ylm[lm]

@@ -89,7 +89,7 @@ class PairModel(ReadoutModel):
             grads = np.empty_like(vectors)
             r_min = pair_energies_and_grads(
                 vectors, graph.centers.numpy(), graph.neighbors.numpy(), species.numpy(), self.pair_index.numpy(),
-                self.readout.weight.detach().numpy(), *self._kernel_constants(vectors.dtype), energies, grads,
+                self.readout.weight.detach().numpy(), *self.radial.kernel_constants(vectors.dtype), energies, grads,
             )
             site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
             if self.repulsion is None or r_min >= float(self.repulsion.r_outer.max()):
@@ -114,13 +114,6 @@ class PairModel(ReadoutModel):
         site = site.index_add(0, graph.centers[close], 0.5 * core.detach())
         grads = grads.index_add(0, close, (0.5 * d_core / rc.detach())[:, None] * graph.vectors[close])
         return site, grads
-
-    def _kernel_constants(self, dtype) -> tuple:
-        cached = self.__dict__.get("_constants")
-        if cached is None or cached[0] != dtype:
-            cached = (dtype, self.radial.kernel_constants(dtype))
-            self.__dict__["_constants"] = cached
-        return cached[1]
 
     def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """ZBL energies (n_edges,), evaluated only on edges inside its switch radius."""

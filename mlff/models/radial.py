@@ -199,10 +199,16 @@ class RadialBasis(nn.Module):
     def kernel_constants(self, dtype=np.float64) -> tuple:
         """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
         1/r0, scale, offset (n_elements, n_elements), (p, q, a) of the transform, the cutoff
-        (Å) and the envelope power, as numpy values of ``dtype``."""
-        tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=dtype) for t in self.transform.pair_tables()]
-        agnesi = np.array([self.transform.p, self.transform.q, self.transform.a], dtype=dtype)
-        return (*tables, agnesi, np.dtype(dtype).type(self.envelope.cutoff), int(self.envelope.p))
+        (Å) and the envelope power, as numpy values of ``dtype``. Cached per dtype: the
+        constants are fixed when the module is built, and kernels ask for them every call."""
+        cache = self.__dict__.setdefault("_kernel_constants", {})
+        key = np.dtype(dtype)
+        if key not in cache:
+            tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
+                      for t in self.transform.pair_tables()]
+            agnesi = np.array([self.transform.p, self.transform.q, self.transform.a], dtype=key)
+            cache[key] = (*tables, agnesi, key.type(self.envelope.cutoff), int(self.envelope.p))
+        return cache[key]
 
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
