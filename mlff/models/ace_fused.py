@@ -34,15 +34,26 @@ from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative
 __all__ = ["FusedACE"]
 
 
+def _interleaved(groups: np.ndarray) -> np.ndarray:
+    """An order of terms in which consecutive terms add into different slots where possible
+    (by rank within the slot's group, then slot), so the sums form no serial chain."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order)) - np.searchsorted(sorted_groups, sorted_groups)
+    return np.lexsort((groups, rank))
+
+
 def _product_tables(products, n_lm: int):
-    """Flatten the product plan of an :class:`InvariantProducts` into per-atom index tables.
+    """Flatten the product plan of an :class:`InvariantProducts` into per-atom term tables.
 
     An atom's objects of degree L (``products.pool_layout[L]``: A channels, 1, coupled pairs)
     sit in one buffer, pool L at ``pool_off[L]`` as a (2L+1, n_L) block, so that the folded
-    readout ``M_L`` acts on contiguous rows. Coupled pair u (type t) writes its value q to
-    ``t_loc[t_ptr[u] + q]``; the nonzeros of type t's coupling are grouped by q.
+    readout ``M_L`` acts on contiguous rows. The coupled pairs become flat terms
+    ``buf[t_dest] += t_w · A[t_i1] · A[t_i2]`` (A indexed channel·n_lm + lm), ``t_slots`` the
+    buffer entries they fill: one loop without the inner loops of one to seven iterations per
+    coupling whose exits the branch predictor misses (products 1.7x faster).
     """
-    n_channels = products.n_channels
     n_pools = max(products.pool_layout) + 1
     pool_n = np.array([products.pool_size.get(L, 0) for L in range(n_pools)], dtype=np.int64)
     pool_off = np.zeros(n_pools + 1, dtype=np.int64)
@@ -55,9 +66,7 @@ def _product_tables(products, n_lm: int):
             if item[0] == "T":
                 rows.setdefault(item[1], {})[L] = pos
             pos += products._item_size(item)
-    pair_a1, pair_a2, pair_type, t_ptr, t_loc = [], [], [], [0], []
-    q_ptr, nz_m1, nz_m2, nz_w = [], [], [], []  # q_ptr[t] has Σq + 1 entries into the nonzeros
-    type_q = [0]
+    dest, i1, i2, weight = [], [], [], []
     for t, (l1, l2, ls) in enumerate(products.pair_types):
         w = getattr(products, f"_w_{t}").double().numpy()
         size = sum(2 * L + 1 for L in ls)
@@ -67,42 +76,36 @@ def _product_tables(products, n_lm: int):
                 full[m if l1 else 0, m if l2 else 0, m] = value
         else:
             full = w.reshape(2 * l1 + 1, 2 * l2 + 1, size)
-        ptr = [len(nz_w)]
-        for q in range(size):
-            for m1, m2 in zip(*np.nonzero(np.abs(full[:, :, q]) > 1e-15)):
-                nz_m1.append(int(m1))
-                nz_m2.append(int(m2))
-                nz_w.append(float(full[m1, m2, q]))
-            ptr.append(len(nz_w))
-        q_ptr += ptr
-        type_q.append(len(q_ptr))
+        # Value q of the type's coupled pair: its (L, m) and the nonzeros of its coupling.
+        lm_of_q = [(L, m) for L in ls for m in range(2 * L + 1)]
+        nonzeros = [list(zip(*np.nonzero(np.abs(full[:, :, q]) > 1e-15))) for q in range(size)]
         c1 = getattr(products, f"_pc1_{t}").tolist()
         c2 = getattr(products, f"_pc2_{t}").tolist()
         for u, (a, b) in enumerate(zip(c1, c2)):
-            pair_a1.append(a * n_lm + l1 * l1)
-            pair_a2.append(b * n_lm + l2 * l2)
-            pair_type.append(t)
-            for L in ls:
-                n_L = pool_n[L]
-                t_loc += [pool_off[L] + m * n_L + rows[t][L] + u for m in range(2 * L + 1)]
-            t_ptr.append(len(t_loc))
-    i64 = lambda x: np.array(x, dtype=np.int64)  # noqa: E731
+            for q, (L, m) in enumerate(lm_of_q):
+                slot = pool_off[L] + m * pool_n[L] + rows[t][L] + u
+                for m1, m2 in nonzeros[q]:
+                    dest.append(slot)
+                    i1.append(a * n_lm + l1 * l1 + m1)
+                    i2.append(b * n_lm + l2 * l2 + m2)
+                    weight.append(float(full[m1, m2, q]))
+    dest, i1, i2, weight = (np.array(x) for x in (dest, i1, i2, weight))
+    order = _interleaved(dest)
     # Unsigned offsets spare numba the negative-index check on the innermost gathers.
-    u64 = lambda x: np.array(x, dtype=np.uint64)  # noqa: E731
-    return (
-        pool_n, pool_off, u64(pair_a1), u64(pair_a2), i64(pair_type), i64(t_ptr), u64(t_loc),
-        i64(type_q), i64(q_ptr), u64(nz_m1), u64(nz_m2), np.array(nz_w, dtype=np.float64),
-    )
+    u64 = lambda x: np.ascontiguousarray(x, dtype=np.uint64)  # noqa: E731
+    return (pool_n, pool_off, u64(np.unique(dest)), u64(dest[order]), u64(i1[order]), u64(i2[order]),
+            np.ascontiguousarray(weight[order], dtype=np.float64))
 
 
 def _folded_tables(products, theta: torch.Tensor, n_pools: int):
-    """The folded readout ``M_L = M_L^T`` of :meth:`InvariantProducts._fold` per pool, as one
-    sparse row table over all pools: row pointers (Σ_L (n_L + 1),) with their offsets per pool
-    (n_pools + 1,), columns (nnz,) within the pool, values (n_species, nnz). M_L is sparse:
-    each basis function adds one symmetric pair of entries, far fewer than n_L²."""
+    """The folded readout ``M_L = M_L^T`` of :meth:`InvariantProducts._fold` per pool, as flat
+    terms ``grad[out] += vals[species, z] · buf[in]`` over every pool and m: out, in (nnz,) into
+    the object buffer, vals (n_species, nnz). M_L is sparse: each basis function adds one
+    symmetric pair of entries, far fewer than n_L²."""
     folded = products._fold(theta.detach().double().cpu())
     n_species = theta.shape[0]
-    row_ptr, row_off, cols, vals = [], [0], [], []
+    out_idx, in_idx, vals = [], [], []
+    base = 0
     for L in range(n_pools):
         n = products.pool_size.get(L, 0)
         m = np.zeros((n_species, n, n))
@@ -112,22 +115,21 @@ def _folded_tables(products, theta: torch.Tensor, n_pools: int):
             m[:, :h, :h], m[:, :h, h:], m[:, h:, :h] = m_hh, m_ht, m_th
             if m_tt is not None:
                 m[:, h:, h:] = m_tt
-        pattern = (m != 0).any(axis=0)  # (n, n): the union over centre species
-        row_ptr.append(len(cols))
-        for r in range(n):
-            (nonzero,) = np.nonzero(pattern[r])
-            cols.extend(nonzero.tolist())
-            vals.extend(m[:, r, nonzero].T.tolist())
-            row_ptr.append(len(cols))
-        row_off.append(len(row_ptr))
-    values = np.array(vals, dtype=np.float64).reshape(-1, n_species).T.copy()  # (n_species, nnz)
-    return (np.array(row_ptr, dtype=np.int64), np.array(row_off, dtype=np.int64),
-            np.array(cols, dtype=np.uint64), values)
+        rows, cols = np.nonzero((m != 0).any(axis=0))  # the union over centre species
+        for component in range(2 * L + 1):  # M_L acts on each of the 2L+1 rows alike
+            out_idx.append(base + component * n + rows)
+            in_idx.append(base + component * n + cols)
+            vals.append(m[:, rows, cols])
+        base += (2 * L + 1) * n
+    out_idx, in_idx = np.concatenate(out_idx), np.concatenate(in_idx)
+    order = _interleaved(out_idx)
+    return (np.ascontiguousarray(out_idx[order], dtype=np.uint64), np.ascontiguousarray(in_idx[order], dtype=np.uint64),
+            np.ascontiguousarray(np.concatenate(vals, axis=1)[:, order]))
 
 
 @numba.njit(**JIT_OPTIONS)
-def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr,
-                   t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, row_ptr, row_off, cols, vals):
+def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, t_slots, t_dest, t_i1, t_i2, t_w,
+                   ro_out, ro_in, ro_val):
     """E_i = ½ Σ_L O_L·(M_L O_L) of one atom from its A (channels·n_lm,); H = ∂E_i/∂A into h_adj."""
     n_a = a.shape[0]
     n_lm = n_a // n_channels
@@ -139,29 +141,18 @@ def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1
             for c in range(n_channels):
                 buf[off + m * n_L + c] = a[c * n_lm + L * L + m]
     buf[pool_off[0] + n_channels] = 1.0
-    for u in range(pair_a1.shape[0]):
-        t, a1, a2 = pair_type[u], pair_a1[u], pair_a2[u]
-        k = t_ptr[u]
-        for q in range(type_q[t], type_q[t + 1] - 1):
-            acc = 0.0
-            for z in range(q_ptr[q], q_ptr[q + 1]):
-                acc += nz_w[z] * a[a1 + nz_m1[z]] * a[a2 + nz_m2[z]]
-            buf[t_loc[k]] = acc
-            k += 1
+    for k in range(t_slots.shape[0]):
+        buf[t_slots[k]] = 0.0
+    for z in range(t_dest.shape[0]):
+        buf[t_dest[z]] += t_w[z] * a[t_i1[z]] * a[t_i2[z]]
+    for k in range(grad.shape[0]):
+        grad[k] = 0.0
+    values = ro_val[s]
+    for z in range(ro_out.shape[0]):
+        grad[ro_out[z]] += values[z] * buf[ro_in[z]]
     energy = 0.0
-    values = vals[s]
-    for L in range(n_pools):
-        n_L, off = pool_n[L], pool_off[L]
-        rows = row_ptr[row_off[L] : row_off[L + 1]]
-        for m in range(2 * L + 1):
-            obj = buf[off + m * n_L : off + (m + 1) * n_L]
-            out = grad[off + m * n_L : off + (m + 1) * n_L]
-            for r in range(n_L):
-                acc = 0.0
-                for z in range(rows[r], rows[r + 1]):
-                    acc += values[z] * obj[cols[z]]
-                out[r] = acc
-                energy += 0.5 * acc * obj[r]
+    for k in range(grad.shape[0]):
+        energy += grad[k] * buf[k]
     for k in range(n_a):
         h_adj[k] = 0.0
     for L in range(min(l_max, n_pools - 1) + 1):
@@ -169,26 +160,20 @@ def _site_products(a, s, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1
         for m in range(2 * L + 1):
             for c in range(n_channels):
                 h_adj[c * n_lm + L * L + m] = grad[off + m * n_L + c]
-    for u in range(pair_a1.shape[0]):
-        t, a1, a2 = pair_type[u], pair_a1[u], pair_a2[u]
-        k = t_ptr[u]
-        for q in range(type_q[t], type_q[t + 1] - 1):
-            g = grad[t_loc[k]]
-            k += 1
-            if g == 0.0:
-                continue
-            for z in range(q_ptr[q], q_ptr[q + 1]):
-                gw = g * nz_w[z]
-                h_adj[a1 + nz_m1[z]] += gw * a[a2 + nz_m2[z]]
-                h_adj[a2 + nz_m2[z]] += gw * a[a1 + nz_m1[z]]
-    return energy
+    for z in range(t_dest.shape[0]):  # the pull-back of T through its coupling
+        gw = grad[t_dest[z]] * t_w[z]
+        i1, i2 = t_i1[z], t_i2[z]
+        a1 = a[i1]
+        h_adj[i1] += gw * a[i2]
+        h_adj[i2] += gw * a1
+    return 0.5 * energy
 
 
 @numba.njit(**JIT_OPTIONS)
 def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
-               pool_n, pool_off, pair_a1, pair_a2, pair_type, t_ptr, t_loc, type_q, q_ptr,
-               nz_m1, nz_m2, nz_w, row_ptr, row_off, cols, vals, energies, grads):
+               pool_n, pool_off, t_slots, t_dest, t_i1, t_i2, t_w,
+               ro_out, ro_in, ro_val, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``: A_i from the edges ``order[start[i]:start[i+1]]``,
     E_i and H_i, then ∂E_i/∂r_e for those edges.
 
@@ -288,9 +273,8 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
                             out[k] += cm * mono_m[k]
         # A_{c,lm} = Σ_edges R_c Y_lm.
         np.dot(rad, ylm.T, amat)
-        energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, pair_a1, pair_a2,
-                                     pair_type, t_ptr, t_loc, type_q, q_ptr, nz_m1, nz_m2, nz_w, row_ptr,
-                                     row_off, cols, vals)
+        energies[i] = _site_products(a, si, n_channels, buf, grad, h_adj, pool_n, pool_off, t_slots, t_dest,
+                                     t_i1, t_i2, t_w, ro_out, ro_in, ro_val)
         # ∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r,
         # h_lm = Σ_c H_{c,lm} R_c and g_lm = Σ_c H_{c,lm} R'_c.
         np.dot(hmat.T, rad, h)
@@ -374,8 +358,8 @@ class FusedACE:
         """The folded readout tables for θ (n_species, n_basis), cached on θ's version."""
         key = (theta.data_ptr(), theta._version, dtype)
         if self._coef_key != key:
-            row_ptr, row_off, cols, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
-            self._coef_value = (row_ptr, row_off, cols, np.ascontiguousarray(vals, dtype=dtype))
+            ro_out, ro_in, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
+            self._coef_value = (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
             self._coef_key = key
         return self._coef_value
 
