@@ -224,11 +224,14 @@ def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, devic
 class VerletGraphBuilder:
     """Graphs for successive configurations of one system, from a Verlet list with a skin.
 
-    The pair list is built by vesin at ``cutoff + skin`` and reused while no atom has moved
-    more than ``skin / 2`` since (then no pair can have come inside the cutoff unseen); each
-    call only recomputes the edge vectors and keeps the edges within ``cutoff``. A change of
-    cell, pbc, atomic numbers or atom count rebuilds the list. The graphs are identical to
-    :func:`build_graph`'s up to edge order.
+    The pair list is built by vesin at ``cutoff + skin`` and reused while no pair can have
+    come inside the cutoff unseen; each call only recomputes the edge vectors (from the
+    current positions and cell) and keeps the edges within ``cutoff``. A pair vector
+    ``r = x_j − x_i + S·cell`` changes since the build by at most ``2 max_a |Δx_a| +
+    max_S |S·Δcell|``, so the list is reused while that bound stays within ``skin``: with a
+    fixed cell, while no atom has moved more than ``skin / 2``; under NPT, also across the
+    small cell changes of each step. A change of pbc, atomic numbers or atom count rebuilds
+    the list. The graphs are identical to :func:`build_graph`'s up to edge order.
 
     Args:
         cutoff: Å.
@@ -245,30 +248,40 @@ class VerletGraphBuilder:
         self._state: dict | None = None
         self.rebuilds = 0
 
-    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray) -> bool:
+    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray, cell: np.ndarray) -> bool:
         state = self._state
         if state is None or self.skin == 0.0 or self.cutoff == 0.0:
             return True
         if (len(positions) != len(state["positions"]) or not np.array_equal(atoms.numbers, state["numbers"])
-                or not np.array_equal(atoms.pbc, state["pbc"]) or not np.array_equal(atoms.cell.array, state["cell"])):
+                or not np.array_equal(atoms.pbc, state["pbc"])):
             return True
         moved = positions - state["positions"]
-        return float(np.einsum("ij,ij->i", moved, moved).max()) > (0.5 * self.skin) ** 2
+        bound = 2.0 * np.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
+        if not np.array_equal(cell, state["cell"]):
+            if not np.isfinite(cell).all():
+                return True
+            image_moves = state["unique_shifts"] @ (cell - state["cell"])  # (n_shifts, 3), Å
+            bound += float(np.sqrt(np.einsum("ij,ij->i", image_moves, image_moves).max()))
+        return bound > self.skin
 
     def __call__(self, atoms: Atoms) -> Graph:
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-        if self._needs_rebuild(atoms, positions):
+        cell = np.array(atoms.cell.array, dtype=np.float64)
+        if self._needs_rebuild(atoms, positions, cell):
             pbc = np.asarray(atoms.pbc, dtype=bool)
             reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
-            i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, pbc, reach)
+            i, j, shifts, vectors = _vesin_pairs(positions, cell, pbc, reach)
             self._state = {
                 "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
-                "cell": atoms.cell.array.copy(), "i": i, "j": j, "shifts": shifts,
-                "offsets": shifts @ atoms.cell.array,  # S·cell, Å
+                "cell": cell, "i": i, "j": j, "shifts": shifts,
+                "unique_shifts": np.unique(shifts, axis=0) if len(shifts) else np.zeros((1, 3)),
+                "offsets": shifts @ cell, "offsets_cell": cell,  # S·cell, Å, and the cell it is for
             }
             self.rebuilds += 1
         state = self._state
+        if not np.array_equal(cell, state["offsets_cell"]):  # a cell change within the skin (NPT)
+            state["offsets"], state["offsets_cell"] = state["shifts"] @ cell, cell
         n_pairs = len(state["i"])
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))

@@ -117,6 +117,28 @@ def test_verlet_builder_matches_fresh_lists_along_a_trajectory(repeat):
     assert 1 < builder.rebuilds < 40
 
 
+@pytest.mark.parametrize("repeat, scale_atoms", [(1, True), (2, True), (2, False)])
+def test_verlet_builder_follows_a_changing_cell(repeat, scale_atoms):
+    """NPT-like: the cell and the atoms move each step (triclinic strain; the atoms follow the
+    cell or stay put); every graph holds exactly the pairs and vectors of a fresh list, and
+    the list survives most steps."""
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
+    builder = VerletGraphBuilder(4.0, skin=0.5)
+    rng = np.random.default_rng(1)
+    for step in range(60):
+        strain = np.eye(3) + rng.normal(0, 0.002, (3, 3))
+        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=scale_atoms)
+        atoms.positions += rng.normal(0, 0.01, atoms.positions.shape)
+        graph, fresh = builder(atoms), build_graph(atoms, 4.0)
+        assert _graph_edges(graph) == _graph_edges(fresh)
+        key = lambda g: np.lexsort(np.column_stack([g.edge_index.numpy().T, np.rint(g.shifts.numpy())]).T[::-1])  # noqa: E731
+        assert torch.allclose(graph.vectors[key(graph)], fresh.vectors[key(fresh)], atol=1e-12)
+        assert torch.allclose(graph.cell, fresh.cell)
+    assert 1 < builder.rebuilds < 30
+
+
 def test_verlet_builder_rebuilds_on_cell_and_species_changes():
     from mlff.graph import VerletGraphBuilder
 
@@ -125,7 +147,10 @@ def test_verlet_builder_rebuilds_on_cell_and_species_changes():
     builder(atoms)
     builder(atoms)
     assert builder.rebuilds == 1
-    atoms.set_cell(atoms.cell * 1.01, scale_atoms=True)
+    atoms.set_cell(atoms.cell * 1.002, scale_atoms=True)  # within the skin: the list is kept
+    assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 4.0))
+    assert builder.rebuilds == 1
+    atoms.set_cell(atoms.cell * 1.05, scale_atoms=True)  # beyond it: rebuilt
     assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 4.0))
     assert builder.rebuilds == 2
     atoms.numbers[0] = 29 if atoms.numbers[0] != 29 else 28
