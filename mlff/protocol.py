@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numba
 import numpy as np
 import torch
 from torch import nn
@@ -46,17 +47,28 @@ __all__ = [
 BACKENDS = ("auto", "torch", "numba")
 
 
+@numba.njit(cache=True, nogil=True)
+def _scatter_forces(centers, neighbors, edge_grads, forces):
+    """The CPU form of the sign convention above, one pass over the edges: forces (n_atoms, 3)."""
+    forces[:] = 0.0
+    for e in range(edge_grads.shape[0]):
+        i, j = centers[e], neighbors[e]
+        for d in range(3):
+            forces[i, d] += edge_grads[e, d]
+            forces[j, d] -= edge_grads[e, d]
+
+
 def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
     """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3).
 
     Trailing dimensions pass through: (n_edges, P, 3) gives (n_atoms, P, 3).
     """
     if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
-        # numpy's bincount is several times faster than index_add_ for (n_edges, 3) on a CPU.
+        # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
         g = edge_grads.numpy()
-        i, j, n = graph.centers.numpy(), graph.neighbors.numpy(), graph.n_atoms
-        forces = np.stack([np.bincount(i, g[:, d], n) - np.bincount(j, g[:, d], n) for d in range(3)], axis=1)
-        return torch.from_numpy(forces.astype(g.dtype, copy=False))
+        forces = np.empty((graph.n_atoms, 3), dtype=g.dtype)
+        _scatter_forces(graph.centers.numpy(), graph.neighbors.numpy(), g, forces)
+        return torch.from_numpy(forces)
     forces = edge_grads.new_zeros((graph.n_atoms,) + tuple(edge_grads.shape[1:]))
     forces.index_add_(0, graph.centers, edge_grads)
     forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
@@ -148,7 +160,13 @@ class SiteModel(nn.Module):
                 f"graph was built with cutoff {graph.cutoff} Å but {type(self).__name__} needs "
                 f"{self.cutoff} Å; build the graph at the model's cutoff or larger"
             )
-        return species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
+        # Cached on the graph per element list: the parts of a stack share one lookup.
+        key = ("species", tuple(self.elements))
+        species = graph._cache.get(key)
+        if species is None:
+            species = species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
+            graph._cache[key] = species
+        return species
 
     def site_energies(self, graph: Graph) -> torch.Tensor:
         """(n_atoms,) site energies, eV."""
@@ -162,7 +180,8 @@ class SiteModel(nn.Module):
         """Site energies (n_atoms,) eV and ``g = ∂E/∂r_ij`` (n_edges, 3) eV/Å.
 
         This is what calculators call. The generic version takes one autograd pass; models
-        override it with closed forms that build no autograd graph.
+        override it with closed forms that build no autograd graph. Both tensors are new:
+        the caller owns them (a :class:`~mlff.stack.Stack` sums its parts' gradients in place).
         """
         g = graph.differentiable()
         with torch.enable_grad():

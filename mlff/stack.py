@@ -53,16 +53,22 @@ class Stack(LinearSiteModel):
         return total
 
     def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-        total, grads = None, torch.zeros_like(graph.vectors)
+        total, grads = None, None
         for part in self.parts:
             sub = graph.restrict(part.cutoff)
             e, g = part.site_energies_and_grads(sub)
             total = e if total is None else total + e
-            if sub is graph:
+            if sub is not graph:  # a part with a shorter cutoff: its edges back into the graph's
+                g = torch.zeros_like(graph.vectors).index_add_(0, sub.parent_edges, g) if sub.n_edges else None
+            if g is None:
+                continue
+            if grads is None:
+                grads = g
+            elif grads.requires_grad or g.requires_grad:
                 grads = grads + g
-            elif sub.n_edges:
-                grads = grads.index_add(0, sub.parent_edges, g)
-        return total, grads
+            else:  # the parts return new tensors (see SiteModel.site_energies_and_grads)
+                grads.add_(g)
+        return total, (grads if grads is not None else torch.zeros_like(graph.vectors))
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         self._check(graph)

@@ -316,6 +316,25 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
                 grads[order[p0 + k], d] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
 
 
+@numba.njit(**JIT_OPTIONS)
+def _centre_offsets(centers, start) -> bool:
+    """start (n_atoms + 1,): where each centre's edges begin, if the edges are grouped by
+    centre (the graph convention); returns False, leaving start undefined, if they are not."""
+    n_atoms = start.shape[0] - 1
+    previous = 0
+    start[0] = 0
+    for e in range(centers.shape[0]):
+        c = centers[e]
+        if c < previous or c >= n_atoms:
+            return False
+        while previous < c:
+            previous += 1
+            start[previous] = e
+    for i in range(previous + 1, n_atoms + 1):
+        start[i] = centers.shape[0]
+    return True
+
+
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _ace_atoms_parallel(n_blocks, vectors, neighbors, order, start, species, *tables):
     """:func:`_ace_atoms` over ``n_blocks`` contiguous blocks of atoms, one per thread. The
@@ -370,13 +389,15 @@ class FusedACE:
         dtype = vectors.dtype
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
         radial_constants, ycoef, pair_tables = self._tables(dtype)
-        counts = np.bincount(centers, minlength=n_atoms)
-        start = np.zeros(n_atoms + 1, dtype=np.int64)
-        np.cumsum(counts, out=start[1:])
-        # Graphs from mlff.graph have their edges grouped by centre already.
-        order = np.arange(n_edges) if n_edges < 2 or (np.diff(centers) >= 0).all() else np.argsort(centers, kind="stable")
+        start = np.empty(n_atoms + 1, dtype=np.int64)
+        if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
+            order = np.arange(n_edges)
+        else:
+            order = np.argsort(centers, kind="stable")
+            np.cumsum(np.bincount(centers, minlength=n_atoms), out=start[1:])
+            start[0] = 0
         energies = np.empty(n_atoms, dtype=dtype)
-        grads = np.zeros((n_edges, 3), dtype=dtype)
+        grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_blocks = max(1, min(int(n_threads), n_atoms))
         tables = (self.n_max, self.n_channels, *radial_constants, self.exps, self.lower, self.degree_start, ycoef,
                   *pair_tables, *self._readout(theta, dtype), energies, grads)

@@ -117,3 +117,17 @@ def test_numba_backend_refuses_cuda_graphs():
     graph = build_graph(STRUCTURES["rattled-si"](), model.cutoff, device="cuda")
     with pytest.raises(ValueError, match="backend 'numba' runs on the CPU only"):
         model.site_energies_and_grads(graph)
+
+
+def test_centre_offsets_of_grouped_and_ungrouped_edges():
+    from mlff.models.ace_fused import _centre_offsets
+
+    centers = np.array([1, 1, 1, 3, 4, 4, 6], dtype=np.int64)  # atoms 0, 2, 5 and 7 have no edges
+    start = np.full(9, -1, dtype=np.int64)
+    assert _centre_offsets(centers, start)
+    np.testing.assert_array_equal(start, [0, 0, 3, 3, 4, 6, 6, 7, 7])
+    np.testing.assert_array_equal(np.diff(start), np.bincount(centers, minlength=8))
+    assert _centre_offsets(np.zeros(0, dtype=np.int64), start)
+    np.testing.assert_array_equal(start, np.zeros(9))
+    assert not _centre_offsets(np.array([0, 2, 1], dtype=np.int64), start)  # not grouped
+    assert not _centre_offsets(np.array([0, 9], dtype=np.int64), start)  # a centre beyond n_atoms
