@@ -85,13 +85,12 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
 
     Also accepts a batch of virials (..., 3, 3) → (..., 6).
     """
-    sigma = -virial / volume
-    sigma = 0.5 * (sigma + sigma.transpose(-1, -2))
-    return torch.stack(
-        [sigma[..., 0, 0], sigma[..., 1, 1], sigma[..., 2, 2],
-         sigma[..., 1, 2], sigma[..., 0, 2], sigma[..., 0, 1]],
-        dim=-1,
-    )
+    sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
+    return sigma.flatten(-2)[..., _VOIGT]
+
+
+#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
+_VOIGT = [0, 4, 8, 5, 2, 1]
 
 
 class SiteModel(nn.Module):
