@@ -181,10 +181,10 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, i, j, offsets, cutoff2, edge_index, vectors, picked) -> int:
-    """The candidate pairs (i, j, S·cell) closer than the cutoff, in order: writes their
-    (2, n) indices, (n, 3) vectors r_ij = x_j - x_i + S·cell and positions among the
-    candidates; returns n."""
+def _pairs_within(positions, i, j, shifts, offsets, cutoff2, edge_index, edge_shifts, vectors) -> int:
+    """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (2, n)
+    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell (offsets: S·cell
+    per candidate); returns n."""
     n = 0
     for p in range(i.shape[0]):
         a, b = i[p], j[p]
@@ -197,7 +197,9 @@ def _pairs_within(positions, i, j, offsets, cutoff2, edge_index, vectors, picked
             vectors[n, 0] = x
             vectors[n, 1] = y
             vectors[n, 2] = z
-            picked[n] = p
+            edge_shifts[n, 0] = shifts[p, 0]
+            edge_shifts[n, 1] = shifts[p, 1]
+            edge_shifts[n, 2] = shifts[p, 2]
             n += 1
     return n
 
@@ -274,6 +276,7 @@ class VerletGraphBuilder:
             pbc = np.asarray(atoms.pbc, dtype=bool)
             reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
             i, j, shifts, vectors = _vesin_pairs(positions, cell, pbc, reach)
+            shifts = shifts.astype(np.float64)  # once per build, not once per call
             self._state = {
                 "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
                 "cell": cell, "i": i, "j": j, "shifts": shifts,
@@ -287,10 +290,10 @@ class VerletGraphBuilder:
         n_pairs = len(state["i"])
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
-        picked = np.empty(n_pairs, dtype=np.int64)
-        n = _pairs_within(positions, state["i"], state["j"], state["offsets"], self.cutoff**2, edge_index, vectors, picked)
-        shifts = state["shifts"] if n == n_pairs else state["shifts"][picked[:n]]
-        return _graph_from_pairs(atoms, self.cutoff, np.ascontiguousarray(edge_index[:, :n]), shifts, vectors[:n],
+        shifts = np.empty((n_pairs, 3))
+        n = _pairs_within(positions, state["i"], state["j"], state["shifts"], state["offsets"], self.cutoff**2,
+                          edge_index, shifts, vectors)
+        return _graph_from_pairs(atoms, self.cutoff, np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n],
                                  self.dtype, self.device)
 
 
