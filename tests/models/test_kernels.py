@@ -131,3 +131,15 @@ def test_centre_offsets_of_grouped_and_ungrouped_edges():
     np.testing.assert_array_equal(start, np.zeros(9))
     assert not _centre_offsets(np.array([0, 2, 1], dtype=np.int64), start)  # not grouped
     assert not _centre_offsets(np.array([0, 9], dtype=np.int64), start)  # a centre beyond n_atoms
+
+
+@pytest.mark.parametrize("max_degree", [{1: 6}, {1: 6, 2: 8}], ids=["order-1", "order-2"])
+def test_ace_kernel_with_low_correlation_orders(max_degree):
+    """Order 1 has no coupled pairs at all (empty term lists); two elements mix species in a block."""
+    model = ACEModel(["Si", "C"], cutoff=4.0, n_max=4, l_max=2, max_degree=max_degree)
+    atoms = bulk("SiC", "zincblende", a=4.36).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    random_linear_parameters(model, atoms, energy_scale=0.5, seed=2)
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, build_graph(atoms, model.cutoff))
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
+    assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
