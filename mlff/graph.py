@@ -113,11 +113,16 @@ class Graph:
                 vectors=self.vectors[keep],
                 cutoff=float(cutoff),
                 parent_edges=keep,
-                _cache={},
+                _cache={"atoms": self.atom_cache()},  # same atoms: per-atom lookups are shared
             )
             self._cache[("restrict", cutoff)] = sub
         return sub
 
+
+    def atom_cache(self) -> dict:
+        """A cache for what depends on the atoms only (e.g. species indices), shared by this
+        graph and the sub-graphs :meth:`restrict` makes of it."""
+        return self._cache.setdefault("atoms", {})
 
     def neighbor_slots(self) -> tuple[torch.Tensor, int]:
         """Each edge's position among its centre's edges (n_edges,), and the largest count.
@@ -181,25 +186,25 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, i, j, shifts, offsets, cutoff2, edge_index, edge_shifts, vectors) -> int:
+def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shifts, vectors) -> int:
     """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (2, n)
-    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell (offsets: S·cell
-    per candidate); returns n."""
+    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell; returns n."""
     n = 0
     for p in range(i.shape[0]):
         a, b = i[p], j[p]
-        x = positions[b, 0] - positions[a, 0] + offsets[p, 0]
-        y = positions[b, 1] - positions[a, 1] + offsets[p, 1]
-        z = positions[b, 2] - positions[a, 2] + offsets[p, 2]
+        s0, s1, s2 = shifts[p, 0], shifts[p, 1], shifts[p, 2]
+        x = positions[b, 0] - positions[a, 0] + s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
+        y = positions[b, 1] - positions[a, 1] + s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
+        z = positions[b, 2] - positions[a, 2] + s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
         if x * x + y * y + z * z < cutoff2:
             edge_index[0, n] = a
             edge_index[1, n] = b
             vectors[n, 0] = x
             vectors[n, 1] = y
             vectors[n, 2] = z
-            edge_shifts[n, 0] = shifts[p, 0]
-            edge_shifts[n, 1] = shifts[p, 1]
-            edge_shifts[n, 2] = shifts[p, 2]
+            edge_shifts[n, 0] = s0
+            edge_shifts[n, 1] = s1
+            edge_shifts[n, 2] = s2
             n += 1
     return n
 
@@ -225,17 +230,28 @@ def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, devic
     )
 
 
+def _inverse_or_none(cell: np.ndarray) -> np.ndarray | None:
+    """cell⁻¹ (3, 3), or None for a singular cell (a zero vector along an open direction)."""
+    if abs(np.linalg.det(cell)) < 1e-9 * max(1.0, float(np.abs(cell).max())) ** 3:
+        return None
+    return np.linalg.inv(cell)
+
+
 class VerletGraphBuilder:
     """Graphs for successive configurations of one system, from a Verlet list with a skin.
 
     The pair list is built by vesin at ``cutoff + skin`` and reused while no pair can have
     come inside the cutoff unseen; each call only recomputes the edge vectors (from the
-    current positions and cell) and keeps the edges within ``cutoff``. A pair vector
-    ``r = x_j − x_i + S·cell`` changes since the build by at most ``2 max_a |Δx_a| +
-    max_S |S·Δcell|``, so the list is reused while that bound stays within ``skin``: with a
-    fixed cell, while no atom has moved more than ``skin / 2``; under NPT, also across the
-    small cell changes of each step. A change of pbc, atomic numbers or atom count rebuilds
-    the list. The graphs are identical to :func:`build_graph`'s up to edge order.
+    current positions and cell) and keeps the edges within ``cutoff``. Since the build, with
+    the cell strained as ``cell = cell₀ (I + E)`` and each atom displaced by ``u_a`` beyond
+    what the strain carries (``x_a = s_a cell + u_a``, s_a its fractional position at the
+    build), every pair vector is ``r = r₀ (I + E) + u_j − u_i``. A pair left out at the build
+    had ``|r₀| > cutoff + skin``, so none can be inside the cutoff while
+    ``2 max_a |u_a| + (cutoff + skin) ‖E‖ ≤ skin``; the list is reused until then. With a
+    fixed cell that is the usual "no atom moved more than skin/2"; under NPT the list also
+    survives the cell changes, and motion that follows the cell costs no skin. A change of
+    pbc, atomic numbers or atom count, or of a singular cell, rebuilds the list. The graphs
+    are identical to :func:`build_graph`'s up to edge order.
 
     Args:
         cutoff: Å.
@@ -259,14 +275,16 @@ class VerletGraphBuilder:
         if (len(positions) != len(state["positions"]) or not np.array_equal(atoms.numbers, state["numbers"])
                 or not np.array_equal(atoms.pbc, state["pbc"])):
             return True
-        moved = positions - state["positions"]
-        bound = 2.0 * np.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
-        if not np.array_equal(cell, state["cell"]):
-            if not np.isfinite(cell).all():
+        if np.array_equal(cell, state["cell"]):
+            moved, strain = positions - state["positions"], 0.0
+        else:
+            if state["inverse_cell"] is None or not np.isfinite(cell).all():
                 return True
-            image_moves = state["unique_shifts"] @ (cell - state["cell"])  # (n_shifts, 3), Å
-            bound += float(np.sqrt(np.einsum("ij,ij->i", image_moves, image_moves).max()))
-        return bound > self.skin
+            strain_matrix = state["inverse_cell"] @ (cell - state["cell"])  # E, with cell = cell₀ (I + E)
+            strain = float(np.sqrt(np.einsum("ij,ij->", strain_matrix, strain_matrix)))  # ≥ ‖E‖₂
+            moved = positions - state["fractional"] @ cell  # u_a: what the strain does not carry
+        largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
+        return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
     def __call__(self, atoms: Atoms) -> Graph:
         check_atoms(atoms)
@@ -276,22 +294,20 @@ class VerletGraphBuilder:
             pbc = np.asarray(atoms.pbc, dtype=bool)
             reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
             i, j, shifts, vectors = _vesin_pairs(positions, cell, pbc, reach)
-            shifts = shifts.astype(np.float64)  # once per build, not once per call
+            inverse = _inverse_or_none(cell)
             self._state = {
                 "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
-                "cell": cell, "i": i, "j": j, "shifts": shifts,
-                "unique_shifts": np.unique(shifts, axis=0) if len(shifts) else np.zeros((1, 3)),
-                "offsets": shifts @ cell, "offsets_cell": cell,  # S·cell, Å, and the cell it is for
+                "cell": cell, "inverse_cell": inverse,
+                "fractional": positions @ inverse if inverse is not None else None,
+                "i": i, "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
             }
             self.rebuilds += 1
         state = self._state
-        if not np.array_equal(cell, state["offsets_cell"]):  # a cell change within the skin (NPT)
-            state["offsets"], state["offsets_cell"] = state["shifts"] @ cell, cell
         n_pairs = len(state["i"])
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
         shifts = np.empty((n_pairs, 3))
-        n = _pairs_within(positions, state["i"], state["j"], state["shifts"], state["offsets"], self.cutoff**2,
+        n = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
                           edge_index, shifts, vectors)
         return _graph_from_pairs(atoms, self.cutoff, np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n],
                                  self.dtype, self.device)

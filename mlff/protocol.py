@@ -159,12 +159,12 @@ class SiteModel(nn.Module):
                 f"graph was built with cutoff {graph.cutoff} Å but {type(self).__name__} needs "
                 f"{self.cutoff} Å; build the graph at the model's cutoff or larger"
             )
-        # Cached on the graph per element list: the parts of a stack share one lookup.
-        key = ("species", tuple(self.elements))
-        species = graph._cache.get(key)
+        # Cached per element list with the atoms: the parts of a stack share one lookup.
+        cache, key = graph.atom_cache(), ("species", tuple(self.elements))
+        species = cache.get(key)
         if species is None:
             species = species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
-            graph._cache[key] = species
+            cache[key] = species
         return species
 
     def site_energies(self, graph: Graph) -> torch.Tensor:

@@ -58,16 +58,13 @@ class Stack(LinearSiteModel):
             sub = graph.restrict(part.cutoff)
             e, g = part.site_energies_and_grads(sub)
             total = e if total is None else total + e
-            if sub is not graph:  # a part with a shorter cutoff: its edges back into the graph's
-                g = torch.zeros_like(graph.vectors).index_add_(0, sub.parent_edges, g) if sub.n_edges else None
-            if g is None:
-                continue
-            if grads is None:
-                grads = g
-            elif grads.requires_grad or g.requires_grad:
-                grads = grads + g
-            else:  # the parts return new tensors (see SiteModel.site_energies_and_grads)
-                grads.add_(g)
+            if sub is graph:
+                # The parts return new tensors (see SiteModel.site_energies_and_grads), so
+                # the first one can take the others in place.
+                grads = g if grads is None else grads.add_(g)
+            elif sub.n_edges:  # a shorter cutoff: its edges scattered back into the graph's
+                grads = torch.zeros_like(graph.vectors) if grads is None else grads
+                grads.index_add_(0, sub.parent_edges, g)
         return total, (grads if grads is not None else torch.zeros_like(graph.vectors))
 
     def site_basis(self, graph: Graph) -> torch.Tensor:

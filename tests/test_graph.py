@@ -139,6 +139,20 @@ def test_verlet_builder_follows_a_changing_cell(repeat, scale_atoms):
     assert 1 < builder.rebuilds < 30
 
 
+@pytest.mark.parametrize("edge, factor", [(3.0, 0.995), (7.0, 0.99)], ids=["small-cell", "compressed-box"])
+def test_verlet_builder_sees_new_images_as_the_cell_shrinks(edge, factor):
+    """One atom in a shrinking cube: pairs with image shifts never listed before come inside
+    the cutoff, and the list must notice from the strain alone."""
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = Atoms("Si", positions=[[0.1, 0.2, 0.3]], cell=np.eye(3) * edge, pbc=True)
+    builder = VerletGraphBuilder(5.0, skin=1.0)
+    for step in range(40):
+        atoms.set_cell(atoms.cell.array * factor, scale_atoms=True)
+        assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 5.0)), step
+    assert builder.rebuilds > 1
+
+
 def test_verlet_builder_rebuilds_on_cell_and_species_changes():
     from mlff.graph import VerletGraphBuilder
 
@@ -150,7 +164,7 @@ def test_verlet_builder_rebuilds_on_cell_and_species_changes():
     atoms.set_cell(atoms.cell * 1.002, scale_atoms=True)  # within the skin: the list is kept
     assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 4.0))
     assert builder.rebuilds == 1
-    atoms.set_cell(atoms.cell * 1.05, scale_atoms=True)  # beyond it: rebuilt
+    atoms.set_cell(atoms.cell * 1.15, scale_atoms=True)  # beyond it: rebuilt
     assert _graph_edges(builder(atoms)) == _graph_edges(build_graph(atoms, 4.0))
     assert builder.rebuilds == 2
     atoms.numbers[0] = 29 if atoms.numbers[0] != 29 else 28

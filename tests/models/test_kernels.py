@@ -143,3 +143,17 @@ def test_ace_kernel_with_low_correlation_orders(max_degree):
     (energies, grads), (ref_energies, ref_grads) = _both_backends(model, build_graph(atoms, model.cutoff))
     assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
+
+
+def test_ace_kernel_blocks_of_one_element_other_than_the_first():
+    """Two blocks of 8 atoms: all C (species 1 of H, C, Si), then all Si (species 2).
+    Mixed blocks and short last blocks are covered by the test structures above."""
+    model = make_ace()
+    atoms = bulk("SiC", "zincblende", a=4.36, cubic=True).repeat((2, 1, 1))  # 16 atoms, 8 of each
+    order = np.argsort([0 if s == "C" else 1 for s in atoms.get_chemical_symbols()], kind="stable")
+    atoms = atoms[order]
+    atoms.rattle(0.05, seed=5)
+    graph = build_graph(atoms, model.cutoff)
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
+    assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
