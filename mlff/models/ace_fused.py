@@ -138,7 +138,7 @@ def _folded_tables(products, theta: torch.Tensor, n_pools: int):
             np.ascontiguousarray(np.concatenate(vals, axis=1)[:, order]))
 
 
-#: Atoms whose products run together: the term loops go over these lanes in SIMD.
+#: Atoms whose products run together: each term and its indices are read once per block.
 LANES = 8
 
 
