@@ -209,6 +209,12 @@ def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, 
 
 
 @numba.njit(**JIT_OPTIONS)
+def _rows(flat, n_rows, w):
+    """The first n_rows·w entries of a flat buffer as a contiguous (n_rows, w) view."""
+    return flat[: n_rows * w].reshape((n_rows, w))
+
+
+@numba.njit(**JIT_OPTIONS)
 def _edge_basis(i, vectors, neighbors, order, start, species, n_max, n_channels, inv_r0, scale, offset, agnesi,
                 cutoff, env_p, exps, degree_start, ycoef, r, unit, rad_flat, drad_flat, mono, ylm_flat,
                 rad_n_flat, drad_n_flat, ir0, sc, off, neighbour, scratch, powers, amat):
@@ -221,11 +227,11 @@ def _edge_basis(i, vectors, neighbors, order, start, species, n_max, n_channels,
     si = species[i]
     p0 = start[i]
     w = start[i + 1] - p0
-    rad = rad_flat[: n_channels * w].reshape((n_channels, w))
-    drad = drad_flat[: n_channels * w].reshape((n_channels, w))
-    rad_n = rad_n_flat[: n_max * w].reshape((n_max, w))
-    drad_n = drad_n_flat[: n_max * w].reshape((n_max, w))
-    ylm = ylm_flat[: n_lm * w].reshape((n_lm, w))
+    rad = _rows(rad_flat, n_channels, w)
+    drad = _rows(drad_flat, n_channels, w)
+    rad_n = _rows(rad_n_flat, n_max, w)
+    drad_n = _rows(drad_n_flat, n_max, w)
+    ylm = _rows(ylm_flat, n_lm, w)
     for k in range(w):
         e = order[p0 + k]
         vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
@@ -286,11 +292,11 @@ def _edge_gradients(i, order, start, n_channels, exps, lower, degree_start, ycoe
     l_max = degree_start.shape[0] - 2
     p0 = start[i]
     w = start[i + 1] - p0
-    rad = rad_flat[: n_channels * w].reshape((n_channels, w))
-    drad = drad_flat[: n_channels * w].reshape((n_channels, w))
-    ylm = ylm_flat[: n_lm * w].reshape((n_lm, w))
-    h = h_flat[: n_lm * w].reshape((n_lm, w))
-    dh = dh_flat[: n_lm * w].reshape((n_lm, w))
+    rad = _rows(rad_flat, n_channels, w)
+    drad = _rows(drad_flat, n_channels, w)
+    ylm = _rows(ylm_flat, n_lm, w)
+    h = _rows(h_flat, n_lm, w)
+    dh = _rows(dh_flat, n_lm, w)
     np.dot(hmat.T, rad, h)
     np.dot(hmat.T, drad, dh)
     for k in range(w):
