@@ -118,7 +118,6 @@ class Graph:
             self._cache[("restrict", cutoff)] = sub
         return sub
 
-
     def atom_cache(self) -> dict:
         """A cache for what depends on the atoms only (e.g. species indices), shared by this
         graph and the sub-graphs :meth:`restrict` makes of it."""

@@ -80,6 +80,10 @@ def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
 
 
+#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
+_VOIGT = [0, 4, 8, 5, 2, 1]
+
+
 def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> torch.Tensor:
     """ASE stress (6,) eV/Å³ in Voigt order [xx, yy, zz, yz, xz, xy] from a (3, 3) virial.
 
@@ -87,10 +91,6 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
     """
     sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
     return sigma.flatten(-2)[..., _VOIGT]
-
-
-#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
-_VOIGT = [0, 4, 8, 5, 2, 1]
 
 
 class SiteModel(nn.Module):

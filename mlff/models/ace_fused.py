@@ -433,12 +433,12 @@ def _centre_offsets(centers, start) -> bool:
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _ace_atoms_parallel(n_blocks, vectors, neighbors, order, start, species, *tables):
-    """:func:`_ace_atoms` over ``n_blocks`` contiguous blocks of atoms, one per thread. The
+def _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables):
+    """:func:`_ace_atoms` over ``n_ranges`` contiguous ranges of atoms, one per thread. The
     work stays in the serial function: numba's parallel lowering optimises loops less well."""
     n_atoms = species.shape[0]
-    for b in numba.prange(n_blocks):
-        _ace_atoms(b * n_atoms // n_blocks, (b + 1) * n_atoms // n_blocks, vectors, neighbors, order, start,
+    for b in numba.prange(n_ranges):
+        _ace_atoms(b * n_atoms // n_ranges, (b + 1) * n_atoms // n_ranges, vectors, neighbors, order, start,
                    species, *tables)
 
 
@@ -495,12 +495,12 @@ class FusedACE:
             start[0] = 0
         energies = np.empty(n_atoms, dtype=dtype)
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
-        n_blocks = max(1, min(int(n_threads), n_atoms))
+        n_ranges = max(1, min(int(n_threads), n_atoms))
         tables = (self.n_max, self.n_channels, *radial_constants, self.exps, self.lower, self.degree_start, ycoef,
                   *pair_tables, *self._readout(theta, dtype), energies, grads)
-        if n_blocks == 1:
+        if n_ranges == 1:
             _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables)
         else:
-            numba.set_num_threads(min(n_blocks, numba.config.NUMBA_NUM_THREADS))
-            _ace_atoms_parallel(n_blocks, vectors, neighbors, order, start, species, *tables)
+            numba.set_num_threads(min(n_ranges, numba.config.NUMBA_NUM_THREADS))
+            _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables)
         return energies, grads
