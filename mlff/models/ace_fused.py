@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mlff.models.harmonics import monomial_expansion
-from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative
+from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative, slp_vectorized
 
 
 __all__ = ["FusedACE"]
@@ -142,6 +142,42 @@ def _folded_tables(products, theta: torch.Tensor, n_pools: int):
 LANES = 8
 
 
+# The term updates below read every lane before writing any: numba cannot tell LLVM that the
+# rows do not alias, and a load after a store to a row that might be the same one keeps the
+# SLP vectoriser from fusing the 8 lanes into vector instructions. Written for LANES = 8.
+@numba.njit(inline="always")
+def _lanes(row):
+    return (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+@numba.njit(inline="always")
+def _add_product(out, w, x, y):
+    """out[b] += w·x[b]·y[b] for the 8 lanes b."""
+    p, q, o = _lanes(x), _lanes(y), _lanes(out)
+    out[0] = o[0] + w * p[0] * q[0]
+    out[1] = o[1] + w * p[1] * q[1]
+    out[2] = o[2] + w * p[2] * q[2]
+    out[3] = o[3] + w * p[3] * q[3]
+    out[4] = o[4] + w * p[4] * q[4]
+    out[5] = o[5] + w * p[5] * q[5]
+    out[6] = o[6] + w * p[6] * q[6]
+    out[7] = o[7] + w * p[7] * q[7]
+
+
+@numba.njit(inline="always")
+def _add_scaled(out, v, x):
+    """out[b] += v·x[b] for the 8 lanes b."""
+    p, o = _lanes(x), _lanes(out)
+    out[0] = o[0] + v * p[0]
+    out[1] = o[1] + v * p[1]
+    out[2] = o[2] + v * p[2]
+    out[3] = o[3] + v * p[3]
+    out[4] = o[4] + v * p[4]
+    out[5] = o[5] + v * p[5]
+    out[6] = o[6] + v * p[6]
+    out[7] = o[7] + v * p[7]
+
+
 @numba.njit(**JIT_OPTIONS)
 def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, energies, pool_n, pool_off,
                     t_slots, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val):
@@ -166,9 +202,7 @@ def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, 
         for b in range(LANES):
             row[b] = 0.0
     for z in range(t_dest.shape[0]):
-        d, i1, i2, w = t_dest[z], t_i1[z], t_i2[z], t_w[z]
-        for b in range(LANES):
-            buf[d, b] += w * a_blk[i1, b] * a_blk[i2, b]
+        _add_product(buf[t_dest[z]], t_w[z], a_blk[t_i1[z]], a_blk[t_i2[z]])
     grad[:] = 0.0
     first = lane_species[0]
     same = True
@@ -177,20 +211,19 @@ def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, 
     if same:
         values = ro_val[first]
         for z in range(ro_out.shape[0]):
-            o, x, v = ro_out[z], ro_in[z], values[z]
-            for b in range(LANES):
-                grad[o, b] += v * buf[x, b]
+            _add_scaled(grad[ro_out[z]], values[z], buf[ro_in[z]])
     else:
         for z in range(ro_out.shape[0]):
             out, x = grad[ro_out[z]], buf[ro_in[z]]
             for b in range(n_lanes):
                 out[b] += ro_val[lane_species[b], z] * x[b]
-    for b in range(LANES):
-        energies[b] = 0.0
+    e = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # in registers: no store-load chain over k
     for k in range(grad.shape[0]):
-        g, x = grad[k], buf[k]
-        for b in range(LANES):
-            energies[b] += 0.5 * g[b] * x[b]
+        g, x = _lanes(grad[k]), _lanes(buf[k])
+        e = (e[0] + g[0] * x[0], e[1] + g[1] * x[1], e[2] + g[2] * x[2], e[3] + g[3] * x[3],
+             e[4] + g[4] * x[4], e[5] + g[5] * x[5], e[6] + g[6] * x[6], e[7] + g[7] * x[7])
+    for b in range(LANES):
+        energies[b] = 0.5 * e[b]
     h_blk[:] = 0.0
     for L in range(min(l_max, n_pools - 1) + 1):
         n_L, off = pool_n[L], pool_off[L]
@@ -200,12 +233,9 @@ def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, 
                 for b in range(LANES):
                     row[b] = src[b]
     for z in range(t_dest.shape[0]):  # the pull-back of T through its coupling
-        d, i1, i2, w = t_dest[z], t_i1[z], t_i2[z], t_w[z]
-        for b in range(LANES):
-            gw = w * grad[d, b]
-            v1 = a_blk[i1, b]
-            h_blk[i1, b] += gw * a_blk[i2, b]
-            h_blk[i2, b] += gw * v1
+        g, i1, i2, w = grad[t_dest[z]], t_i1[z], t_i2[z], t_w[z]
+        _add_product(h_blk[i1], w, g, a_blk[i2])  # i1 = i2 is fine: each call reads, then writes
+        _add_product(h_blk[i2], w, g, a_blk[i1])
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -498,9 +528,10 @@ class FusedACE:
         n_ranges = max(1, min(int(n_threads), n_atoms))
         tables = (self.n_max, self.n_channels, *radial_constants, self.exps, self.lower, self.degree_start, ycoef,
                   *pair_tables, *self._readout(theta, dtype), energies, grads)
-        if n_ranges == 1:
-            _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables)
-        else:
-            numba.set_num_threads(min(n_ranges, numba.config.NUMBA_NUM_THREADS))
-            _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables)
+        with slp_vectorized():  # takes effect when a signature is first compiled
+            if n_ranges == 1:
+                _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables)
+            else:
+                numba.set_num_threads(min(n_ranges, numba.config.NUMBA_NUM_THREADS))
+                _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables)
         return energies, grads
