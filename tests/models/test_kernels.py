@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk
 
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
@@ -154,6 +155,21 @@ def test_ace_kernel_blocks_of_one_element_other_than_the_first():
     atoms = atoms[order]
     atoms.rattle(0.05, seed=5)
     graph = build_graph(atoms, model.cutoff)
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
+    assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
+
+
+def test_ace_kernel_with_atoms_that_have_no_neighbours():
+    """Edges are read per block of 8 atoms: atoms without edges inside a block, and a whole
+    block of them (methane plus 11 far-away atoms: blocks of 8 and 8), must give what the
+    torch closed form gives (their own energy and no gradient)."""
+    model = make_ace()
+    random_linear_parameters(model, STRUCTURES["methane"](), energy_scale=0.5, seed=3)
+    far = [[20.0 + 10.0 * k, 0.0, 0.0] for k in range(11)]
+    atoms = Atoms("CH4" + "C" * len(far), positions=list(STRUCTURES["methane"]().positions) + far)
+    graph = build_graph(atoms, model.cutoff)
+    assert int(torch.bincount(graph.centers, minlength=len(atoms))[5:].sum()) == 0
     (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
     assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
