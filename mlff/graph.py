@@ -79,9 +79,7 @@ class Graph:
 
     def volume(self) -> float:
         """Cell volume, Å^3 (only meaningful for a 3D-periodic graph)."""
-        # The triple product on Python floats: a det call costs tens of µs per MD step.
-        (ax, ay, az), (bx, by, bz), (cx, cy, cz) = self.cell.detach().tolist()
-        return abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
+        return cell_volume(self.cell.detach().tolist())
 
     def differentiable(self) -> "Graph":
         """A copy whose ``vectors`` is a fresh leaf that requires grad."""
@@ -142,6 +140,13 @@ class Graph:
         return cached
 
 
+def cell_volume(cell) -> float:
+    """|det cell| (Å^3) of a (3, 3) cell (nested sequence or array) as a triple product on
+    Python floats: np.linalg.det costs tens of µs, which MD pays every step."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
+    return abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
+
+
 def check_atoms(atoms: Atoms) -> None:
     """Raise ``ValueError`` for input no model can evaluate."""
     if not isinstance(atoms, Atoms):
@@ -149,22 +154,22 @@ def check_atoms(atoms: Atoms) -> None:
     if len(atoms) == 0:
         raise ValueError("atoms has zero atoms; a structure needs at least one atom")
     positions = atoms.positions
-    bad = np.nonzero(~np.isfinite(positions).all(axis=1))[0]
-    if bad.size:
+    bad = [] if np.isfinite(positions.sum()) else np.nonzero(~np.isfinite(positions).all(axis=1))[0]  # one sum per step
+    if len(bad):
         raise ValueError(
             f"positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
             "all positions must be finite numbers in Å"
         )
     pbc = atoms.pbc
     if pbc.any():
-        lengths = np.linalg.norm(atoms.cell.array, axis=1)
-        flat = [ax for ax in range(3) if pbc[ax] and lengths[ax] == 0.0]
+        cell = atoms.cell.array
+        flat = [ax for ax in range(3) if pbc[ax] and not cell[ax].any()]
         if flat:
             raise ValueError(
                 f"pbc is {pbc.tolist()} but cell vectors {flat} have zero length; a periodic "
                 "direction needs a non-zero cell vector"
             )
-        if pbc.all() and abs(atoms.cell.volume) < 1e-10:
+        if pbc.all() and cell_volume(cell.tolist()) < 1e-10:
             raise ValueError(
                 f"the cell {atoms.cell.array.tolist()} has zero volume but pbc is all True"
             )

@@ -77,6 +77,9 @@ def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
 
 def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
     """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
+    if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
+        # numpy's 3x3 product costs a fraction of torch's dispatch on an MD step.
+        return torch.from_numpy(-(edge_grads.numpy().T @ graph.vectors.detach().numpy()))
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
 
 
@@ -89,8 +92,15 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
 
     Also accepts a batch of virials (..., 3, 3) → (..., 6).
     """
+    if virial.device.type == "cpu" and virial.ndim == 2 and not virial.requires_grad:
+        return torch.from_numpy(_stress_from_virial_array(virial.numpy(), volume))
     sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
     return sigma.flatten(-2)[..., _VOIGT]
+
+
+def _stress_from_virial_array(virial: np.ndarray, volume: float) -> np.ndarray:
+    """:func:`stress_from_virial` for a numpy (3, 3) virial: (6,) eV/Å³, Voigt order."""
+    return ((virial + virial.T) * (-0.5 / float(volume))).reshape(9)[_VOIGT]
 
 
 class SiteModel(nn.Module):
