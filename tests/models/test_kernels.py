@@ -173,3 +173,19 @@ def test_ace_kernel_with_atoms_that_have_no_neighbours():
     (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
     assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
+
+
+def test_slp_vectorized_is_scoped_to_its_block():
+    """The kernels turn on LLVM's SLP vectoriser only while they compile: numba's process-wide
+    setting is restored afterwards, also when the call raises."""
+    import numba
+
+    from mlff.models.kernels import slp_vectorized
+
+    before = numba.config.SLP_VECTORIZE
+    with slp_vectorized():
+        assert numba.config.SLP_VECTORIZE == 1
+    assert numba.config.SLP_VECTORIZE == before
+    with pytest.raises(RuntimeError), slp_vectorized():
+        raise RuntimeError("inside")
+    assert numba.config.SLP_VECTORIZE == before
