@@ -11,9 +11,10 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlff.compiled import GradientEvaluator
-from mlff.graph import VerletGraphBuilder, build_graph
+from mlff.graph import VerletGraphBuilder, build_graph, cell_volume
 from mlff.protocol import (
-    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_grads, stress_from_virial, virial_from_edge_grads,
+    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_arrays, forces_from_edge_grads, stress_from_virial,
+    stress_from_virial_array, virial_from_edge_arrays, virial_from_edge_grads,
 )
 from mlff.stack import Stack
 
@@ -96,6 +97,9 @@ class SiteCalculator(Calculator):
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype).set_backend(backend)
         self.model = model.eval()
         self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
+        # The numpy path of kernel models on the CPU (see _kernel_results); torch.compile and
+        # the torch backend, other devices and models without kernels go through graphs.
+        self._cpu_kernels = self.device.type == "cpu" and not compile and self.model.has_kernels()
         self.evaluator = GradientEvaluator(self.model, compile=compile)
         self.committee = None
         if committee is not None:
@@ -123,6 +127,8 @@ class SiteCalculator(Calculator):
             self._committee_results(atoms)
         need_grads = want_stress or "forces" in properties
         stage = self.stage_timer or _no_timer
+        if self._cpu_kernels and self._kernel_results(atoms, want_stress, stage):
+            return
         with stage("graph"):
             graph = self.graphs(atoms)
         if need_grads:
@@ -151,6 +157,31 @@ class SiteCalculator(Calculator):
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
 
+
+    def _kernel_results(self, atoms, want_stress: bool, stage) -> bool:
+        """The CPU path of models with compiled kernels: numpy from the neighbour list to the
+        results, with no tensors or graphs in between (at 64 atoms their Python costs as much
+        as the kernels). Forces, and on a 3D-periodic cell the stress, come with every call.
+        Returns False, having stored nothing, where this call needs the torch path."""
+        with stage("graph"):
+            edges = self.graphs.edge_arrays(atoms)
+        with stage("forward"):
+            out = self.model.kernel_energies_and_grads(edges)
+        if out is None:
+            return False
+        site, grads = out
+        with stage("convert"):
+            e = float(site.sum(dtype=np.float64))
+            self.results["energy"] = e
+            self.results["free_energy"] = e
+            self.results["energies"] = site.astype(np.float64, copy=False)
+            forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
+            self.results["forces"] = forces.astype(np.float64, copy=False)
+            if want_stress or atoms.pbc.all():  # cached with the forces, as on the torch path
+                virial = virial_from_edge_arrays(grads, edges.vectors)
+                stress = stress_from_virial_array(virial, cell_volume(atoms.cell.array.tolist()))
+                self.results["stress"] = stress.astype(np.float64, copy=False)
+        return True
 
     def _committee_results(self, atoms) -> None:
         """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot

@@ -16,7 +16,7 @@ import torch
 import vesin
 from ase import Atoms
 
-__all__ = ["Graph", "build_graph", "check_atoms", "VerletGraphBuilder"]
+__all__ = ["Graph", "EdgeArrays", "build_graph", "check_atoms", "VerletGraphBuilder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,6 +140,52 @@ class Graph:
         return cached
 
 
+class EdgeArrays:
+    """A graph as the compiled CPU kernels read it: numpy arrays, no torch tensors.
+
+    Same edges and conventions as :class:`Graph` (full list grouped by centre, r_ij =
+    x_j − x_i + S·cell); made by :meth:`VerletGraphBuilder.edge_arrays` for the calculators'
+    CPU path, where wrapping a 64-atom step's arrays in tensors and graphs costs as much as
+    evaluating it.
+
+    Attributes:
+        numbers: (n_atoms,) atomic numbers, int64.
+        centers, neighbors: (n_edges,) int64, the i and j of each edge.
+        vectors: (n_edges, 3) Å in the evaluation dtype.
+        cutoff: Å.
+        parent_edges: for arrays made by :meth:`restrict`, (n_edges,) positions of their edges
+            in the parent; ``None`` otherwise.
+        cache: per-atoms lookups (species), shared with restricted arrays and kept by the
+            builder while the atoms' numbers cannot have changed.
+    """
+
+    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache")
+
+    def __init__(self, numbers, centers, neighbors, vectors, cutoff, parent_edges=None, cache=None):
+        self.numbers, self.centers, self.neighbors, self.vectors = numbers, centers, neighbors, vectors
+        self.cutoff, self.parent_edges = float(cutoff), parent_edges
+        self.cache = {} if cache is None else cache
+
+    @property
+    def n_atoms(self) -> int:
+        return self.numbers.shape[0]
+
+    def restrict(self, cutoff: float) -> "EdgeArrays":
+        """The edges shorter than ``cutoff`` (as :meth:`Graph.restrict`)."""
+        if cutoff > self.cutoff + 1e-12:
+            raise ValueError(
+                f"cannot restrict edges built at cutoff {self.cutoff} Å to a larger cutoff {cutoff} Å"
+            )
+        if cutoff >= self.cutoff:
+            return self
+        if cutoff <= 0.0:
+            keep = np.zeros(0, dtype=np.int64)
+        else:
+            keep = np.flatnonzero(np.einsum("ij,ij->i", self.vectors, self.vectors) < cutoff * cutoff)
+        return EdgeArrays(self.numbers, self.centers[keep], self.neighbors[keep], self.vectors[keep], cutoff,
+                          parent_edges=keep, cache=self.cache)
+
+
 def cell_volume(cell) -> float:
     """|det cell| (Å^3) of a (3, 3) cell (nested sequence or array) as a triple product on
     Python floats: np.linalg.det costs tens of µs, which MD pays every step."""
@@ -213,7 +259,7 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shift
     return n
 
 
-def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, device) -> Graph:
+def _check_no_overlap(edge_index, shifts, vectors64) -> None:
     squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
     if squared.size and squared.min() < 1e-12:
         k = int(squared.argmin())
@@ -221,6 +267,10 @@ def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, devic
             f"atoms {int(edge_index[0, k])} and {int(edge_index[1, k])} (image shift "
             f"{np.rint(shifts[k]).astype(int).tolist()}) are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
         )
+
+
+def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, device) -> Graph:
+    _check_no_overlap(edge_index, shifts, vectors64)
     device = torch.device(device)
     return Graph(
         positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
@@ -290,7 +340,9 @@ class VerletGraphBuilder:
         largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
         return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
-    def __call__(self, atoms: Atoms) -> Graph:
+    def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edge index (2, n) int64, shifts S (n, 3) and vectors (n, 3) float64 of the current
+        configuration, from the kept list or a new one."""
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
@@ -304,6 +356,7 @@ class VerletGraphBuilder:
                 "cell": cell, "inverse_cell": inverse,
                 "fractional": positions @ inverse if inverse is not None else None,
                 "i": i, "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
+                "atom_cache": {},  # species lookups: the numbers are fixed until the next build
             }
             self.rebuilds += 1
         state = self._state
@@ -313,8 +366,19 @@ class VerletGraphBuilder:
         shifts = np.empty((n_pairs, 3))
         n = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
                           edge_index, shifts, vectors)
-        return _graph_from_pairs(atoms, self.cutoff, np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n],
-                                 self.dtype, self.device)
+        return np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
+
+    def __call__(self, atoms: Atoms) -> Graph:
+        return _graph_from_pairs(atoms, self.cutoff, *self._pairs(atoms), self.dtype, self.device)
+
+    def edge_arrays(self, atoms: Atoms) -> EdgeArrays:
+        """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
+        vectors in the builder's dtype (CPU builders only)."""
+        edge_index, shifts, vectors = self._pairs(atoms)
+        _check_no_overlap(edge_index, shifts, vectors)
+        dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
+                          self.cutoff, cache=self._state["atom_cache"])
 
 
 def build_graph(

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from mlff.elements import normalize_elements, species_lookup, species_of
-from mlff.graph import Graph
+from mlff.graph import EdgeArrays, Graph
 
 __all__ = [
     "SiteModel",
@@ -37,6 +37,9 @@ __all__ = [
     "forces_from_edge_grads",
     "virial_from_edge_grads",
     "stress_from_virial",
+    "forces_from_edge_arrays",
+    "virial_from_edge_arrays",
+    "stress_from_virial_array",
     "BACKENDS",
 ]
 
@@ -58,17 +61,28 @@ def _scatter_forces(centers, neighbors, edge_grads, forces):
             forces[j, d] -= edge_grads[e, d]
 
 
+def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+                            n_atoms: int) -> np.ndarray:
+    """:func:`forces_from_edge_grads` on numpy arrays: (n_atoms, 3) eV/Å from (n_edges, 3)."""
+    # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
+    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
+    _scatter_forces(centers, neighbors, edge_grads, forces)
+    return forces
+
+
+def virial_from_edge_arrays(edge_grads: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """:func:`virial_from_edge_grads` on numpy arrays: (3, 3) eV."""
+    return -(edge_grads.T @ vectors)
+
+
 def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
     """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3).
 
     Trailing dimensions pass through: (n_edges, P, 3) gives (n_atoms, P, 3).
     """
     if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
-        # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
-        g = edge_grads.numpy()
-        forces = np.empty((graph.n_atoms, 3), dtype=g.dtype)
-        _scatter_forces(graph.centers.numpy(), graph.neighbors.numpy(), g, forces)
-        return torch.from_numpy(forces)
+        return torch.from_numpy(forces_from_edge_arrays(edge_grads.numpy(), graph.centers.numpy(),
+                                                        graph.neighbors.numpy(), graph.n_atoms))
     forces = edge_grads.new_zeros((graph.n_atoms,) + tuple(edge_grads.shape[1:]))
     forces.index_add_(0, graph.centers, edge_grads)
     forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
@@ -79,7 +93,7 @@ def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
     """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
     if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
         # numpy's 3x3 product costs a fraction of torch's dispatch on an MD step.
-        return torch.from_numpy(-(edge_grads.numpy().T @ graph.vectors.detach().numpy()))
+        return torch.from_numpy(virial_from_edge_arrays(edge_grads.numpy(), graph.vectors.detach().numpy()))
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
 
 
@@ -93,12 +107,12 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
     Also accepts a batch of virials (..., 3, 3) → (..., 6).
     """
     if virial.device.type == "cpu" and virial.ndim == 2 and not virial.requires_grad:
-        return torch.from_numpy(_stress_from_virial_array(virial.numpy(), volume))
+        return torch.from_numpy(stress_from_virial_array(virial.numpy(), volume))
     sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
     return sigma.flatten(-2)[..., _VOIGT]
 
 
-def _stress_from_virial_array(virial: np.ndarray, volume: float) -> np.ndarray:
+def stress_from_virial_array(virial: np.ndarray, volume: float) -> np.ndarray:
     """:func:`stress_from_virial` for a numpy (3, 3) virial: (6,) eV/Å³, Voigt order."""
     return ((virial + virial.T) * (-0.5 / float(volume))).reshape(9)[_VOIGT]
 
@@ -143,6 +157,28 @@ class SiteModel(nn.Module):
                 )
             return False
         return True
+
+    def has_kernels(self) -> bool:
+        """Whether :meth:`kernel_energies_and_grads` runs (the model, and every part of it,
+        has a compiled CPU kernel) and the backend allows it."""
+        return False
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) as numpy arrays, from the compiled CPU
+        kernel, for a calculator's CPU path; ``None`` where this call needs the torch path
+        (e.g. the pair model's ZBL core). Only for models whose :meth:`has_kernels` is true."""
+        raise NotImplementedError(f"{type(self).__name__} has no compiled CPU kernel")
+
+    def kernel_species(self, edges: EdgeArrays) -> np.ndarray:
+        """(n_atoms,) species indices of ``edges``' atoms (numpy), cached with the atoms;
+        raises for an element the model lacks, as :meth:`species` does."""
+        key = ("species", tuple(self.elements))
+        species = edges.cache.get(key)
+        if species is None:
+            table = self.species_table.cpu()
+            species = species_of(torch.from_numpy(edges.numbers), table, self.elements, type(self).__name__).numpy()
+            edges.cache[key] = species
+        return species
 
     @property
     def n_elements(self) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from mlff.graph import Graph
+from mlff.graph import EdgeArrays, Graph
 from mlff.protocol import LinearSiteModel, SiteModel
 
 __all__ = ["Stack"]
@@ -66,6 +67,25 @@ class Stack(LinearSiteModel):
                 grads = torch.zeros_like(graph.vectors) if grads is None else grads
                 grads.index_add_(0, sub.parent_edges, g)
         return total, (grads if grads is not None else torch.zeros_like(graph.vectors))
+
+    def has_kernels(self) -> bool:
+        return all(part.has_kernels() for part in self.parts)
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+        total, grads = None, None
+        for part in self.parts:
+            sub = edges.restrict(part.cutoff)
+            out = part.kernel_energies_and_grads(sub)
+            if out is None:  # this call needs a part's torch path
+                return None
+            e, g = out
+            total = e if total is None else total + e
+            if sub is edges:
+                grads = g if grads is None else np.add(grads, g, out=grads)  # the parts' arrays are new
+            elif len(sub.centers):  # a shorter cutoff: its edges scattered back into the parent's
+                grads = np.zeros_like(edges.vectors) if grads is None else grads
+                grads[sub.parent_edges] += g
+        return total, (grads if grads is not None else np.zeros_like(edges.vectors))
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         self._check(graph)

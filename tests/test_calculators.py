@@ -96,7 +96,8 @@ def test_site_energies_sum_to_energy(structure):
 
 
 class _CountingACE(ACEModel):
-    """Counts gradient evaluations (energies together with their edge gradients)."""
+    """Counts gradient evaluations (energies together with their edge gradients), on the
+    torch path (graphs) and on the CPU kernels' numpy path."""
 
     gradient_calls = 0
 
@@ -104,11 +105,16 @@ class _CountingACE(ACEModel):
         type(self).gradient_calls += 1
         return super().site_energies_and_grads(graph)
 
+    def kernel_energies_and_grads(self, edges):
+        type(self).gradient_calls += 1
+        return super().kernel_energies_and_grads(edges)
 
-def test_properties_are_honoured():
+
+def test_properties_are_honoured_on_the_torch_path():
     atoms = STRUCTURES["rattled-si"]()
     model = _CountingACE(ELEMENTS, cutoff=4.0, n_max=3, l_max=2, max_degree={1: 3, 2: 4, 3: 5})
-    calc = SiteCalculator(model)
+    _CountingACE.gradient_calls = 0
+    calc = SiteCalculator(model, backend="torch")
     calc.calculate(atoms, ["energy"])
     assert _CountingACE.gradient_calls == 0, "an energy-only call must not compute gradients"
     assert set(calc.results) == {"energy", "free_energy", "energies"}
@@ -121,6 +127,27 @@ def test_properties_are_honoured():
     calc.calculate(atoms, ["energy", "forces", "stress"])
     assert _CountingACE.gradient_calls == 2, "forces and stress must come from one gradient evaluation"
     assert calc.results["stress"].shape == (6,)
+
+
+def test_kernel_path_gives_every_property_from_one_evaluation():
+    """The CPU kernels give energies and gradients together, so any call stores energy,
+    forces and (3D-periodic cells) stress, and later requests re-evaluate nothing."""
+    atoms = STRUCTURES["rattled-si"]()
+    model = _CountingACE(ELEMENTS, cutoff=4.0, n_max=3, l_max=2, max_degree={1: 3, 2: 4, 3: 5})
+    _CountingACE.gradient_calls = 0
+    calc = SiteCalculator(model)
+    assert calc._cpu_kernels
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    assert _CountingACE.gradient_calls == 1
+    assert set(calc.results) == {"energy", "free_energy", "energies", "forces", "stress"}
+    forces, stress = atoms.get_forces(), atoms.get_stress()
+    assert _CountingACE.gradient_calls == 1, "forces and stress after an energy call must not re-evaluate"
+    reference = SiteCalculator(model, backend="torch")
+    reference.calculate(atoms, ["energy", "forces", "stress"])
+    assert energy == pytest.approx(reference.results["energy"], abs=1e-10)
+    np.testing.assert_allclose(forces, reference.results["forces"], atol=1e-10)
+    np.testing.assert_allclose(stress, reference.results["stress"], atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["si-slab", "methane"])
@@ -227,14 +254,19 @@ def test_a_model_shared_by_calculators_is_not_changed():
     np.testing.assert_array_equal(atoms.get_forces(), f64)
 
 
-def test_results_of_a_previous_structure_are_never_returned():
-    calc = StackedCalculator(make_stack().parts)
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_results_of_a_previous_structure_are_never_returned(backend):
+    calc = StackedCalculator(make_stack().parts, backend=backend)
     a, b = STRUCTURES["rattled-si"](), STRUCTURES["rattled-si"]()
     b.rattle(0.1, seed=9)
     calc.calculate(a, ["energy", "forces", "stress"])
     calc.calculate(b, ["energy"])
-    assert "forces" not in calc.results and "stress" not in calc.results
     fresh = StackedCalculator(make_stack().parts)
+    if backend == "torch":  # an energy-only call computes no gradients there
+        assert "forces" not in calc.results and "stress" not in calc.results
+    else:  # the kernels give b's forces and stress with its energy
+        np.testing.assert_allclose(calc.results["forces"], fresh.get_forces(b), atol=1e-12)
+        np.testing.assert_allclose(calc.results["stress"], fresh.get_stress(b), atol=1e-12)
     np.testing.assert_allclose(calc.get_forces(b), fresh.get_forces(b), atol=1e-12)
 
 

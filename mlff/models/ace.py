@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
-from mlff.graph import Graph
+from mlff.graph import EdgeArrays, Graph
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
 from mlff.models.ace_fused import FusedACE
 from mlff.models.ace_jacobian import InvariantGradients
@@ -122,15 +123,25 @@ class ACEModel(ReadoutModel):
         :mod:`mlff.models.ace_fused`; otherwise the torch closed form below.
         """
         if self._use_kernel(graph):
-            species = self.species(graph)
-            if self._fused is None:
-                self._fused = FusedACE(self)
-            energies, grads = self._fused(
-                graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), species.numpy(),
-                self.readout.weight, n_threads=torch.get_num_threads(),
-            )
+            energies, grads = self._kernel(graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
+                                           self.species(graph).numpy())
             return torch.from_numpy(energies), torch.from_numpy(grads)
         return self.site_energies_and_grads_torch(graph)
+
+    def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+                species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel, atoms split over
+        torch's thread count."""
+        if self._fused is None:
+            self._fused = FusedACE(self)
+        return self._fused(vectors, centers, neighbors, species, self.readout.weight,
+                           n_threads=torch.get_num_threads())
+
+    def has_kernels(self) -> bool:
+        return self.backend != "torch"
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
+        return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges))
 
     @torch.no_grad()
     def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
-from mlff.graph import Graph
+from mlff.graph import EdgeArrays, Graph
 from mlff.protocol import SiteModel
 
 __all__ = ["OneBody"]
@@ -31,6 +32,13 @@ class OneBody(SiteModel):
 
     def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         return self.site_energies(graph), torch.zeros_like(graph.vectors)
+
+    def has_kernels(self) -> bool:
+        return self.backend != "torch"  # a table lookup: no kernel needed
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
+        energies = self.e0.cpu().numpy()[self.kernel_species(edges)]
+        return energies, np.zeros_like(edges.vectors)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mlff.graph import Graph
+from mlff.graph import EdgeArrays, Graph
 from mlff.models.kernels import pair_energies_and_grads
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
@@ -74,6 +74,31 @@ class PairModel(ReadoutModel):
             edge_energy = edge_energy + self._repulsion(r, si, sj)
         return self._to_sites(edge_energy, graph)
 
+    def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray):
+        """E_i (n_atoms,), ∂E/∂r_e (n_edges, 3) without the ZBL core, and the shortest edge (Å),
+        from the compiled kernel."""
+        energies = np.zeros(species.shape[0], dtype=vectors.dtype)
+        grads = np.empty_like(vectors)
+        r_min = pair_energies_and_grads(
+            vectors, centers, neighbors, species, self.pair_index.numpy(), self.readout.weight.detach().numpy(),
+            *self.radial.kernel_constants(vectors.dtype), energies, grads,
+        )
+        return energies, grads, r_min
+
+    def _core_radius(self) -> float:
+        """Where the ZBL core starts to count (Å): edges shorter than this need the torch path."""
+        return float(self.repulsion.r_outer.max()) if self.repulsion is not None else 0.0
+
+    def has_kernels(self) -> bool:
+        return self.backend != "torch"
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+        energies, grads, r_min = self._kernel(edges.vectors, edges.centers, edges.neighbors,
+                                              self.kernel_species(edges))
+        if r_min < self._core_radius():  # a hard collision: the ZBL core runs in torch
+            return None
+        return energies, grads
+
     @torch.no_grad()
     def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form.
@@ -83,16 +108,10 @@ class PairModel(ReadoutModel):
         torch, only on the rare edges inside its switch radius.
         """
         if self._use_kernel(graph):
-            species = self.species(graph)
-            vectors = graph.vectors.numpy()
-            energies = np.zeros(graph.n_atoms, dtype=vectors.dtype)
-            grads = np.empty_like(vectors)
-            r_min = pair_energies_and_grads(
-                vectors, graph.centers.numpy(), graph.neighbors.numpy(), species.numpy(), self.pair_index.numpy(),
-                self.readout.weight.detach().numpy(), *self.radial.kernel_constants(vectors.dtype), energies, grads,
-            )
+            energies, grads, r_min = self._kernel(graph.vectors.numpy(), graph.centers.numpy(),
+                                                  graph.neighbors.numpy(), self.species(graph).numpy())
             site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
-            if self.repulsion is None or r_min >= float(self.repulsion.r_outer.max()):
+            if self.repulsion is None or r_min >= self._core_radius():
                 return site, grads
         else:
             r, si, sj = self._edges(graph)
