@@ -200,7 +200,9 @@ def check_atoms(atoms: Atoms) -> None:
     if len(atoms) == 0:
         raise ValueError("atoms has zero atoms; a structure needs at least one atom")
     positions = atoms.positions
-    bad = [] if np.isfinite(positions.sum()) else np.nonzero(~np.isfinite(positions).all(axis=1))[0]  # one sum per step
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge finite sum may overflow: then look closer
+        finite = np.isfinite(positions.sum())  # one reduction per MD step
+    bad = [] if finite else np.nonzero(~np.isfinite(positions).all(axis=1))[0]
     if len(bad):
         raise ValueError(
             f"positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
@@ -209,7 +211,7 @@ def check_atoms(atoms: Atoms) -> None:
     pbc = atoms.pbc
     if pbc.any():
         cell = atoms.cell.array
-        flat = [ax for ax in range(3) if pbc[ax] and not cell[ax].any()]
+        flat = [ax for ax in range(3) if pbc[ax] and float(cell[ax] @ cell[ax]) == 0.0]
         if flat:
             raise ValueError(
                 f"pbc is {pbc.tolist()} but cell vectors {flat} have zero length; a periodic "

@@ -91,9 +91,11 @@ def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
 
 def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
     """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
-    if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
+    vectors = graph.vectors.detach()
+    if (edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad
+            and edge_grads.dtype == vectors.dtype):
         # numpy's 3x3 product costs a fraction of torch's dispatch on an MD step.
-        return torch.from_numpy(virial_from_edge_arrays(edge_grads.numpy(), graph.vectors.detach().numpy()))
+        return torch.from_numpy(virial_from_edge_arrays(edge_grads.numpy(), vectors.numpy()))
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
 
 
@@ -106,7 +108,7 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
 
     Also accepts a batch of virials (..., 3, 3) → (..., 6).
     """
-    if virial.device.type == "cpu" and virial.ndim == 2 and not virial.requires_grad:
+    if virial.device.type == "cpu" and virial.ndim == 2 and not virial.requires_grad and not torch.is_tensor(volume):
         return torch.from_numpy(stress_from_virial_array(virial.numpy(), volume))
     sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
     return sigma.flatten(-2)[..., _VOIGT]

@@ -82,6 +82,17 @@ def test_bad_atoms_are_refused(atoms, message):
         build_graph(atoms, 5.0)
 
 
+def test_finiteness_check_is_exact_under_strict_floating_point_errors():
+    """Positions are checked with one sum; a sum that overflows (huge but finite positions) or
+    mixes +inf and -inf must neither raise a floating-point error nor hide the bad atoms."""
+    from mlff.graph import check_atoms
+
+    with np.errstate(all="raise"):
+        check_atoms(Atoms("H2", positions=[[1e308, 0, 0], [1e308, 0, 0]]))
+        with pytest.raises(ValueError, match=r"atoms \[0, 1\] are not finite"):
+            check_atoms(Atoms("H2", positions=[[np.inf, 0, 0], [-np.inf, 0, 0]]))
+
+
 @pytest.mark.parametrize("cutoff", [-1.0, float("nan"), float("inf")])
 def test_bad_cutoff_is_refused(cutoff):
     with pytest.raises(ValueError, match="cutoff"):

@@ -497,7 +497,7 @@ class FusedACE:
         self.pair_tables = _product_tables(model.products, self.n_lm)
         self._coef_key = None
         self._cast: dict = {}
-        self._called: set = set()  # (dtype, serial) signatures run so far
+        self._called: set = set()  # (dtype, serial) combinations called so far
 
     def _tables(self, dtype):
         """Float tables in the evaluation dtype (cached per dtype)."""
@@ -544,10 +544,12 @@ class FusedACE:
                 numba.set_num_threads(min(n_ranges, numba.config.NUMBA_NUM_THREADS))
             if key in self._called:
                 run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-            else:  # compiles or loads from numba's cache
+            else:  # the first call of this dtype and mode compiles (or loads numba's cache)
                 with warnings.catch_warnings():
                     # numba's note that BLAS is faster on contiguous arrays: it copies the
                     # per-atom column views, measured faster than copying them in the loop.
+                    # (Only what a first call compiles is covered: a direct call with other
+                    # array types, e.g. int32 species, compiles anew and shows the note.)
                     warnings.simplefilter("ignore", NumbaPerformanceWarning)
                     run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
                 self._called.add(key)

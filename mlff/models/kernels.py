@@ -9,6 +9,8 @@ kernel with its torch counterpart.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -25,18 +27,28 @@ class slp_vectorized:
     numba turns it off by default (``NUMBA_SLP_VECTORIZE=0``); the ACE kernel's 8-atom
     term updates are straight-line code that only it turns into vector instructions (1.7x
     on the products, measured). Numba reads the flag whenever it optimises a new function, so
-    entering this around a kernel's call compiles that kernel (and what it calls) with it,
-    and leaves the rest of the process as it was. Costs two attribute writes per call.
+    entering this around a kernel's call compiles that kernel (and what it calls) with it.
+    While any thread is inside, the flag is on for the whole process (a function another
+    thread compiles then gets SLP too, which only changes its speed); the last one out
+    restores numba's setting. Costs two lock round-trips per call.
     """
 
-    __slots__ = ("_old",)
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 0
 
     def __enter__(self):
-        self._old = numba.config.SLP_VECTORIZE
-        numba.config.SLP_VECTORIZE = 1
+        with slp_vectorized._lock:
+            if slp_vectorized._depth == 0:
+                slp_vectorized._saved = numba.config.SLP_VECTORIZE
+                numba.config.SLP_VECTORIZE = 1
+            slp_vectorized._depth += 1
 
     def __exit__(self, *exc):
-        numba.config.SLP_VECTORIZE = self._old
+        with slp_vectorized._lock:
+            slp_vectorized._depth -= 1
+            if slp_vectorized._depth == 0:
+                numba.config.SLP_VECTORIZE = slp_vectorized._saved
 
 
 @numba.njit(**JIT_OPTIONS)

@@ -9,6 +9,7 @@ from ase.build import bulk
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
 from mlff import ACEModel, StackedCalculator, build_graph
 from mlff.graph import Graph
+from mlff.models.ace_fused import FusedACE
 from mlff.testing import random_linear_parameters
 
 
@@ -160,19 +161,38 @@ def test_ace_kernel_blocks_of_one_element_other_than_the_first():
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
 
 
-def test_ace_kernel_with_atoms_that_have_no_neighbours():
-    """Edges are read per block of 8 atoms: atoms without edges inside a block, and a whole
-    block of them (methane plus 11 far-away atoms: blocks of 8 and 8), must give what the
-    torch closed form gives (their own energy and no gradient)."""
-    model = make_ace()
-    random_linear_parameters(model, STRUCTURES["methane"](), energy_scale=0.5, seed=3)
-    far = [[20.0 + 10.0 * k, 0.0, 0.0] for k in range(11)]
-    atoms = Atoms("CH4" + "C" * len(far), positions=list(STRUCTURES["methane"]().positions) + far)
+@pytest.mark.parametrize("lonely", [(0,), (3, 4), (7,), (0, 6, 10, 12), tuple(range(8, 16))],
+                         ids=["first-lane", "middle-lanes", "last-lane", "spread", "whole-block"])
+@pytest.mark.parametrize("elements", [("Si",), ("H", "C", "Si")], ids=["one-element", "three-elements"])
+def test_ace_kernel_with_atoms_that_have_no_neighbours(lonely, elements):
+    """Edges are read per block of 8 atoms: atoms without edges anywhere in a block (and a
+    whole block of them), in serial and threaded ranges that are not multiples of 8 (19 atoms:
+    blocks of 8, 8 and 3), must give what the torch closed form gives."""
+    model = ACEModel(list(elements), cutoff=4.0, n_max=4, l_max=2, max_degree={1: 4, 2: 5, 3: 6})
+    rng = np.random.default_rng(4)
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)[:5] * (2, 2, 1)
+    atoms = atoms[:19 - len(lonely)]
+    atoms.pbc, atoms.cell = False, None
+    atoms.positions = atoms.positions + 0.05 * rng.standard_normal(atoms.positions.shape)
+    positions = list(atoms.positions)
+    for k, slot in enumerate(lonely):  # far from everything and from each other
+        positions.insert(slot, np.array([60.0 + 15.0 * k, -40.0, 30.0]))
+    symbols = [elements[k % len(elements)] for k in range(len(positions))]
+    atoms = Atoms(symbols, positions=positions)
+    random_linear_parameters(model, atoms, energy_scale=0.5, seed=3)
     graph = build_graph(atoms, model.cutoff)
-    assert int(torch.bincount(graph.centers, minlength=len(atoms))[5:].sum()) == 0
-    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
-    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
-    assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
+    counts = torch.bincount(graph.centers, minlength=len(atoms))
+    assert all(int(counts[i]) == 0 for i in lonely) and int(counts.sum()) > 0
+    reference = model.set_backend("torch").site_energies_and_grads(graph)
+    model.set_backend("auto")
+    species = model.species(graph).numpy()
+    fused = FusedACE(model)
+    for threads in (1, 2, 3):
+        energies, grads = fused(graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
+                                species, model.readout.weight, n_threads=threads)
+        scale_e = max(1.0, float(reference[0].abs().max()))
+        assert np.abs(energies - reference[0].numpy()).max() < 1e-12 * scale_e
+        assert np.abs(grads - reference[1].numpy()).max() < 1e-11 * float(reference[1].abs().max())
 
 
 def test_slp_vectorized_is_scoped_to_its_block():
@@ -188,4 +208,12 @@ def test_slp_vectorized_is_scoped_to_its_block():
     assert numba.config.SLP_VECTORIZE == before
     with pytest.raises(RuntimeError), slp_vectorized():
         raise RuntimeError("inside")
+    assert numba.config.SLP_VECTORIZE == before
+    # Overlapping uses (as from two threads) restore the setting when the last one leaves.
+    first, second = slp_vectorized(), slp_vectorized()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert numba.config.SLP_VECTORIZE == 1
+    second.__exit__(None, None, None)
     assert numba.config.SLP_VECTORIZE == before
