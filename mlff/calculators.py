@@ -97,9 +97,6 @@ class SiteCalculator(Calculator):
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype).set_backend(backend)
         self.model = model.eval()
         self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
-        # The numpy path of kernel models on the CPU (see _kernel_results); torch.compile and
-        # the torch backend, other devices and models without kernels go through graphs.
-        self._cpu_kernels = self.device.type == "cpu" and not compile and self.model.has_kernels()
         self.evaluator = GradientEvaluator(self.model, compile=compile)
         self.committee = None
         if committee is not None:
@@ -157,6 +154,13 @@ class SiteCalculator(Calculator):
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
 
+
+    @property
+    def _cpu_kernels(self) -> bool:
+        """Whether calls take the numpy path of kernel models (see :meth:`_kernel_results`):
+        torch.compile, the torch backend (also set later with ``calc.model.set_backend``),
+        other devices and models without kernels go through graphs."""
+        return self.device.type == "cpu" and self.backend != "torch" and self.model.has_kernels()
 
     def _kernel_results(self, atoms, want_stress: bool, stage) -> bool:
         """The CPU path of models with compiled kernels: numpy from the neighbour list to the

@@ -84,6 +84,9 @@ def test_models_without_kernels_and_other_options_take_the_torch_path():
     assert not StackedCalculator([make_ace(), _NoKernel(["H", "C", "Si"], cutoff=3.0)])._cpu_kernels
     assert not SiteCalculator(make_ace(), backend="torch")._cpu_kernels
     assert SiteCalculator(make_ace(), backend="numba")._cpu_kernels
+    calc = StackedCalculator(make_stack())
+    calc.model.set_backend("torch")  # after construction: the next call goes through graphs
+    assert not calc._cpu_kernels
     atoms = STRUCTURES["rattled-si"]()
     atoms.calc = StackedCalculator([make_ace(), _NoKernel(["H", "C", "Si"], cutoff=3.0)])
     assert np.isfinite(atoms.get_forces()).all()
