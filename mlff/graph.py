@@ -238,17 +238,21 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shifts, vectors) -> int:
+def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shifts, vectors):
     """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (2, n)
-    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell; returns n."""
+    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell; returns n and the
+    smallest squared length kept (inf without edges), for the overlap check."""
     n = 0
+    shortest = np.inf
     for p in range(i.shape[0]):
         a, b = i[p], j[p]
         s0, s1, s2 = shifts[p, 0], shifts[p, 1], shifts[p, 2]
         x = positions[b, 0] - positions[a, 0] + s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
         y = positions[b, 1] - positions[a, 1] + s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
         z = positions[b, 2] - positions[a, 2] + s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
-        if x * x + y * y + z * z < cutoff2:
+        r2 = x * x + y * y + z * z
+        if r2 < cutoff2:
+            shortest = min(shortest, r2)
             edge_index[0, n] = a
             edge_index[1, n] = b
             vectors[n, 0] = x
@@ -258,12 +262,16 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shift
             edge_shifts[n, 1] = s1
             edge_shifts[n, 2] = s2
             n += 1
-    return n
+    return n, shortest
+
+
+#: Squared edge length (Å²) below which two atoms overlap.
+_OVERLAP2 = 1e-12
 
 
 def _check_no_overlap(edge_index, shifts, vectors64) -> None:
     squared = np.einsum("ij,ij->i", vectors64, vectors64)  # (n_edges,)
-    if squared.size and squared.min() < 1e-12:
+    if squared.size and squared.min() < _OVERLAP2:
         k = int(squared.argmin())
         raise ValueError(
             f"atoms {int(edge_index[0, k])} and {int(edge_index[1, k])} (image shift "
@@ -272,7 +280,7 @@ def _check_no_overlap(edge_index, shifts, vectors64) -> None:
 
 
 def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, device) -> Graph:
-    _check_no_overlap(edge_index, shifts, vectors64)
+    """The Graph of checked pairs (see :func:`_check_no_overlap`)."""
     device = torch.device(device)
     return Graph(
         positions=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
@@ -366,9 +374,12 @@ class VerletGraphBuilder:
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
         shifts = np.empty((n_pairs, 3))
-        n = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
-                          edge_index, shifts, vectors)
-        return np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
+        n, shortest = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
+                                    edge_index, shifts, vectors)
+        edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
+        if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
+            _check_no_overlap(edge_index, shifts, vectors)
+        return edge_index, shifts, vectors
 
     def __call__(self, atoms: Atoms) -> Graph:
         return _graph_from_pairs(atoms, self.cutoff, *self._pairs(atoms), self.dtype, self.device)
@@ -377,7 +388,6 @@ class VerletGraphBuilder:
         """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
         vectors in the builder's dtype (CPU builders only)."""
         edge_index, shifts, vectors = self._pairs(atoms)
-        _check_no_overlap(edge_index, shifts, vectors)
         dtype = np.float32 if self.dtype == torch.float32 else np.float64
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"])
@@ -399,4 +409,6 @@ def build_graph(
         raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, np.asarray(atoms.pbc, dtype=bool), cutoff)
-    return _graph_from_pairs(atoms, cutoff, np.stack([i, j]), shifts, vectors, dtype, device)
+    edge_index = np.stack([i, j])
+    _check_no_overlap(edge_index, shifts, vectors)
+    return _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors, dtype, device)
