@@ -45,7 +45,10 @@ class LabelStore:
             raise ValueError("a label store needs the teacher's name")
         self.path = os.fspath(path)
         self.teacher = str(teacher)
-        self.db = connect(self.path, type="db", append=True)
+        # ASE's lock file has no expiry: a writer killed while holding it would block every
+        # later run forever. SQLite's own locks die with their process, and each write is one
+        # transaction, so they alone keep the store whole.
+        self.db = connect(self.path, type="db", append=True, use_lock_file=False)
 
     def __len__(self) -> int:
         return self.db.count(teacher=self.teacher)

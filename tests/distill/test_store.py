@@ -106,9 +106,35 @@ def test_sigkill_mid_run_loses_nothing_finished_and_resumes_without_duplicates(t
     proc.wait()
     done = len(LabelStore(db, teacher="emt"))
     assert 5 <= done < 40, f"the kill should land mid-run, after {done} labels"
-    subprocess.run([sys.executable, str(script), str(db)], check=True)
+    subprocess.run([sys.executable, str(script), str(db)], check=True, timeout=120)
     store = LabelStore(db, teacher="emt")
     hashes = [structure_hash(a) for a in store.configurations()]
     assert len(store) == 40 and len(set(hashes)) == 40
     seeds = sorted(a.info["meta"]["seed"] for a in store.configurations())
     assert seeds == list(range(40))
+
+
+_ADD_ONE = textwrap.dedent(
+    """
+    import sys
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from mlff.distill import LabelStore
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.calc = EMT()
+    atoms.get_forces()
+    assert LabelStore(sys.argv[1], teacher="emt").add(atoms, "bulk")
+    """
+)
+
+
+def test_lock_file_left_by_a_killed_writer_does_not_block_the_store(tmp_path):
+    # A writer killed inside ASE's lock leaves "<db>.lock" behind, which ASE waits on forever.
+    db = tmp_path / "labels.db"
+    LabelStore(db, teacher="emt")
+    (tmp_path / "labels.db.lock").write_text("")
+    script = tmp_path / "add.py"
+    script.write_text(_ADD_ONE)
+    subprocess.run([sys.executable, str(script), str(db)], check=True, timeout=60)
+    assert len(LabelStore(db, teacher="emt")) == 1
