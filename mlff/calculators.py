@@ -13,8 +13,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from mlff.compiled import GradientEvaluator
 from mlff.graph import VerletGraphBuilder, build_graph, cell_volume
 from mlff.protocol import (
-    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_arrays, forces_from_edge_grads, stress_from_virial,
-    stress_from_virial_array, virial_from_edge_arrays, virial_from_edge_grads,
+    BACKENDS, LinearSiteModel, SiteModel, forces_and_virial_from_edge_arrays, forces_from_edge_arrays,
+    forces_from_edge_grads, stress_from_virial, stress_from_virial_array, virial_from_edge_grads,
 )
 from mlff.stack import Stack
 
@@ -176,15 +176,18 @@ class SiteCalculator(Calculator):
         site, grads = out
         with stage("convert"):
             e = float(site.sum(dtype=np.float64))
-            self.results["energy"] = e
-            self.results["free_energy"] = e
-            self.results["energies"] = site.astype(np.float64, copy=False)
-            forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
-            self.results["forces"] = forces.astype(np.float64, copy=False)
+            results = self.results
+            results["energy"] = e
+            results["free_energy"] = e
+            results["energies"] = site.astype(np.float64, copy=False)
             if want_stress or atoms.pbc.all():  # cached with the forces, as on the torch path
-                virial = virial_from_edge_arrays(grads, edges.vectors)
+                forces, virial = forces_and_virial_from_edge_arrays(grads, edges.centers, edges.neighbors,
+                                                                    edges.vectors, edges.n_atoms)
                 stress = stress_from_virial_array(virial, cell_volume(atoms.cell.array.tolist()))
-                self.results["stress"] = stress.astype(np.float64, copy=False)
+                results["stress"] = stress.astype(np.float64, copy=False)
+            else:
+                forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
+            results["forces"] = forces.astype(np.float64, copy=False)
         return True
 
     def _committee_results(self, atoms) -> None:

@@ -178,10 +178,10 @@ class EdgeArrays:
             )
         if cutoff >= self.cutoff:
             return self
-        if cutoff <= 0.0:
-            keep = np.zeros(0, dtype=np.int64)
-        else:
-            keep = np.flatnonzero(np.einsum("ij,ij->i", self.vectors, self.vectors) < cutoff * cutoff)
+        if cutoff <= 0.0:  # views, not copies: a one-body part asks for this every step
+            return EdgeArrays(self.numbers, self.centers[:0], self.neighbors[:0], self.vectors[:0], cutoff,
+                              parent_edges=self.centers[:0], cache=self.cache)
+        keep = np.flatnonzero(np.einsum("ij,ij->i", self.vectors, self.vectors) < cutoff * cutoff)
         return EdgeArrays(self.numbers, self.centers[keep], self.neighbors[keep], self.vectors[keep], cutoff,
                           parent_edges=keep, cache=self.cache)
 
@@ -261,6 +261,54 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shift
             edge_shifts[n, 0] = s0
             edge_shifts[n, 1] = s1
             edge_shifts[n, 2] = s2
+            n += 1
+    return n, shortest
+
+
+@numba.njit(cache=True, nogil=True)
+def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_numbers, built_pbc, built_cell,
+                       i, j, shifts, cutoff2, half_skin2, centers, neighbors, vectors):
+    """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
+    cell as at the build; finite positions; no atom moved more than skin/2): writes the pairs
+    closer than the cutoff as (n,) centers, neighbors and (n, 3) vectors r_ij = x_j - x_i + S·cell,
+    and returns (n, smallest squared length kept or inf). Returns (-1, inf), leaving the
+    outputs undefined, where the step needs the general path (:meth:`VerletGraphBuilder._pairs`):
+    a rebuild, a strained cell, or an input error to report."""
+    n_atoms = positions.shape[0]
+    if n_atoms != built_positions.shape[0]:
+        return -1, np.inf
+    for d in range(3):
+        if pbc[d] != built_pbc[d]:
+            return -1, np.inf
+        for e in range(3):
+            if cell[d, e] != built_cell[d, e]:
+                return -1, np.inf
+    largest = 0.0
+    for a in range(n_atoms):
+        if numbers[a] != built_numbers[a]:
+            return -1, np.inf
+        dx = positions[a, 0] - built_positions[a, 0]
+        dy = positions[a, 1] - built_positions[a, 1]
+        dz = positions[a, 2] - built_positions[a, 2]
+        moved2 = dx * dx + dy * dy + dz * dz
+        if not moved2 <= half_skin2:  # also catches NaN and inf
+            return -1, np.inf
+    n = 0
+    shortest = np.inf
+    for p in range(i.shape[0]):
+        a, b = i[p], j[p]
+        s0, s1, s2 = shifts[p, 0], shifts[p, 1], shifts[p, 2]
+        x = positions[b, 0] - positions[a, 0] + s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
+        y = positions[b, 1] - positions[a, 1] + s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
+        z = positions[b, 2] - positions[a, 2] + s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
+        r2 = x * x + y * y + z * z
+        if r2 < cutoff2:
+            shortest = min(shortest, r2)
+            centers[n] = a
+            neighbors[n] = b
+            vectors[n, 0] = x
+            vectors[n, 1] = y
+            vectors[n, 2] = z
             n += 1
     return n, shortest
 
@@ -386,9 +434,26 @@ class VerletGraphBuilder:
 
     def edge_arrays(self, atoms: Atoms) -> EdgeArrays:
         """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
-        vectors in the builder's dtype (CPU builders only)."""
-        edge_index, shifts, vectors = self._pairs(atoms)
+        vectors in the builder's dtype (CPU builders only).
+
+        An MD step on a kept list is one compiled pass (:func:`_kept_edges_within`); anything
+        else (a rebuild, a changed cell, bad input) takes the general path of ``__call__``."""
         dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        state = self._state
+        if state is not None and self.skin > 0.0 and self.cutoff > 0.0:
+            positions = atoms.positions
+            if positions.dtype == np.float64 and positions.flags.c_contiguous:
+                n_pairs = state["i"].shape[0]
+                centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
+                vectors = np.empty((n_pairs, 3))
+                n, shortest = _kept_edges_within(
+                    positions, atoms.numbers, atoms.pbc, atoms.cell.array, state["positions"], state["numbers"],
+                    state["pbc"], state["cell"], state["i"], state["j"], state["shifts"], self.cutoff**2,
+                    0.25 * self.skin**2, centers, neighbors, vectors)
+                if n >= 0 and shortest >= _OVERLAP2:
+                    return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
+                                      vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"])
+        edge_index, shifts, vectors = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"])
 

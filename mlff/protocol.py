@@ -38,6 +38,7 @@ __all__ = [
     "virial_from_edge_grads",
     "stress_from_virial",
     "forces_from_edge_arrays",
+    "forces_and_virial_from_edge_arrays",
     "virial_from_edge_arrays",
     "stress_from_virial_array",
     "BACKENDS",
@@ -68,6 +69,34 @@ def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbo
     forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
     _scatter_forces(centers, neighbors, edge_grads, forces)
     return forces
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_forces_and_virial(centers, neighbors, edge_grads, vectors, forces, virial):
+    """:func:`_scatter_forces` and ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) in the same pass."""
+    forces[:] = 0.0
+    w = np.zeros((3, 3))
+    for e in range(edge_grads.shape[0]):
+        i, j = centers[e], neighbors[e]
+        for d in range(3):
+            g = edge_grads[e, d]
+            forces[i, d] += g
+            forces[j, d] -= g
+            for k in range(3):
+                w[d, k] += g * vectors[e, k]
+    for d in range(3):
+        for k in range(3):
+            virial[d, k] = -w[d, k]
+
+
+def forces_and_virial_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+                                       vectors: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`forces_from_edge_arrays` (n_atoms, 3) eV/Å and :func:`virial_from_edge_arrays`
+    (3, 3) eV in one compiled pass over the edges (an MD step needs both)."""
+    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
+    virial = np.empty((3, 3), dtype=edge_grads.dtype)
+    _scatter_forces_and_virial(centers, neighbors, edge_grads, vectors, forces, virial)
+    return forces, virial
 
 
 def virial_from_edge_arrays(edge_grads: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -183,3 +183,58 @@ def test_verlet_builder_rebuilds_on_cell_and_species_changes():
     assert builder.rebuilds == 3
     with pytest.raises(ValueError, match="skin"):
         VerletGraphBuilder(4.0, skin=-1.0)
+
+
+def _edge_vectors(centers, neighbors, vectors):
+    """(i, j, vector to 1e-9 Å) of every edge: the pairs and their images, order-free."""
+    return sorted(zip(np.asarray(centers).tolist(), np.asarray(neighbors).tolist(),
+                      map(tuple, np.round(np.asarray(vectors), 9).tolist())))
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(repeat):
+    """The calculators' CPU path (one compiled pass on a kept list, the general path otherwise)
+    gives a fresh list's edges at every step: a random walk with rebuilds, a strained cell,
+    a changed element and a changed atom count."""
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
+    builder = VerletGraphBuilder(4.0, skin=0.6)
+    rng = np.random.default_rng(2)
+    for step in range(60):
+        if step == 20:
+            atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.003, (3, 3))), scale_atoms=True)
+        if step == 30:
+            atoms.numbers[1] = 6
+        if step == 40:
+            atoms = atoms.repeat((2, 1, 1)) if repeat == 1 else atoms[:-1]
+        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)  # rebuilds between the changes too
+        edges, fresh = builder.edge_arrays(atoms), build_graph(atoms, 4.0)
+        assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
+            fresh.centers, fresh.neighbors, fresh.vectors), step
+        np.testing.assert_array_equal(edges.numbers, atoms.numbers)
+        assert np.all(np.diff(edges.centers) >= 0)  # grouped by centre, as the kernels read them
+    assert 6 < builder.rebuilds < 50
+
+
+def test_edge_arrays_refuse_bad_positions_on_a_kept_list():
+    from mlff.graph import VerletGraphBuilder
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    builder = VerletGraphBuilder(4.0, skin=5.0)  # so the overlap below is reached within skin/2
+    builder.edge_arrays(atoms)
+    moved = atoms.copy()
+    moved.positions[3] = np.nan
+    with pytest.raises(ValueError, match=r"positions of atoms \[3\] are not finite"):
+        builder.edge_arrays(moved)
+    moved = atoms.copy()
+    moved.positions[1] = moved.positions[0] + 1e-8  # 2.35 Å: within skin/2, onto atom 0
+    with pytest.raises(ValueError, match="must not overlap"):
+        builder.edge_arrays(moved)
+    close = atoms.copy()
+    close.positions[0] += [0.1, 0.0, 0.0]  # a kept-list step after the errors: still exact
+    edges = builder.edge_arrays(close)
+    assert builder.rebuilds == 1
+    fresh = build_graph(close, 4.0)
+    assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
+        fresh.centers, fresh.neighbors, fresh.vectors)

@@ -7,7 +7,7 @@ import torch
 from helpers import STRUCTURES
 from mlff import build_graph
 from mlff.protocol import (
-    forces_from_edge_arrays, forces_from_edge_grads, stress_from_virial, stress_from_virial_array,
+    forces_and_virial_from_edge_arrays, forces_from_edge_arrays, forces_from_edge_grads, stress_from_virial, stress_from_virial_array,
     virial_from_edge_arrays, virial_from_edge_grads,
 )
 
@@ -27,6 +27,12 @@ def test_numpy_and_torch_forms_agree(dtype):
     assert virial.dtype == dtype
     torch.testing.assert_close(virial, -(grads.T @ graph.vectors))
     np.testing.assert_array_equal(virial_from_edge_arrays(grads.numpy(), graph.vectors.numpy()), virial.numpy())
+    both = forces_and_virial_from_edge_arrays(grads.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
+                                              graph.vectors.numpy(), graph.n_atoms)
+    assert both[0].dtype == both[1].dtype == grads.numpy().dtype
+    np.testing.assert_array_equal(both[0], forces.numpy())
+    tol = 1e-5 if dtype == torch.float32 else 1e-13
+    np.testing.assert_allclose(both[1], virial.numpy(), rtol=0, atol=tol * float(virial.abs().max()))
     volume = graph.volume()
     stress = stress_from_virial(virial, volume)
     assert stress.dtype == dtype and stress.shape == (6,)

@@ -117,7 +117,7 @@ class ProfileResult:
             for item in leak["top_python_growth"][:3]:
                 lines.append(f"   {item['size_kB']:+9.1f} kB  {item['where']}")
         for source, rows in self.hotspots.items():
-            lines.append(f"hotspots ({source}):")
+            lines.append(f"hotspots ({source}):" if rows else f"hotspots ({source}): none (no {source} operation ran)")
             for row in rows[:8]:
                 lines.append(f"   {row['self_s'] * 1e3:9.2f} ms self  {row['calls']:>7} calls  {row['name']}")
         return "\n".join(lines)

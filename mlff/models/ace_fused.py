@@ -401,7 +401,7 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
     drad_n = np.empty((n_max, width), dtype=dt)
     ir0, sc, off = np.empty(width, dtype=dt), np.empty(width, dtype=dt), np.empty(width, dtype=dt)
     neighbour = np.empty(width, dtype=np.int64)
-    scratch = np.empty((9, width), dtype=dt)
+    scratch = np.empty((4, width), dtype=dt)
     powers = np.empty((3, l_max + 1, width), dtype=dt)
     amat = np.empty((n_channels, n_lm), dtype=dt)
     hmat = np.empty((n_channels, n_lm), dtype=dt)

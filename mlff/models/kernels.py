@@ -14,11 +14,14 @@ import threading
 import numba
 import numpy as np
 
-__all__ = ["JIT_OPTIONS", "radial_with_derivative", "pair_energies_and_grads", "slp_vectorized"]
+__all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads", "slp_vectorized"]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
-#: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions).
-JIT_OPTIONS = dict(cache=True, fastmath=True, nogil=True)
+#: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
+#: numpy's error model, because Python's puts a zero check and a raise before every division,
+#: which keeps LLVM from vectorising any loop that divides (edges have r > 0: graphs refuse
+#: overlapping atoms).
+JIT_OPTIONS = dict(cache=True, fastmath=True, nogil=True, error_model="numpy")
 
 
 class slp_vectorized:
@@ -51,76 +54,89 @@ class slp_vectorized:
                 numba.config.SLP_VECTORIZE = slp_vectorized._saved
 
 
-@numba.njit(**JIT_OPTIONS)
+#: Integer powers in the kernels take exponents below 2**_POWER_BITS.
+_POWER_BITS = 6
+#: The largest exponent of the radial transform and envelope the kernels compute exactly.
+MAX_KERNEL_POWER = 2**_POWER_BITS - 1
+
+
+@numba.njit(inline="always")
 def _ipow(x, n):
-    out = 1.0
-    for _ in range(n):
-        out *= x
+    """x**n for 0 <= n < 2**_POWER_BITS (1 for n <= 0) by binary powering with a fixed trip
+    count and no branches, so a loop over edges that calls it still vectorises."""
+    out, power = 1.0, x
+    for bit in range(_POWER_BITS):
+        out *= power if (n >> bit) & 1 else 1.0
+        power *= power
     return out
 
 
 @numba.njit(**JIT_OPTIONS)
 def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, w, scratch, rad, drad):
     """R_n(r_k) and dR_n/dr for the first ``w`` edges: rad, drad (n_max, ≥ w), zero where
-    r_k ≥ cutoff. r, ir0, scale, offset: (≥ w,) per edge; scratch: (9, ≥ w).
+    r_k ≥ cutoff. r, ir0, scale, offset: (≥ w,) per edge; scratch: (≥ 4, ≥ w).
 
     ``R_n = T_n(x(r)) f(r)``: Chebyshev T_n of the Agnesi coordinate times the envelope, as
-    :class:`~mlff.models.radial.RadialBasis`. Edges are the inner index, so the loops vectorise.
+    :class:`~mlff.models.radial.RadialBasis`. Edges are the inner index, and each loop writes
+    one array: LLVM vectorises a loop only if it can check at run time that the arrays it
+    writes overlap none it reads, and gives up beyond a handful of such checks.
     """
     ap, aq, aa = int(agnesi[0]), int(agnesi[1]), agnesi[2]
-    s, s_qp1, s_p, xc, xc_p1 = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4]
-    x, dx, f, df = scratch[5], scratch[6], scratch[7], scratch[8]
-    for k in range(w):
-        s[k] = r[k] * ir0[k]
-        xc[k] = r[k] / cutoff
-        s_qp1[k] = 1.0
-        s_p[k] = 1.0
-        xc_p1[k] = 1.0
-    for _ in range(aq - ap - 1):  # integer powers by multiplication, the exponent loop outside
-        for k in range(w):
-            s_qp1[k] *= s[k]
-    for _ in range(ap):
-        for k in range(w):
-            s_p[k] *= s[k]
-    for _ in range(env_p - 1):
-        for k in range(w):
-            xc_p1[k] *= xc[k]
+    x, dx, f, df = scratch[0], scratch[1], scratch[2], scratch[3]
+    inv_cutoff = 1.0 / cutoff
     c_env = 0.5 * env_p * (env_p + 1) * (env_p + 2)
-    for k in range(w):
-        s_qp = s_qp1[k] * s[k]
-        s_q = s_qp * s_p[k]
-        den = 1.0 + s_qp
-        y = 1.0 / (1.0 + aa * s_q / den)
-        dg = aa * (aq * (s_q / s[k]) * den - (aq - ap) * s_q * s_qp1[k]) / (den * den)
+    for k in range(w):  # y = 1 / (1 + a s^q / (1 + s^(q-p))), s = r/r0; x = scale·y + offset
+        s = r[k] * ir0[k]
+        y = 1.0 / (1.0 + aa * _ipow(s, aq) / (1.0 + _ipow(s, aq - ap)))
         x[k] = scale[k] * y + offset[k]
+    for k in range(w):  # dx/dr
+        s = r[k] * ir0[k]
+        s_qp1, s_p = _ipow(s, aq - ap - 1), _ipow(s, ap)
+        s_qp = s_qp1 * s
+        s_q = s_qp * s_p
+        inv_den = 1.0 / (1.0 + s_qp)
+        y = 1.0 / (1.0 + aa * s_q * inv_den)
+        dg = aa * (aq * s_qp1 * s_p * (1.0 + s_qp) - (aq - ap) * s_q * s_qp1) * (inv_den * inv_den)
         dx[k] = -scale[k] * dg * y * y * ir0[k]
-        inside = 1.0 if xc[k] < 1.0 else 0.0
-        xp = xc_p1[k] * xc[k]
-        f[k] = inside * (1.0 + xp * (-0.5 * (env_p + 1) * (env_p + 2)
-                                     + xc[k] * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc[k])))
-        df[k] = inside * (-c_env / cutoff) * xc_p1[k] * (1.0 - xc[k]) * (1.0 - xc[k])
+    for k in range(w):  # the envelope, zero from the cutoff on
+        xc = r[k] * inv_cutoff
+        inside = 1.0 if xc < 1.0 else 0.0
+        f[k] = inside * (1.0 + _ipow(xc, env_p) * (-0.5 * (env_p + 1) * (env_p + 2)
+                                                   + xc * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc)))
+    for k in range(w):
+        xc = r[k] * inv_cutoff
+        inside = 1.0 if xc < 1.0 else 0.0
+        df[k] = inside * (-c_env * inv_cutoff) * _ipow(xc, env_p - 1) * (1.0 - xc) * (1.0 - xc)
     # T_n = 2x T_{n-1} - T_{n-2}; dT_n/dx = n U_{n-1} with U_m = 2x U_{m-1} - U_{m-2}. The rows
-    # hold T_n and U_{n-1} until the last loop scales them into R_n and dR_n/dr.
+    # hold T_n and U_{n-1} until the last loops scale them into R_n and dR_n/dr.
     n_max = rad.shape[0]
     for k in range(w):
-        rad[0, k], drad[0, k] = 1.0, 0.0
+        rad[0, k] = 1.0
+    for k in range(w):
+        drad[0, k] = 0.0
     if n_max > 1:
         for k in range(w):
-            rad[1, k], drad[1, k] = x[k], 1.0
+            rad[1, k] = x[k]
+        for k in range(w):
+            drad[1, k] = 1.0
     if n_max > 2:
         for k in range(w):
-            rad[2, k], drad[2, k] = 2.0 * x[k] * x[k] - 1.0, 2.0 * x[k]
+            rad[2, k] = 2.0 * x[k] * x[k] - 1.0
+        for k in range(w):
+            drad[2, k] = 2.0 * x[k]
     for n in range(3, n_max):
-        t_n, t_1, t_2, u_n, u_1, u_2 = rad[n], rad[n - 1], rad[n - 2], drad[n], drad[n - 1], drad[n - 2]
+        t_n, t_1, t_2 = rad[n], rad[n - 1], rad[n - 2]
         for k in range(w):
             t_n[k] = 2.0 * x[k] * t_1[k] - t_2[k]
+        u_n, u_1, u_2 = drad[n], drad[n - 1], drad[n - 2]
+        for k in range(w):
             u_n[k] = 2.0 * x[k] * u_1[k] - u_2[k]
     for n in range(n_max):
         t_n, u_n = rad[n], drad[n]
         for k in range(w):
-            t = t_n[k]
-            u_n[k] = n * u_n[k] * dx[k] * f[k] + t * df[k]
-            t_n[k] = t * f[k]
+            u_n[k] = n * u_n[k] * dx[k] * f[k] + t_n[k] * df[k]
+        for k in range(w):
+            t_n[k] = t_n[k] * f[k]
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -135,7 +151,7 @@ def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, we
     dt = vectors.dtype
     r = np.empty(chunk, dtype=dt)
     ir0, sc, off = np.empty(chunk, dtype=dt), np.empty(chunk, dtype=dt), np.empty(chunk, dtype=dt)
-    scratch = np.empty((9, chunk), dtype=dt)
+    scratch = np.empty((4, chunk), dtype=dt)
     rad, drad = np.empty((n_max, chunk), dtype=dt), np.empty((n_max, chunk), dtype=dt)
     r_min = np.inf
     n_edges = vectors.shape[0]

@@ -37,8 +37,14 @@ class OneBody(SiteModel):
         return self.backend != "torch"  # a table lookup: no kernel needed
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
-        energies = self.e0.cpu().numpy()[self.kernel_species(edges)]
-        return energies, np.zeros_like(edges.vectors)
+        # Constant while the atoms' numbers are (the cache lives that long); a copy, since
+        # callers may add into what they get.
+        key = ("e0", id(self), self.e0.data_ptr(), self.e0._version)
+        energies = edges.cache.get(key)
+        if energies is None:
+            energies = self.e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype)
+            edges.cache[key] = energies
+        return energies.copy(), np.zeros_like(edges.vectors)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0)}

@@ -79,15 +79,31 @@ class PairModel(ReadoutModel):
         from the compiled kernel."""
         energies = np.zeros(species.shape[0], dtype=vectors.dtype)
         grads = np.empty_like(vectors)
-        r_min = pair_energies_and_grads(
-            vectors, centers, neighbors, species, self.pair_index.numpy(), self.readout.weight.detach().numpy(),
-            *self.radial.kernel_constants(vectors.dtype), energies, grads,
-        )
+        r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *self._kernel_tables(vectors.dtype),
+                                        energies, grads)
         return energies, grads, r_min
 
+    def _kernel_tables(self, dtype) -> tuple:
+        """The kernel's pair index, θ (a view that follows in-place updates) and radial
+        constants, cached on θ's storage: building them costs more than a 64-atom call."""
+        weight = self.readout.weight
+        key = (np.dtype(dtype), weight.data_ptr(), weight.dtype)
+        cached = self.__dict__.get("_kernel_cache")
+        if cached is None or cached[0] != key:
+            tables = (self.pair_index.cpu().numpy(), weight.detach().numpy(), *self.radial.kernel_constants(dtype))
+            cached = (key, tables)
+            self.__dict__["_kernel_cache"] = cached
+        return cached[1]
+
     def _core_radius(self) -> float:
-        """Where the ZBL core starts to count (Å): edges shorter than this need the torch path."""
-        return float(self.repulsion.r_outer.max()) if self.repulsion is not None else 0.0
+        """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
+        Fixed when the model is built (the prior has no parameters)."""
+        if self.repulsion is None:
+            return 0.0
+        radius = self.__dict__.get("_core_radius_value")
+        if radius is None:
+            radius = self.__dict__["_core_radius_value"] = float(self.repulsion.r_outer.max())
+        return radius
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"

@@ -11,11 +11,15 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
+from mlff.models.kernels import MAX_KERNEL_POWER
+
 __all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0", "edge_derivatives"]
 
 
 def _ipow(x: torch.Tensor, n: int) -> torch.Tensor:
-    """x**n for a small integer n ≥ 1 by repeated multiplication (aten's pow is ~10× slower)."""
+    """x**n for a small integer n ≥ 0 by repeated multiplication (aten's pow is ~10× slower)."""
+    if n == 0:
+        return torch.ones_like(x)
     result, base = None, x
     while n:
         if n & 1:
@@ -54,6 +58,8 @@ class PolynomialEnvelope(nn.Module):
 
     def __init__(self, cutoff: float, p: int = 6):
         super().__init__()
+        if int(p) != p or p < 1:
+            raise ValueError(f"the envelope power p must be an integer >= 1, got {p!r}")
         self.cutoff = float(cutoff)
         self.p = int(p)
 
@@ -98,6 +104,8 @@ class AgnesiTransform(nn.Module):
     def __init__(self, r0: torch.Tensor, cutoff: float, p: int = 2, q: int = 4, a: float = 1.0):
         super().__init__()
         self.register_buffer("r0", torch.as_tensor(r0, dtype=torch.float64).clone())
+        if int(p) != p or int(q) != q or not 1 <= p < q:
+            raise ValueError(f"the transform's powers need integers 1 <= p < q, got p={p!r}, q={q!r}")
         self.cutoff, self.p, self.q, self.a = float(cutoff), int(p), int(q), float(a)
 
     def _y(self, r: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
@@ -204,6 +212,12 @@ class RadialBasis(nn.Module):
         cache = self.__dict__.setdefault("_kernel_constants", {})
         key = np.dtype(dtype)
         if key not in cache:
+            powers = {"q": self.transform.q, "q - p": self.transform.q - self.transform.p, "p": self.transform.p,
+                      "envelope p": self.envelope.p}
+            too_large = {name: v for name, v in powers.items() if v > MAX_KERNEL_POWER}
+            if too_large:
+                raise ValueError(f"the compiled kernels take exponents up to {MAX_KERNEL_POWER}, got {too_large}; "
+                                 "use backend='torch' for such a radial basis")
             tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
                       for t in self.transform.pair_tables()]
             agnesi = np.array([self.transform.p, self.transform.q, self.transform.a], dtype=key)

@@ -11,13 +11,13 @@ from mlff.md.profile import profile_calculator
 from mlff.testing import random_linear_parameters
 
 
-def _student():
+def _student(**kwargs):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((2, 2, 1))
     pair = PairModel(["Si"], cutoff=4.0, repulsion=True)
     ace = ACEModel(["Si"], cutoff=4.0, n_max=4, l_max=2, max_degree={1: 4, 2: 6, 3: 6})
     random_linear_parameters(pair, atoms, seed=1)
     random_linear_parameters(ace, atoms, seed=2)
-    return atoms, StackedCalculator([OneBody({"Si": -4.0}), pair, ace])
+    return atoms, StackedCalculator([OneBody({"Si": -4.0}), pair, ace], **kwargs)
 
 
 def test_student_stages_add_up_to_the_call():
@@ -34,8 +34,14 @@ def test_student_stages_add_up_to_the_call():
     assert calc.stage_timer is None  # the hook is taken off again
     names = " ".join(row["name"] for row in result.hotspots["cprofile"])
     assert "(ace.py:" in names or "(ace_fused.py:" in names  # the ACE model, torch or its kernel
-    assert result.hotspots["torch"] and all(row["name"] for row in result.hotspots["torch"])
+    assert result.hotspots["torch"] == []  # the CPU kernel path runs no torch operation per call
     assert "ase" in result.summary() and "forward" in result.summary()
+
+
+def test_torch_hotspots_of_the_torch_backend():
+    atoms, calc = _student(backend="torch")
+    result = profile_calculator(calc, atoms, calls=3, warmup=1, leak_calls=0, hotspot_calls=2, top=5)
+    assert result.hotspots["torch"] and all(row["name"] and row["calls"] >= 1 for row in result.hotspots["torch"])
 
 
 def test_stress_after_forces_is_counted_and_timed():

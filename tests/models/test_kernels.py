@@ -217,3 +217,60 @@ def test_slp_vectorized_is_scoped_to_its_block():
     assert numba.config.SLP_VECTORIZE == 1
     second.__exit__(None, None, None)
     assert numba.config.SLP_VECTORIZE == before
+
+
+@pytest.mark.parametrize("p, q, envelope_p", [(2, 4, 6), (1, 2, 2), (3, 7, 5), (5, 6, 9), (1, 5, 1)])
+def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
+    """The kernel's branch-free integer powers against the torch radial basis, across the
+    cutoff (zero beyond it), for transform and envelope exponents other than the defaults."""
+    from mlff.models.kernels import radial_with_derivative
+    from mlff.models.radial import RadialBasis, default_r0
+
+    radial = RadialBasis(9, 4.5, default_r0(["Si"]), envelope_p=envelope_p)
+    radial.transform.p, radial.transform.q = p, q
+    r = torch.linspace(0.6, 5.0, 101, dtype=torch.float64)
+    zeros = torch.zeros_like(r, dtype=torch.long)
+    want, want_d = radial.with_derivative(r, zeros, zeros)
+    inv_r0, scale, offset, agnesi, cutoff, env_p = radial.kernel_constants(np.float64)
+    w = r.numel()
+    per_edge = [np.full(w, t[0, 0]) for t in (inv_r0, scale, offset)]
+    rad, drad = np.empty((9, w)), np.empty((9, w))
+    radial_with_derivative(r.numpy(), *per_edge, agnesi, cutoff, env_p, w, np.empty((4, w)), rad, drad)
+    assert float(want.abs().max()) > 0.1 and bool((want[r >= 4.5] == 0).all())
+    np.testing.assert_allclose(rad.T, want.numpy(), rtol=0, atol=1e-12 * float(want.abs().max()))
+    np.testing.assert_allclose(drad.T, want_d.numpy(), rtol=0, atol=1e-11 * float(want_d.abs().max()))
+
+
+def test_radial_exponents_beyond_the_kernels_are_refused():
+    from mlff.models.kernels import MAX_KERNEL_POWER
+    from mlff.models.radial import RadialBasis, default_r0
+
+    radial = RadialBasis(4, 5.0, default_r0(["Si"]), envelope_p=MAX_KERNEL_POWER + 1)
+    with pytest.raises(ValueError, match=f"exponents up to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"):
+        radial.kernel_constants(np.float64)
+
+
+def test_kernel_path_follows_changes_of_every_parts_parameters():
+    """Pair θ, E0 and ACE θ, each changed in place between calls of one calculator: the next
+    call sees the change (the parts cache their tables on the parameters' storage)."""
+    atoms = STRUCTURES["rattled-si"]()
+    calc = StackedCalculator(make_stack())
+    one, pair, ace = calc.model.parts
+
+    def energy():
+        atoms.positions[0, 0] += 1e-9  # a new MD-like step on the kept list
+        calc.calculate(atoms, ["energy", "forces"], ["positions"])
+        return calc.results["energy"]
+
+    base = energy()
+    with torch.no_grad():
+        pair.readout.weight.mul_(2.0)
+    pair_energy = float(pair.site_energies(build_graph(atoms, pair.cutoff)).sum()) / 2.0
+    assert energy() == pytest.approx(base + pair_energy, rel=1e-9)
+    with torch.no_grad():
+        one.e0.add_(0.25)
+    assert energy() == pytest.approx(base + pair_energy + 0.25 * len(atoms), rel=1e-9)
+    ace.set_linear_parameters(torch.zeros_like(ace.get_linear_parameters()))
+    reference = StackedCalculator(calc.model, backend="torch")
+    reference.calculate(atoms, ["energy"], ["positions"])
+    assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
