@@ -146,7 +146,7 @@ def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, we
     ``V = Σ_n θ[pair, n] R_n``: energies (n_atoms,) must start at zero, grads is (n_edges, 3).
     Edges go through the radial kernel in chunks. Returns the shortest edge length, Å (inf
     without edges)."""
-    chunk = 64
+    chunk = 256
     n_max = weight.shape[1]
     dt = vectors.dtype
     r = np.empty(chunk, dtype=dt)
