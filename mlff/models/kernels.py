@@ -14,7 +14,8 @@ import threading
 import numba
 import numpy as np
 
-__all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads", "slp_vectorized"]
+__all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads",
+           "pair_energies_and_grads_parallel", "slp_vectorized"]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
 #: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
@@ -140,12 +141,9 @@ def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, w, scra
 
 
 @numba.njit(**JIT_OPTIONS)
-def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, weight, inv_r0, scale, offset,
-                            agnesi, cutoff, env_p, energies, grads):
-    """``E_i += ½ V(r_e)`` and ``∂E/∂r_e = ½ V'(r_e) r̂_e`` for every edge, with
-    ``V = Σ_n θ[pair, n] R_n``: energies (n_atoms,) must start at zero, grads is (n_edges, 3).
-    Edges go through the radial kernel in chunks. Returns the shortest edge length, Å (inf
-    without edges)."""
+def _pair_edges(lo, hi, vectors, centers, neighbors, species, pair_index, weight, inv_r0, scale, offset, agnesi,
+                cutoff, env_p, energies, grads):
+    """:func:`pair_energies_and_grads` for the edges lo ≤ e < hi."""
     chunk = 256
     n_max = weight.shape[1]
     dt = vectors.dtype
@@ -154,9 +152,8 @@ def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, we
     scratch = np.empty((4, chunk), dtype=dt)
     rad, drad = np.empty((n_max, chunk), dtype=dt), np.empty((n_max, chunk), dtype=dt)
     r_min = np.inf
-    n_edges = vectors.shape[0]
-    for first in range(0, n_edges, chunk):
-        w = min(chunk, n_edges - first)
+    for first in range(lo, hi, chunk):
+        w = min(chunk, hi - first)
         for k in range(w):
             e = first + k
             vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
@@ -178,3 +175,31 @@ def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, we
             grads[e, 1] = g * vectors[e, 1]
             grads[e, 2] = g * vectors[e, 2]
     return r_min
+
+
+@numba.njit(**JIT_OPTIONS)
+def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, weight, inv_r0, scale, offset,
+                            agnesi, cutoff, env_p, energies, grads):
+    """``E_i += ½ V(r_e)`` and ``∂E/∂r_e = ½ V'(r_e) r̂_e`` for every edge, with
+    ``V = Σ_n θ[pair, n] R_n``: energies (n_atoms,) must start at zero, grads is (n_edges, 3).
+    Edges go through the radial kernel in chunks. Returns the shortest edge length, Å (inf
+    without edges)."""
+    return _pair_edges(0, vectors.shape[0], vectors, centers, neighbors, species, pair_index, weight, inv_r0,
+                       scale, offset, agnesi, cutoff, env_p, energies, grads)
+
+
+@numba.njit(parallel=True, **JIT_OPTIONS)
+def pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, pair_index, weight, inv_r0,
+                                     scale, offset, agnesi, cutoff, env_p, energies, grads):
+    """:func:`pair_energies_and_grads` over ``n_ranges`` contiguous ranges of edges, one per
+    thread; each range sums its site energies into its own row, so edges need no order."""
+    n_edges = vectors.shape[0]
+    partial = np.zeros((n_ranges, energies.shape[0]), dtype=energies.dtype)
+    shortest = np.empty(n_ranges)
+    for b in numba.prange(n_ranges):
+        shortest[b] = _pair_edges(b * n_edges // n_ranges, (b + 1) * n_edges // n_ranges, vectors, centers,
+                                  neighbors, species, pair_index, weight, inv_r0, scale, offset, agnesi, cutoff,
+                                  env_p, partial[b], grads)
+    for b in range(n_ranges):
+        energies += partial[b]
+    return shortest.min()

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.kernels import pair_energies_and_grads
+from mlff.models.kernels import pair_energies_and_grads, pair_energies_and_grads_parallel
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, ReadoutModel
 
 __all__ = ["PairModel"]
+
+#: Fewest edges per thread of the pair kernel: 2 threads take 83 -> 61 µs at 1,792 edges
+#: (64 Si atoms, 5 Å) and 273 -> 160 µs at 6,048, measured on 2 cores.
+_EDGES_PER_THREAD = 768
 
 
 class PairModel(ReadoutModel):
@@ -79,8 +84,15 @@ class PairModel(ReadoutModel):
         from the compiled kernel."""
         energies = np.zeros(species.shape[0], dtype=vectors.dtype)
         grads = np.empty_like(vectors)
-        r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *self._kernel_tables(vectors.dtype),
-                                        energies, grads)
+        tables = self._kernel_tables(vectors.dtype)
+        # Edges split over torch's thread count, in ranges of at least _EDGES_PER_THREAD.
+        n_ranges = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, len(centers) // _EDGES_PER_THREAD)
+        if n_ranges > 1:
+            numba.set_num_threads(n_ranges)
+            r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
+                                                     energies, grads)
+        else:
+            r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *tables, energies, grads)
         return energies, grads, r_min
 
     def _kernel_tables(self, dtype) -> tuple:

@@ -274,3 +274,39 @@ def test_kernel_path_follows_changes_of_every_parts_parameters():
     reference = StackedCalculator(calc.model, backend="torch")
     reference.calculate(atoms, ["energy"], ["positions"])
     assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkeypatch):
+    """Edge ranges per thread, each summing its own site energies: the same energies,
+    gradients and shortest edge as one thread, also with the edges shuffled (ranges then
+    share centres)."""
+    from mlff.models.kernels import pair_energies_and_grads, pair_energies_and_grads_parallel
+
+    model = make_pair()
+    graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
+    perm = np.random.default_rng(0).permutation(graph.n_edges)
+    vectors, centers, neighbors = (np.ascontiguousarray(a[perm]) for a in
+                                   (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy()))
+    species = model.species(graph).numpy()
+    tables = model._kernel_tables(np.float64)
+
+    def run(kernel, *head):
+        energies, grads = np.zeros(graph.n_atoms), np.empty_like(vectors)
+        r_min = kernel(*head, vectors, centers, neighbors, species, *tables, energies, grads)
+        return r_min, energies, grads
+
+    r_ref, e_ref, g_ref = run(pair_energies_and_grads)
+    r_min, energies, grads = run(pair_energies_and_grads_parallel, threads)
+    assert r_min == r_ref == pytest.approx(float(np.linalg.norm(vectors, axis=1).min()))
+    np.testing.assert_allclose(energies, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
+    np.testing.assert_array_equal(grads, g_ref)
+    monkeypatch.setattr("mlff.models.pair._EDGES_PER_THREAD", 16)  # so this small graph is split
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        e_model, g_model, _ = model._kernel(vectors, centers, neighbors, species)  # as the calculators call it
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(e_model, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
+    np.testing.assert_array_equal(g_model, g_ref)
