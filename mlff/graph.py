@@ -238,10 +238,12 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shifts, vectors):
-    """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (2, n)
-    indices, (n, 3) shifts S and (n, 3) vectors r_ij = x_j - x_i + S·cell; returns n and the
-    smallest squared length kept (inf without edges), for the overlap check."""
+def _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, edge_shifts):
+    """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (n,)
+    centers and neighbors, (n, 3) vectors r_ij = x_j - x_i + S·cell and, unless edge_shifts
+    has no rows, their (n, 3) shifts S; returns n and the smallest squared length kept (inf
+    without edges), for the overlap check."""
+    keep_shifts = edge_shifts.shape[0] > 0
     n = 0
     shortest = np.inf
     for p in range(i.shape[0]):
@@ -253,14 +255,15 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, edge_index, edge_shift
         r2 = x * x + y * y + z * z
         if r2 < cutoff2:
             shortest = min(shortest, r2)
-            edge_index[0, n] = a
-            edge_index[1, n] = b
+            centers[n] = a
+            neighbors[n] = b
             vectors[n, 0] = x
             vectors[n, 1] = y
             vectors[n, 2] = z
-            edge_shifts[n, 0] = s0
-            edge_shifts[n, 1] = s1
-            edge_shifts[n, 2] = s2
+            if keep_shifts:
+                edge_shifts[n, 0] = s0
+                edge_shifts[n, 1] = s1
+                edge_shifts[n, 2] = s2
             n += 1
     return n, shortest
 
@@ -293,24 +296,7 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
         moved2 = dx * dx + dy * dy + dz * dz
         if not moved2 <= half_skin2:  # also catches NaN and inf
             return -1, np.inf
-    n = 0
-    shortest = np.inf
-    for p in range(i.shape[0]):
-        a, b = i[p], j[p]
-        s0, s1, s2 = shifts[p, 0], shifts[p, 1], shifts[p, 2]
-        x = positions[b, 0] - positions[a, 0] + s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
-        y = positions[b, 1] - positions[a, 1] + s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
-        z = positions[b, 2] - positions[a, 2] + s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
-        r2 = x * x + y * y + z * z
-        if r2 < cutoff2:
-            shortest = min(shortest, r2)
-            centers[n] = a
-            neighbors[n] = b
-            vectors[n, 0] = x
-            vectors[n, 1] = y
-            vectors[n, 2] = z
-            n += 1
-    return n, shortest
+    return _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
 
 
 #: Squared edge length (Å²) below which two atoms overlap.
@@ -423,7 +409,7 @@ class VerletGraphBuilder:
         vectors = np.empty((n_pairs, 3))
         shifts = np.empty((n_pairs, 3))
         n, shortest = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
-                                    edge_index, shifts, vectors)
+                                    edge_index[0], edge_index[1], vectors, shifts)
         edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)
