@@ -270,33 +270,36 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, ve
 
 @numba.njit(cache=True, nogil=True)
 def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_numbers, built_pbc, built_cell,
-                       i, j, shifts, cutoff2, half_skin2, centers, neighbors, vectors):
+                       i, j, shifts, cutoff2, half_skin2):
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
-    cell as at the build; finite positions; no atom moved more than skin/2): writes the pairs
-    closer than the cutoff as (n,) centers, neighbors and (n, 3) vectors r_ij = x_j - x_i + S·cell,
-    and returns (n, smallest squared length kept or inf). Returns (-1, inf), leaving the
-    outputs undefined, where the step needs the general path (:meth:`VerletGraphBuilder._pairs`):
-    a rebuild, a strained cell, or an input error to report."""
+    cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
+    than the cutoff as (n, smallest squared length kept or inf, centers (≥ n,), neighbors
+    (≥ n,), vectors (≥ n, 3) r_ij = x_j - x_i + S·cell). Returns n = -1 and empty arrays where
+    the step needs the general path (:meth:`VerletGraphBuilder._pairs`): a rebuild, a
+    strained cell, or an input error to report."""
+    none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)))
     n_atoms = positions.shape[0]
     if n_atoms != built_positions.shape[0]:
-        return -1, np.inf
+        return none
     for d in range(3):
         if pbc[d] != built_pbc[d]:
-            return -1, np.inf
+            return none
         for e in range(3):
             if cell[d, e] != built_cell[d, e]:
-                return -1, np.inf
-    largest = 0.0
+                return none
     for a in range(n_atoms):
         if numbers[a] != built_numbers[a]:
-            return -1, np.inf
+            return none
         dx = positions[a, 0] - built_positions[a, 0]
         dy = positions[a, 1] - built_positions[a, 1]
         dz = positions[a, 2] - built_positions[a, 2]
-        moved2 = dx * dx + dy * dy + dz * dz
-        if not moved2 <= half_skin2:  # also catches NaN and inf
-            return -1, np.inf
-    return _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
+        if not dx * dx + dy * dy + dz * dz <= half_skin2:  # also catches NaN and inf
+            return none
+    n_pairs = i.shape[0]
+    centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
+    vectors = np.empty((n_pairs, 3))
+    n, shortest = _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
+    return n, shortest, centers, neighbors, vectors
 
 
 #: Squared edge length (Å²) below which two atoms overlap.
@@ -426,16 +429,13 @@ class VerletGraphBuilder:
         else (a rebuild, a changed cell, bad input) takes the general path of ``__call__``."""
         dtype = np.float32 if self.dtype == torch.float32 else np.float64
         state = self._state
-        if state is not None and self.skin > 0.0 and self.cutoff > 0.0:
+        if state is not None and self.skin > 0.0 and self.cutoff > 0.0 and isinstance(atoms, Atoms):
             positions = atoms.positions
             if positions.dtype == np.float64 and positions.flags.c_contiguous:
-                n_pairs = state["i"].shape[0]
-                centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-                vectors = np.empty((n_pairs, 3))
-                n, shortest = _kept_edges_within(
+                n, shortest, centers, neighbors, vectors = _kept_edges_within(
                     positions, atoms.numbers, atoms.pbc, atoms.cell.array, state["positions"], state["numbers"],
                     state["pbc"], state["cell"], state["i"], state["j"], state["shifts"], self.cutoff**2,
-                    0.25 * self.skin**2, centers, neighbors, vectors)
+                    0.25 * self.skin**2)
                 if n >= 0 and shortest >= _OVERLAP2:
                     return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
                                       vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"])

@@ -200,6 +200,9 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
 
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
     builder = VerletGraphBuilder(4.0, skin=0.6)
+    general = []  # steps that took the general path
+    general_path = builder._pairs
+    builder._pairs = lambda a: (general.append(1), general_path(a))[1]
     rng = np.random.default_rng(2)
     for step in range(60):
         if step == 20:
@@ -208,6 +211,8 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
             atoms.numbers[1] = 6
         if step == 40:
             atoms = atoms.repeat((2, 1, 1)) if repeat == 1 else atoms[:-1]
+        if step == 50:
+            atoms.pbc = [True, False, True]
         atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)  # rebuilds between the changes too
         edges, fresh = builder.edge_arrays(atoms), build_graph(atoms, 4.0)
         assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
@@ -215,6 +220,7 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
         np.testing.assert_array_equal(edges.numbers, atoms.numbers)
         assert np.all(np.diff(edges.centers) >= 0)  # grouped by centre, as the kernels read them
     assert 6 < builder.rebuilds < 50
+    assert builder.rebuilds <= len(general) < 40  # most steps were one pass on the kept list
 
 
 def test_edge_arrays_refuse_bad_positions_on_a_kept_list():

@@ -65,6 +65,7 @@ MAX_KERNEL_POWER = 2**_POWER_BITS - 1
 def _ipow(x, n):
     """x**n for 0 <= n < 2**_POWER_BITS (1 for n <= 0) by binary powering with a fixed trip
     count and no branches, so a loop over edges that calls it still vectorises."""
+    n = max(n, 0)
     out, power = 1.0, x
     for bit in range(_POWER_BITS):
         out *= power if (n >> bit) & 1 else 1.0

@@ -37,14 +37,16 @@ class OneBody(SiteModel):
         return self.backend != "torch"  # a table lookup: no kernel needed
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
-        # Constant while the atoms' numbers are (the cache lives that long); a copy, since
+        # Constant while the atoms' numbers are (the cache lives that long) and e0 is: the
+        # entry holds the tensor it was made from, and its version. A copy goes out, since
         # callers may add into what they get.
-        key = ("e0", id(self), self.e0.data_ptr(), self.e0._version)
-        energies = edges.cache.get(key)
-        if energies is None:
-            energies = self.e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype)
-            edges.cache[key] = energies
-        return energies.copy(), np.zeros_like(edges.vectors)
+        e0, key = self.e0, ("e0", id(self))
+        version = None if e0.is_inference() else e0._version  # inference tensors keep no version
+        cached = edges.cache.get(key)
+        if cached is None or cached[0] is not e0 or cached[1] != version or version is None:
+            cached = (e0, version, e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype))
+            edges.cache[key] = cached
+        return cached[2].copy(), np.zeros_like(edges.vectors)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0)}

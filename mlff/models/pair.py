@@ -88,34 +88,42 @@ class PairModel(ReadoutModel):
         # Edges split over torch's thread count, in ranges of at least _EDGES_PER_THREAD.
         n_ranges = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, len(centers) // _EDGES_PER_THREAD)
         if n_ranges > 1:
+            before = numba.get_num_threads()
             numba.set_num_threads(n_ranges)
-            r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
-                                                     energies, grads)
+            try:
+                r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
+                                                         energies, grads)
+            finally:
+                numba.set_num_threads(before)
         else:
             r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *tables, energies, grads)
         return energies, grads, r_min
 
     def _kernel_tables(self, dtype) -> tuple:
-        """The kernel's pair index, θ (a view that follows in-place updates) and radial
-        constants, cached on θ's storage: building them costs more than a 64-atom call."""
+        """The kernel's pair index and θ (a view that follows in-place updates), cached on θ's
+        storage (building them costs more than a 64-atom call), and the radial constants."""
         weight = self.readout.weight
-        key = (np.dtype(dtype), weight.data_ptr(), weight.dtype)
         cached = self.__dict__.get("_kernel_cache")
-        if cached is None or cached[0] != key:
-            tables = (self.pair_index.cpu().numpy(), weight.detach().numpy(), *self.radial.kernel_constants(dtype))
-            cached = (key, tables)
+        # The θ view must still be θ's memory: a copy of the model (deepcopy, pickling) copies
+        # the cache with it, and then the view is a detached copy.
+        if (cached is None or cached[1].dtype != weight.dtype
+                or cached[1].__array_interface__["data"][0] != weight.data_ptr()):
+            cached = (self.pair_index.cpu().numpy(), weight.detach().numpy())
             self.__dict__["_kernel_cache"] = cached
-        return cached[1]
+        return (*cached, *self.radial.kernel_constants(dtype))
 
     def _core_radius(self) -> float:
         """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
-        Fixed when the model is built (the prior has no parameters)."""
+        Cached on the prior's r_outer and its version (one torch reduction less per call)."""
         if self.repulsion is None:
             return 0.0
-        radius = self.__dict__.get("_core_radius_value")
-        if radius is None:
-            radius = self.__dict__["_core_radius_value"] = float(self.repulsion.r_outer.max())
-        return radius
+        r_outer = self.repulsion.r_outer
+        version = None if r_outer.is_inference() else r_outer._version
+        cached = self.__dict__.get("_core_radius_cache")  # (tensor, version, radius): follows load_state_dict
+        if cached is None or cached[0] is not r_outer or cached[1] != version or version is None:
+            cached = (r_outer, version, float(r_outer.max()))
+            self.__dict__["_core_radius_cache"] = cached
+        return cached[2]
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"

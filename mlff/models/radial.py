@@ -207,16 +207,22 @@ class RadialBasis(nn.Module):
     def kernel_constants(self, dtype=np.float64) -> tuple:
         """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
         1/r0, scale, offset (n_elements, n_elements), (p, q, a) of the transform, the cutoff
-        (Å) and the envelope power, as numpy values of ``dtype``. Cached per dtype: the
-        constants are fixed when the module is built, and kernels ask for them every call."""
-        cache = self.__dict__.setdefault("_kernel_constants", {})
+        (Å) and the envelope power, as numpy values of ``dtype``. Kernels ask for them every
+        call, so they are cached per dtype, and remade when r0 (its tensor or version: a dtype
+        round trip, ``load_state_dict``) or an exponent changes."""
+        r0 = self.transform.r0
+        stamp = (r0, None if r0.is_inference() else r0._version, self.transform.p, self.transform.q,
+                 self.transform.a, self.envelope.p, self.envelope.cutoff)
+        cache = self.__dict__.get("_kernel_constants")
+        if cache is None or cache["stamp"][0] is not r0 or cache["stamp"][1:] != stamp[1:] or stamp[1] is None:
+            cache = self.__dict__["_kernel_constants"] = {"stamp": stamp}
         key = np.dtype(dtype)
         if key not in cache:
             powers = {"q": self.transform.q, "q - p": self.transform.q - self.transform.p, "p": self.transform.p,
                       "envelope p": self.envelope.p}
-            too_large = {name: v for name, v in powers.items() if v > MAX_KERNEL_POWER}
-            if too_large:
-                raise ValueError(f"the compiled kernels take exponents up to {MAX_KERNEL_POWER}, got {too_large}; "
+            bad = {name: v for name, v in powers.items() if not 1 <= v <= MAX_KERNEL_POWER}
+            if bad:  # the constructors refuse < 1; attributes set later are checked here
+                raise ValueError(f"the compiled kernels take exponents from 1 to {MAX_KERNEL_POWER}, got {bad}; "
                                  "use backend='torch' for such a radial basis")
             tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
                       for t in self.transform.pair_tables()]

@@ -1,5 +1,6 @@
 """The compiled CPU kernels (numba) against the torch closed forms they replace."""
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -219,7 +220,7 @@ def test_slp_vectorized_is_scoped_to_its_block():
     assert numba.config.SLP_VECTORIZE == before
 
 
-@pytest.mark.parametrize("p, q, envelope_p", [(2, 4, 6), (1, 2, 2), (3, 7, 5), (5, 6, 9), (1, 5, 1)])
+@pytest.mark.parametrize("p, q, envelope_p", [(2, 4, 6), (1, 2, 2), (3, 7, 5), (5, 6, 9), (1, 5, 1), (1, 40, 33)])
 def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     """The kernel's branch-free integer powers against the torch radial basis, across the
     cutoff (zero beyond it), for transform and envelope exponents other than the defaults."""
@@ -246,7 +247,11 @@ def test_radial_exponents_beyond_the_kernels_are_refused():
     from mlff.models.radial import RadialBasis, default_r0
 
     radial = RadialBasis(4, 5.0, default_r0(["Si"]), envelope_p=MAX_KERNEL_POWER + 1)
-    with pytest.raises(ValueError, match=f"exponents up to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"):
+    with pytest.raises(ValueError, match=f"exponents from 1 to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"):
+        radial.kernel_constants(np.float64)
+    radial = RadialBasis(4, 5.0, default_r0(["Si"]))
+    radial.transform.p = radial.transform.q  # set after construction, which refuses it
+    with pytest.raises(ValueError, match="exponents from 1.*'q - p': 0"):
         radial.kernel_constants(np.float64)
 
 
@@ -271,6 +276,14 @@ def test_kernel_path_follows_changes_of_every_parts_parameters():
         one.e0.add_(0.25)
     assert energy() == pytest.approx(base + pair_energy + 0.25 * len(atoms), rel=1e-9)
     ace.set_linear_parameters(torch.zeros_like(ace.get_linear_parameters()))
+    reference = StackedCalculator(calc.model, backend="torch")
+    reference.calculate(atoms, ["energy"], ["positions"])
+    assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
+    # New tensors (a dtype round trip), then an in-place change of the new E0 and pair θ.
+    calc.model.to(torch.float32).to(torch.float64)
+    with torch.no_grad():
+        one.e0.add_(1.0)
+        pair.readout.weight.mul_(0.5)
     reference = StackedCalculator(calc.model, backend="torch")
     reference.calculate(atoms, ["energy"], ["positions"])
     assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
@@ -300,13 +313,14 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     r_min, energies, grads = run(pair_energies_and_grads_parallel, threads)
     assert r_min == r_ref == pytest.approx(float(np.linalg.norm(vectors, axis=1).min()))
     np.testing.assert_allclose(energies, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
-    np.testing.assert_array_equal(grads, g_ref)
+    np.testing.assert_allclose(grads, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())
     monkeypatch.setattr("mlff.models.pair._EDGES_PER_THREAD", 16)  # so this small graph is split
-    before = torch.get_num_threads()
+    before, numba_before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
     try:
         e_model, g_model, _ = model._kernel(vectors, centers, neighbors, species)  # as the calculators call it
     finally:
         torch.set_num_threads(before)
+    assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone
     np.testing.assert_allclose(e_model, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
-    np.testing.assert_array_equal(g_model, g_ref)
+    np.testing.assert_allclose(g_model, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())
