@@ -106,11 +106,11 @@ class PairModel(ReadoutModel):
         cached = self.__dict__.get("_kernel_cache")
         # The θ view must still be θ's memory: a copy of the model (deepcopy, pickling) copies
         # the cache with it, and then the view is a detached copy.
-        if (cached is None or cached[1].dtype != weight.dtype
+        if (cached is None or cached[2] != weight.dtype
                 or cached[1].__array_interface__["data"][0] != weight.data_ptr()):
-            cached = (self.pair_index.cpu().numpy(), weight.detach().numpy())
+            cached = (self.pair_index.cpu().numpy(), weight.detach().numpy(), weight.dtype)
             self.__dict__["_kernel_cache"] = cached
-        return (*cached, *self.radial.kernel_constants(dtype))
+        return (cached[0], cached[1], *self.radial.kernel_constants(dtype))
 
     def _core_radius(self) -> float:
         """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
