@@ -106,3 +106,40 @@ def test_edge_arrays_are_the_graph_edges():
     with pytest.raises(ValueError, match="larger cutoff"):
         edges.restrict(5.0)
     assert isinstance(edges, EdgeArrays)
+
+
+_THREADS_SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, "tests")
+from helpers import STRUCTURES, make_stack
+from mlff import StackedCalculator
+
+torch.set_num_threads(int(sys.argv[1]))
+atoms = STRUCTURES["rattled-si"]().repeat(2)
+calc = StackedCalculator(make_stack())
+for step in range(3):
+    atoms.positions[0, 0] += 1e-3
+    atoms.calc = calc
+    atoms.get_forces()
+    assert torch.get_num_threads() == int(sys.argv[1]), (step, torch.get_num_threads())
+torch.set_num_threads(1)  # and back to one thread after the parallel kernels ran
+atoms.positions[0, 0] += 1e-3
+atoms.get_forces()
+assert torch.get_num_threads() == 1, torch.get_num_threads()
+"""
+
+
+@pytest.mark.parametrize("threads, numba_threads", [(1, 2), (2, 2), (2, 1)])
+def test_kernels_leave_torchs_thread_count_alone(threads, numba_threads):
+    """numba's OpenMP pool sets the process's OpenMP thread count to its own size when it
+    starts, which torch reads as its own: the kernels must start it without changing what the
+    user set (visible where the sizes differ). A fresh process, since the pool starts once."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(numba_threads))
+    done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(threads)], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]

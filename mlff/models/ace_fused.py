@@ -35,6 +35,7 @@ own; tests compare it with the torch closed form.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numba
@@ -43,7 +44,7 @@ import torch
 from numba.core.errors import NumbaPerformanceWarning
 
 from mlff.models.harmonics import monomial_expansion
-from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative, slp_vectorized
+from mlff.models.kernels import JIT_OPTIONS, kernel_threads, radial_with_derivative, slp_vectorized
 
 
 __all__ = ["FusedACE"]
@@ -539,22 +540,17 @@ class FusedACE:
                   *pair_tables, *self._readout(theta, dtype), energies, grads)
         run = (_ace_atoms, 0, n_atoms) if n_ranges == 1 else (_ace_atoms_parallel, n_ranges)
         key = (dtype, n_ranges == 1)
-        before = numba.get_num_threads()
-        with slp_vectorized():  # takes effect where a signature is compiled
-            if n_ranges > 1:
-                numba.set_num_threads(min(n_ranges, numba.config.NUMBA_NUM_THREADS))
-            try:
-                if key in self._called:
+        threads = kernel_threads(n_ranges) if n_ranges > 1 else contextlib.nullcontext()
+        with slp_vectorized(), threads:  # SLP takes effect where a signature is compiled
+            if key in self._called:
+                run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
+            else:  # the first call of this dtype and mode compiles (or loads numba's cache)
+                with warnings.catch_warnings():
+                    # numba's note that BLAS is faster on contiguous arrays: it copies the
+                    # per-atom column views, measured faster than copying them in the loop.
+                    # (Only what a first call compiles is covered: a direct call with other
+                    # array types, e.g. int32 species, compiles anew and shows the note.)
+                    warnings.simplefilter("ignore", NumbaPerformanceWarning)
                     run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-                else:  # the first call of this dtype and mode compiles (or loads numba's cache)
-                    with warnings.catch_warnings():
-                        # numba's note that BLAS is faster on contiguous arrays: it copies the
-                        # per-atom column views, measured faster than copying them in the loop.
-                        # (Only what a first call compiles is covered: a direct call with other
-                        # array types, e.g. int32 species, compiles anew and shows the note.)
-                        warnings.simplefilter("ignore", NumbaPerformanceWarning)
-                        run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-                    self._called.add(key)
-            finally:  # the caller's numba thread count is left as it was
-                numba.set_num_threads(before)
+                self._called.add(key)
         return energies, grads

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 __all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads",
-           "pair_energies_and_grads_parallel", "slp_vectorized"]
+           "pair_energies_and_grads_parallel", "slp_vectorized", "kernel_threads"]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
 #: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
@@ -59,6 +59,36 @@ class slp_vectorized:
 _POWER_BITS = 6
 #: The largest exponent of the radial transform and envelope the kernels compute exactly.
 MAX_KERNEL_POWER = 2**_POWER_BITS - 1
+
+
+class kernel_threads:
+    """Context in which numba runs parallel kernels on ``count`` threads; numba's count is
+    restored on exit. On first use it starts numba's thread pool without changing torch's
+    thread count: numba's OpenMP layer sets the process's OpenMP thread count when its pool
+    starts, and torch reads that as its own (a user's ``torch.set_num_threads(1)`` would
+    silently become 2 here)."""
+
+    _started = False
+    _lock = threading.Lock()
+
+    def __init__(self, count: int):
+        self.count = int(count)
+
+    def __enter__(self):
+        if not kernel_threads._started:
+            with kernel_threads._lock:
+                if not kernel_threads._started:
+                    import torch
+
+                    torch_threads = torch.get_num_threads()
+                    numba.get_num_threads()  # starts the pool
+                    torch.set_num_threads(torch_threads)
+                    kernel_threads._started = True
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(min(self.count, numba.config.NUMBA_NUM_THREADS))
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.before)
 
 
 @numba.njit(inline="always")
