@@ -505,10 +505,11 @@ class FusedACE:
         cast = self._cast.get(dtype)
         if cast is None:
             pt = self.pair_tables
-            cast = (self.radial.kernel_constants(dtype), np.ascontiguousarray(self.ycoef, dtype=dtype),
+            cast = (np.ascontiguousarray(self.ycoef, dtype=dtype),
                     pt[:-1] + (np.ascontiguousarray(pt[-1], dtype=dtype),))
             self._cast[dtype] = cast
-        return cast
+        # The radial constants keep their own cache, which follows changes of r0.
+        return (self.radial.kernel_constants(dtype), *cast)
 
     def _readout(self, theta: torch.Tensor, dtype) -> tuple:
         """The folded readout tables for θ (n_species, n_basis), cached on θ's version."""

@@ -275,11 +275,13 @@ def test_kernel_path_follows_changes_of_every_parts_parameters():
     with torch.no_grad():
         one.e0.add_(0.25)
     assert energy() == pytest.approx(base + pair_energy + 0.25 * len(atoms), rel=1e-9)
-    ace.set_linear_parameters(torch.zeros_like(ace.get_linear_parameters()))
+    ace_theta = ace.get_linear_parameters().clone()
+    ace.set_linear_parameters(torch.zeros_like(ace_theta))
     reference = StackedCalculator(calc.model, backend="torch")
     reference.calculate(atoms, ["energy"], ["positions"])
     assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
-    # New tensors (a dtype round trip), then an in-place change of the new E0 and pair θ.
+    # New tensors (a dtype round trip: r0 is rounded too), then in-place changes.
+    ace.set_linear_parameters(ace_theta)
     calc.model.to(torch.float32).to(torch.float64)
     with torch.no_grad():
         one.e0.add_(1.0)
