@@ -66,7 +66,7 @@ class kernel_threads:
     restored on exit. On first use it starts numba's thread pool without changing torch's
     thread count: numba's OpenMP layer sets the process's OpenMP thread count when its pool
     starts, and torch reads that as its own (a user's ``torch.set_num_threads(1)`` would
-    silently become 2 here)."""
+    silently become the pool's size, the number of cores by default)."""
 
     _started = False
     _lock = threading.Lock()
