@@ -52,28 +52,10 @@ BACKENDS = ("auto", "torch", "numba")
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_forces(centers, neighbors, edge_grads, forces):
-    """The CPU form of the sign convention above, one pass over the edges: forces (n_atoms, 3)."""
-    forces[:] = 0.0
-    for e in range(edge_grads.shape[0]):
-        i, j = centers[e], neighbors[e]
-        for d in range(3):
-            forces[i, d] += edge_grads[e, d]
-            forces[j, d] -= edge_grads[e, d]
-
-
-def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                            n_atoms: int) -> np.ndarray:
-    """:func:`forces_from_edge_grads` on numpy arrays: (n_atoms, 3) eV/Å from (n_edges, 3)."""
-    # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
-    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
-    _scatter_forces(centers, neighbors, edge_grads, forces)
-    return forces
-
-
-@numba.njit(cache=True, nogil=True)
-def _scatter_forces_and_virial(centers, neighbors, edge_grads, vectors, forces, virial):
-    """:func:`_scatter_forces` and ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) in the same pass."""
+def _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial):
+    """The CPU form of the sign convention above, one pass over the edges: forces (n_atoms, 3)
+    and, unless ``virial`` has no rows, ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) (summed in float64)."""
+    want_virial = virial.shape[0] > 0
     forces[:] = 0.0
     w = np.zeros((3, 3))
     for e in range(edge_grads.shape[0]):
@@ -82,11 +64,22 @@ def _scatter_forces_and_virial(centers, neighbors, edge_grads, vectors, forces, 
             g = edge_grads[e, d]
             forces[i, d] += g
             forces[j, d] -= g
+            if want_virial:
+                for k in range(3):
+                    w[d, k] += g * vectors[e, k]
+    if want_virial:
+        for d in range(3):
             for k in range(3):
-                w[d, k] += g * vectors[e, k]
-    for d in range(3):
-        for k in range(3):
-            virial[d, k] = -w[d, k]
+                virial[d, k] = -w[d, k]
+
+
+def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+                            n_atoms: int) -> np.ndarray:
+    """:func:`forces_from_edge_grads` on numpy arrays: (n_atoms, 3) eV/Å from (n_edges, 3)."""
+    # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
+    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
+    _scatter_forces(centers, neighbors, edge_grads, edge_grads, forces, np.empty((0, 3), dtype=edge_grads.dtype))
+    return forces
 
 
 def forces_and_virial_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
@@ -95,7 +88,7 @@ def forces_and_virial_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarr
     (3, 3) eV in one compiled pass over the edges (an MD step needs both)."""
     forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
     virial = np.empty((3, 3), dtype=edge_grads.dtype)
-    _scatter_forces_and_virial(centers, neighbors, edge_grads, vectors, forces, virial)
+    _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
     return forces, virial
 
 

@@ -9,6 +9,7 @@ import torch
 
 from mlff.graph import EdgeArrays, Graph
 from mlff.protocol import SiteModel
+from mlff.stamps import is_current, tensor_stamp
 
 __all__ = ["OneBody"]
 
@@ -37,16 +38,14 @@ class OneBody(SiteModel):
         return self.backend != "torch"  # a table lookup: no kernel needed
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
-        # Constant while the atoms' numbers are (the cache lives that long) and e0 is: the
-        # entry holds the tensor it was made from, and its version. A copy goes out, since
-        # callers may add into what they get.
-        e0, key = self.e0, ("e0", id(self))
-        version = None if e0.is_inference() else e0._version  # inference tensors keep no version
+        # Constant while the atoms' numbers are (the cache lives that long) and e0 is. A copy
+        # goes out, since callers may add into what they get.
+        key = ("e0", id(self))
         cached = edges.cache.get(key)
-        if cached is None or cached[0] is not e0 or cached[1] != version or version is None:
-            cached = (e0, version, e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype))
-            edges.cache[key] = cached
-        return cached[2].copy(), np.zeros_like(edges.vectors)
+        if cached is None or not is_current(cached[0], self.e0):
+            energies = self.e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype)
+            cached = edges.cache[key] = (tensor_stamp(self.e0), energies)
+        return cached[1].copy(), np.zeros_like(edges.vectors)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0)}

@@ -11,6 +11,7 @@ from mlff.models.kernels import kernel_threads, pair_energies_and_grads, pair_en
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, ReadoutModel
+from mlff.stamps import is_current, tensor_stamp
 
 __all__ = ["PairModel"]
 
@@ -114,12 +115,10 @@ class PairModel(ReadoutModel):
         if self.repulsion is None:
             return 0.0
         r_outer = self.repulsion.r_outer
-        version = None if r_outer.is_inference() else r_outer._version
-        cached = self.__dict__.get("_core_radius_cache")  # (tensor, version, radius): follows load_state_dict
-        if cached is None or cached[0] is not r_outer or cached[1] != version or version is None:
-            cached = (r_outer, version, float(r_outer.max()))
-            self.__dict__["_core_radius_cache"] = cached
-        return cached[2]
+        cached = self.__dict__.get("_core_radius_cache")  # (stamp, radius): follows load_state_dict
+        if cached is None or not is_current(cached[0], r_outer):
+            cached = self.__dict__["_core_radius_cache"] = (tensor_stamp(r_outer), float(r_outer.max()))
+        return cached[1]
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"

@@ -12,6 +12,7 @@ from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
 from mlff.models.kernels import MAX_KERNEL_POWER
+from mlff.stamps import is_current, tensor_stamp
 
 __all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0", "edge_derivatives"]
 
@@ -211,11 +212,10 @@ class RadialBasis(nn.Module):
         call, so they are cached per dtype, and remade when r0 (its tensor or version: a dtype
         round trip, ``load_state_dict``) or an exponent changes."""
         r0 = self.transform.r0
-        stamp = (r0, None if r0.is_inference() else r0._version, self.transform.p, self.transform.q,
-                 self.transform.a, self.envelope.p, self.envelope.cutoff)
+        settings = (self.transform.p, self.transform.q, self.transform.a, self.envelope.p, self.envelope.cutoff)
         cache = self.__dict__.get("_kernel_constants")
-        if cache is None or cache["stamp"][0] is not r0 or cache["stamp"][1:] != stamp[1:] or stamp[1] is None:
-            cache = self.__dict__["_kernel_constants"] = {"stamp": stamp}
+        if cache is None or not is_current(cache["r0"], r0) or cache["settings"] != settings:
+            cache = self.__dict__["_kernel_constants"] = {"r0": tensor_stamp(r0), "settings": settings}
         key = np.dtype(dtype)
         if key not in cache:
             powers = {"q": self.transform.q, "q - p": self.transform.q - self.transform.p, "p": self.transform.p,
