@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from mlff.graph import EdgeArrays, Graph
+from mlff.models.kernels import shortest_edge
+from mlff.models.pair_folding import FoldedPairs
 from mlff.protocol import LinearSiteModel, SiteModel
 
 __all__ = ["Stack"]
@@ -72,10 +74,20 @@ class Stack(LinearSiteModel):
         return all(part.has_kernels() for part in self.parts)
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`SiteModel.kernel_energies_and_grads`, the parts summed; pair parts that
+        share an ACE part's radial basis ride in its kernel (:mod:`mlff.models.pair_folding`)."""
+        plan = self.__dict__.get("_folded_pairs")
+        if plan is None or not plan.current():
+            plan = self.__dict__["_folded_pairs"] = FoldedPairs(self.parts)
+        if plan.cores and shortest_edge(edges.vectors) < max(p.core_radius() for p in plan.cores):
+            return None  # a hard collision: the ZBL core runs in torch
         total, grads = None, None
-        for part in self.parts:
+        for index, part in enumerate(self.parts):
+            if index in plan.folded:
+                continue
             sub = edges.restrict(part.cutoff)
-            out = part.kernel_energies_and_grads(sub)
+            theta = plan.theta.get(index)
+            out = part.kernel_energies_and_grads(sub) if theta is None else part.kernel_energies_and_grads(sub, theta)
             if out is None:  # this call needs a part's torch path
                 return None
             e, g = out

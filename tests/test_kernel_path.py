@@ -54,7 +54,7 @@ def test_a_hard_collision_falls_back_to_the_torch_path_for_the_zbl_core():
     """Edges inside the ZBL core's reach need the torch path: the kernel path hands the call
     over, and the results are the torch path's."""
     pair = make_pair(repulsion=True)
-    core = pair._core_radius()
+    core = pair.core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     fast = _results(SiteCalculator(pair), atoms, ["energy", "forces", "stress"])
     reference = _results(SiteCalculator(pair, backend="torch"), atoms, ["energy", "forces", "stress"])

@@ -129,19 +129,23 @@ class ACEModel(ReadoutModel):
         return self.site_energies_and_grads_torch(graph)
 
     def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel, atoms split over
-        torch's thread count."""
+                species: np.ndarray, theta: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with readout θ
+        (the model's own by default), atoms split over torch's thread count."""
         if self._fused is None:
             self._fused = FusedACE(self)
-        return self._fused(vectors, centers, neighbors, species, self.readout.weight,
+        return self._fused(vectors, centers, neighbors, species, self.readout.weight if theta is None else theta,
                            n_threads=torch.get_num_threads())
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"
 
-    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
-        return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges))
+    def kernel_energies_and_grads(self, edges: EdgeArrays,
+                                  theta: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`SiteModel.kernel_energies_and_grads`; ``theta`` (n_elements, n_basis)
+        replaces the readout's θ for this call (a stack's folded pair terms,
+        :mod:`mlff.models.pair_folding`)."""
+        return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges), theta)
 
     @torch.no_grad()
     def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

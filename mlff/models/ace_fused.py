@@ -45,6 +45,7 @@ from numba.core.errors import NumbaPerformanceWarning
 
 from mlff.models.harmonics import monomial_expansion
 from mlff.models.kernels import JIT_OPTIONS, kernel_threads, radial_with_derivative, slp_vectorized
+from mlff.stamps import is_current, tensor_stamp
 
 
 __all__ = ["FusedACE"]
@@ -512,12 +513,12 @@ class FusedACE:
         return (self.radial.kernel_constants(dtype), *cast)
 
     def _readout(self, theta: torch.Tensor, dtype) -> tuple:
-        """The folded readout tables for θ (n_species, n_basis), cached on θ's version."""
-        key = (theta.data_ptr(), theta._version, dtype)
-        if self._coef_key != key:
+        """The folded readout tables for θ (n_species, n_basis), cached on θ and its version."""
+        key = self._coef_key
+        if key is None or key[1] != dtype or not is_current(key[0], theta):
             ro_out, ro_in, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
             self._coef_value = (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
-            self._coef_key = key
+            self._coef_key = (tensor_stamp(theta), dtype)
         return self._coef_value
 
     def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,

@@ -109,7 +109,7 @@ class PairModel(ReadoutModel):
             self.__dict__["_kernel_cache"] = cached
         return (cached[0], cached[1], *self.radial.kernel_constants(dtype))
 
-    def _core_radius(self) -> float:
+    def core_radius(self) -> float:
         """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
         Cached on the prior's r_outer and its version (one torch reduction less per call)."""
         if self.repulsion is None:
@@ -126,7 +126,7 @@ class PairModel(ReadoutModel):
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         energies, grads, r_min = self._kernel(edges.vectors, edges.centers, edges.neighbors,
                                               self.kernel_species(edges))
-        if r_min < self._core_radius():  # a hard collision: the ZBL core runs in torch
+        if r_min < self.core_radius():  # a hard collision: the ZBL core runs in torch
             return None
         return energies, grads
 
@@ -142,7 +142,7 @@ class PairModel(ReadoutModel):
             energies, grads, r_min = self._kernel(graph.vectors.numpy(), graph.centers.numpy(),
                                                   graph.neighbors.numpy(), self.species(graph).numpy())
             site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
-            if self.repulsion is None or r_min >= self._core_radius():
+            if self.repulsion is None or r_min >= self.core_radius():
                 return site, grads
         else:
             r, si, sj = self._edges(graph)

@@ -1,0 +1,146 @@
+"""Pair parts carried by an ACE part's kernel (mlff.models.pair_folding) on the calculators'
+CPU path: exact where they share the radial basis, refused otherwise, and following every
+change of the parts."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+
+from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
+from mlff import PairModel, Stack, StackedCalculator
+from mlff.models.pair_folding import FoldedPairs, pair_fold_coefficients
+
+
+def _pair(n_max: int = 4, repulsion: bool = True, cutoff: float = ACE_CUTOFF, seed: int = 21) -> PairModel:
+    pair = PairModel(ELEMENTS, cutoff=cutoff, n_max=n_max, repulsion=repulsion)
+    _randomize(pair, seed=seed)
+    return pair
+
+
+def _stack(pair: PairModel, ace=None) -> Stack:
+    return Stack([make_onebody(), pair, make_ace() if ace is None else ace])
+
+
+def _results(model, atoms, backend="auto"):
+    calc = StackedCalculator(model, backend=backend)
+    properties = ["energy", "forces"] + (["stress"] if atoms.pbc.all() else [])
+    calc.calculate(atoms, properties, ["positions", "numbers", "cell", "pbc"])
+    return calc.results
+
+
+def _assert_same(got, want):
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-12, abs=1e-10)
+    np.testing.assert_allclose(got["energies"], want["energies"], rtol=0, atol=1e-10)
+    assert np.abs(want["forces"]).max() > 1e-3
+    np.testing.assert_allclose(got["forces"], want["forces"], rtol=0, atol=1e-10)
+    if "stress" in want:
+        np.testing.assert_allclose(got["stress"], want["stress"], rtol=0, atol=1e-12)
+
+
+class _Refuse:
+    """Stands in for a folded part's own kernel: calling it fails the test."""
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the folded pair part ran its own kernel")
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_a_pair_on_the_ace_radial_basis_rides_in_the_ace_kernel(name):
+    """Every test structure, three elements: the stack's results are the torch path's, and the
+    pair part's own kernel never runs."""
+    atoms = STRUCTURES[name]()
+    model = _stack(_pair())
+    model.parts[1].kernel_energies_and_grads = _Refuse()
+    got = _results(model, atoms)
+    assert model._folded_pairs.folded == {1}
+    _assert_same(got, _results(model, atoms, backend="torch"))
+
+
+def test_the_fold_is_the_pair_energy_as_nu1_terms():
+    """The ACE readout plus the fold coefficients gives ACE + pair (without the ZBL core) site
+    energies on the torch path: the identity the kernel path relies on."""
+    atoms = STRUCTURES["triclinic-sic"]()
+    pair, ace = _pair(repulsion=False), make_ace()
+    extra = pair_fold_coefficients(ace, pair)
+    assert extra is not None and extra.abs().sum() > 0
+    want = _results(Stack([pair, ace]), atoms, backend="torch")
+    with torch.no_grad():
+        ace.readout.weight.add_(extra)
+    got = _results(Stack([ace]), atoms, backend="torch")
+    _assert_same(got, want)
+
+
+def _r0_changed(pair):
+    with torch.no_grad():
+        pair.radial.transform.r0.mul_(1.02)
+    return pair
+
+
+@pytest.mark.parametrize("make_pair, why", [
+    (lambda: _pair(n_max=6), "more radial functions than the ACE part"),
+    (lambda: _pair(cutoff=ACE_CUTOFF + 0.5), "another cutoff"),
+    (lambda: _r0_changed(_pair()), "another r0"),
+])
+def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
+    atoms = STRUCTURES["triclinic-sic"]()
+    model = _stack(make_pair())
+    got = _results(model, atoms)
+    assert model._folded_pairs.folded == set(), why
+    _assert_same(got, _results(model, atoms, backend="torch"))
+
+
+def test_an_ace_part_without_nu1_functions_takes_no_pair():
+    ace = make_ace(max_degree={2: 6, 3: 7})
+    assert pair_fold_coefficients(ace, _pair()) is None
+    assert FoldedPairs(_stack(_pair(), ace).parts).folded == set()
+
+
+def test_the_fold_follows_changes_of_the_parts():
+    """In-place θ edits of either part, new θ tensors from a dtype round trip, and an r0 edit
+    that breaks the fold: each next call of the same calculator gives the torch path's
+    results for the parts as they now are."""
+    atoms = STRUCTURES["rattled-si"]()
+    model = _stack(_pair())
+    calc = StackedCalculator(model)
+
+    def check(atol=1e-10):
+        calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
+        want = _results(model, atoms, backend="torch")  # a torch-backend calculator copies the model
+        assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=atol)
+        np.testing.assert_allclose(calc.results["forces"], want["forces"], rtol=0, atol=atol)
+        return calc.results["energy"]
+
+    before = check()
+    assert model._folded_pairs.folded == {1}
+    with torch.no_grad():
+        model.parts[1].readout.weight.mul_(-3.0)
+    assert abs(check() - before) > 0.1
+    with torch.no_grad():
+        model.parts[2].readout.weight[:, 0] += 0.05
+    check()
+    model.float()
+    with torch.no_grad():
+        model.parts[1].readout.weight.mul_(2.0)
+    model.double()
+    # The torch path now reads its coupling coefficients rounded to float32; the kernel keeps
+    # them exact, hence the looser tolerance (a stale θ would be off by tenths of an eV).
+    check(atol=1e-8)
+    assert model._folded_pairs.folded == {1}
+    _r0_changed(model.parts[1])
+    check(atol=1e-8)
+    assert model._folded_pairs.folded == set()
+
+
+def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
+    """The folded pair's ZBL core has no ACE counterpart: an edge inside it hands the call to
+    the torch path, as the unfolded pair part does."""
+    model = _stack(_pair(repulsion=True))
+    core = model.parts[1].core_radius()
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
+    got = _results(model, atoms)
+    assert model._folded_pairs.folded == {1}
+    assert got["energy"] > 1.0  # the core repels
+    want = _results(model, atoms, backend="torch")
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
+    np.testing.assert_allclose(got["forces"], want["forces"], rtol=1e-12, atol=1e-10)
