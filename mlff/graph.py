@@ -159,16 +159,28 @@ class EdgeArrays:
             builder while the atoms' numbers cannot have changed.
     """
 
-    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache")
+    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache", "_shortest")
 
-    def __init__(self, numbers, centers, neighbors, vectors, cutoff, parent_edges=None, cache=None):
+    def __init__(self, numbers, centers, neighbors, vectors, cutoff, parent_edges=None, cache=None,
+                 shortest: float | None = None):
         self.numbers, self.centers, self.neighbors, self.vectors = numbers, centers, neighbors, vectors
         self.cutoff, self.parent_edges = float(cutoff), parent_edges
         self.cache = {} if cache is None else cache
+        self._shortest = shortest
 
     @property
     def n_atoms(self) -> int:
         return self.numbers.shape[0]
+
+    @property
+    def shortest(self) -> float:
+        """The shortest edge, Å (inf without edges): from the neighbour search where it was
+        known there, else measured once."""
+        if self._shortest is None:
+            from mlff.models.kernels import shortest_edge  # the kernels import this module
+
+            self._shortest = float(shortest_edge(self.vectors))
+        return self._shortest
 
     def restrict(self, cutoff: float) -> "EdgeArrays":
         """The edges shorter than ``cutoff`` (as :meth:`Graph.restrict`)."""
@@ -180,7 +192,7 @@ class EdgeArrays:
             return self
         if cutoff <= 0.0:  # views, not copies: a one-body part asks for this every step
             return EdgeArrays(self.numbers, self.centers[:0], self.neighbors[:0], self.vectors[:0], cutoff,
-                              parent_edges=self.centers[:0], cache=self.cache)
+                              parent_edges=self.centers[:0], cache=self.cache, shortest=np.inf)
         keep = np.flatnonzero(np.einsum("ij,ij->i", self.vectors, self.vectors) < cutoff * cutoff)
         return EdgeArrays(self.numbers, self.centers[keep], self.neighbors[keep], self.vectors[keep], cutoff,
                           parent_edges=keep, cache=self.cache)
@@ -438,7 +450,8 @@ class VerletGraphBuilder:
                     0.25 * self.skin**2)
                 if n >= 0 and shortest >= _OVERLAP2:
                     return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
-                                      vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"])
+                                      vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"],
+                                      shortest=float(np.sqrt(shortest)))
         edge_index, shifts, vectors = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"])

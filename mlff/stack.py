@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.kernels import shortest_edge
 from mlff.models.pair_folding import FoldedPairs
 from mlff.protocol import LinearSiteModel, SiteModel
 
@@ -79,7 +78,7 @@ class Stack(LinearSiteModel):
         plan = self.__dict__.get("_folded_pairs")
         if plan is None or not plan.current():
             plan = self.__dict__["_folded_pairs"] = FoldedPairs(self.parts)
-        if plan.cores and shortest_edge(edges.vectors) < max(p.core_radius() for p in plan.cores):
+        if plan.cores and edges.shortest < max(p.core_radius() for p in plan.cores):
             return None  # a hard collision: the ZBL core runs in torch
         total, grads = None, None
         for index, part in enumerate(self.parts):

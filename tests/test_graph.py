@@ -219,6 +219,10 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
             fresh.centers, fresh.neighbors, fresh.vectors), step
         np.testing.assert_array_equal(edges.numbers, atoms.numbers)
         assert np.all(np.diff(edges.centers) >= 0)  # grouped by centre, as the kernels read them
+        lengths = np.linalg.norm(edges.vectors, axis=1)
+        assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), step  # the ZBL core checks read it
+        sub = edges.restrict(2.4)
+        assert sub.shortest == (pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf)
     assert 6 < builder.rebuilds < 50
     assert builder.rebuilds <= len(general) < 40  # most steps were one pass on the kept list
 

@@ -500,6 +500,7 @@ class FusedACE:
         self._coef_key = None
         self._cast: dict = {}
         self._called: set = set()  # (dtype, serial) combinations called so far
+        self._identity = np.arange(0)  # the edge order of graphs grouped by centre, grown as needed
 
     def _tables(self, dtype):
         """Float tables in the evaluation dtype (cached per dtype)."""
@@ -525,12 +526,18 @@ class FusedACE:
                  species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) for one graph (numpy, float32 or float64),
         atoms split over ``n_threads`` threads."""
+        # One array type per dtype (the compiled signature that _called records): no-ops for
+        # the calculators' arrays.
+        vectors = np.ascontiguousarray(vectors)
+        centers, neighbors, species = (np.ascontiguousarray(x, dtype=np.int64) for x in (centers, neighbors, species))
         dtype = vectors.dtype
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
         radial_constants, ycoef, pair_tables = self._tables(dtype)
         start = np.empty(n_atoms + 1, dtype=np.int64)
         if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
-            order = np.arange(n_edges)
+            if self._identity.shape[0] < n_edges:
+                self._identity = np.arange(2 * n_edges)
+            order = self._identity[:n_edges]
         else:
             order = np.argsort(centers, kind="stable")
             np.cumsum(np.bincount(centers, minlength=n_atoms), out=start[1:])
@@ -543,16 +550,14 @@ class FusedACE:
         run = (_ace_atoms, 0, n_atoms) if n_ranges == 1 else (_ace_atoms_parallel, n_ranges)
         key = (dtype, n_ranges == 1)
         threads = kernel_threads(n_ranges) if n_ranges > 1 else contextlib.nullcontext()
-        with slp_vectorized(), threads:  # SLP takes effect where a signature is compiled
-            if key in self._called:
+        if key in self._called:
+            with threads:
                 run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-            else:  # the first call of this dtype and mode compiles (or loads numba's cache)
-                with warnings.catch_warnings():
-                    # numba's note that BLAS is faster on contiguous arrays: it copies the
-                    # per-atom column views, measured faster than copying them in the loop.
-                    # (Only what a first call compiles is covered: a direct call with other
-                    # array types, e.g. int32 species, compiles anew and shows the note.)
-                    warnings.simplefilter("ignore", NumbaPerformanceWarning)
-                    run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-                self._called.add(key)
+        else:  # the first call of this dtype and mode compiles (or loads numba's cache)
+            with slp_vectorized(), threads, warnings.catch_warnings():  # SLP takes effect where a signature compiles
+                # numba's note that BLAS is faster on contiguous arrays: it copies the
+                # per-atom column views, measured faster than copying them in the loop.
+                warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
+            self._called.add(key)
         return energies, grads

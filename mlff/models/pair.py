@@ -112,9 +112,10 @@ class PairModel(ReadoutModel):
     def core_radius(self) -> float:
         """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
         Cached on the prior's r_outer and its version (one torch reduction less per call)."""
-        if self.repulsion is None:
+        repulsion = self._modules.get("repulsion")  # not an nn.Module lookup (~1 µs each): MD asks every step
+        if repulsion is None:
             return 0.0
-        r_outer = self.repulsion.r_outer
+        r_outer = repulsion._buffers["r_outer"]
         cached = self.__dict__.get("_core_radius_cache")  # (stamp, radius): follows load_state_dict
         if cached is None or not is_current(cached[0], r_outer):
             cached = self.__dict__["_core_radius_cache"] = (tensor_stamp(r_outer), float(r_outer.max()))
