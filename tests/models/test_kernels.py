@@ -11,6 +11,7 @@ from helpers import STRUCTURES, make_ace, make_pair, make_stack
 from mlff import ACEModel, StackedCalculator, build_graph
 from mlff.graph import Graph
 from mlff.models.ace_fused import FusedACE
+from mlff.models.blas import gemm_rows
 from mlff.testing import random_linear_parameters
 
 
@@ -326,3 +327,25 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone
     np.testing.assert_allclose(e_model, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
     np.testing.assert_allclose(g_model, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())
+
+
+@numba.njit
+def _products_on_views(a, b, start, stop, ab, atb_out):
+    gemm_rows(a[:, start:stop], False, b[:, start:stop], True, ab)  # (m, k) @ (k, n) from two views
+    gemm_rows(ab, True, a[:, start:stop], False, atb_out[:, start:stop])  # (n, m) @ (m, k) into a view
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_products_on_strided_views(dtype):
+    """gemm_rows against numpy on column windows of wider arrays (row stride ≠ width), with
+    both transposes, writing only inside the output view."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(10, 40)).astype(dtype), rng.normal(size=(16, 40)).astype(dtype)
+    ab = np.full((10, 16), np.nan, dtype=dtype)
+    out = np.full((16, 40), -7.0, dtype=dtype)
+    _products_on_views(a, b, 11, 38, ab, out)
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(ab, a[:, 11:38] @ b[:, 11:38].T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out[:, 11:38], ab.T @ a[:, 11:38], rtol=tol, atol=tol)
+    assert (out[:, :11] == -7.0).all() and (out[:, 38:] == -7.0).all()
+    assert ab.dtype == out.dtype == dtype
