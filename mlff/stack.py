@@ -75,13 +75,14 @@ class Stack(LinearSiteModel):
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """As :meth:`SiteModel.kernel_energies_and_grads`, the parts summed; pair parts that
         share an ACE part's radial basis ride in its kernel (:mod:`mlff.models.pair_folding`)."""
+        parts = self.parts
         plan = self.__dict__.get("_folded_pairs")
-        if plan is None or not plan.current():
-            plan = self.__dict__["_folded_pairs"] = FoldedPairs(self.parts)
+        if plan is None or not plan.current(parts):
+            plan = self.__dict__["_folded_pairs"] = FoldedPairs(parts)
         if plan.cores and edges.shortest < max(p.core_radius() for p in plan.cores):
             return None  # a hard collision: the ZBL core runs in torch
         total, grads = None, None
-        for index, part in enumerate(self.parts):
+        for index, part in enumerate(parts):
             if index in plan.folded:
                 continue
             sub = edges.restrict(part.cutoff)

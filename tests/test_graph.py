@@ -223,6 +223,7 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
         assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), step  # the ZBL core checks read it
         sub = edges.restrict(2.4)
         assert sub.shortest == (pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf)
+        assert edges.restrict(0.0).shortest == np.inf
     assert 6 < builder.rebuilds < 50
     assert builder.rebuilds <= len(general) < 40  # most steps were one pass on the kept list
 

@@ -8,7 +8,7 @@ import torch
 from ase import Atoms
 
 from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
-from mlff import PairModel, Stack, StackedCalculator
+from mlff import PairModel, Stack, StackedCalculator, ZBLRepulsion
 from mlff.models.pair_folding import FoldedPairs, pair_fold_coefficients
 
 
@@ -144,3 +144,44 @@ def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
     want = _results(model, atoms, backend="torch")
     assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
     np.testing.assert_allclose(got["forces"], want["forces"], rtol=1e-12, atol=1e-10)
+
+
+def test_the_fold_follows_a_changed_list_of_parts():
+    """A part replaced or removed after a call: the plan, made for the old list, is remade."""
+    atoms = STRUCTURES["triclinic-sic"]()
+    model = _stack(_pair())
+    calc = StackedCalculator(model)
+
+    def check():
+        calc.calculate(atoms, ["energy", "forces"], ["positions"])
+        want = _results(model, atoms, backend="torch")
+        assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=1e-10)
+        np.testing.assert_allclose(calc.results["forces"], want["forces"], rtol=0, atol=1e-10)
+
+    check()
+    model.parts[1] = _pair(seed=33)  # another pair on the same basis: folds, with its own θ
+    check()
+    assert model._folded_pairs.folded == {1}
+    del model.parts[1]  # [OneBody, ACE]: index 1 is now the ACE part
+    check()
+    assert model._folded_pairs.folded == set()
+
+
+def test_a_zbl_core_added_to_a_folded_pair_is_checked():
+    """A pair without a core folds; a core set on it afterwards must still send a collision
+    to the torch path."""
+    model = _stack(_pair(repulsion=False))
+    calc = StackedCalculator(model)
+    atoms = STRUCTURES["rattled-si"]()
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    assert model._folded_pairs.cores == []
+    pair = model.parts[1]
+    r0 = pair.radial.transform.r0
+    pair.repulsion = ZBLRepulsion(pair.elements, 0.5 * r0, 0.75 * r0)
+    core = pair.core_radius()
+    hard = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
+    calc.calculate(hard, ["energy", "forces"], ["positions", "numbers", "cell"])
+    assert len(model._folded_pairs.cores) == 1
+    want = _results(model, hard, backend="torch")
+    assert want["energy"] > 1.0
+    assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)

@@ -487,7 +487,7 @@ class FusedACE:
         self.exps, self.degree_start, self.ycoef, self.lower = monomial_expansion(self.l_max)
         self.products = model.products
         self.pair_tables = _product_tables(model.products, self.n_lm)
-        self._coef_key = None
+        self._coef = None  # (θ's stamp, dtype, readout tables)
         self._cast: dict = {}
         self._called: set = set()  # (dtype, serial) combinations called so far
         self._identity = np.arange(0)  # the edge order of graphs grouped by centre, grown as needed
@@ -504,13 +504,14 @@ class FusedACE:
         return (self.radial.kernel_constants(dtype), *cast)
 
     def _readout(self, theta: torch.Tensor, dtype) -> tuple:
-        """The folded readout tables for θ (n_species, n_basis), cached on θ and its version."""
-        key = self._coef_key
-        if key is None or key[1] != dtype or not is_current(key[0], theta):
+        """The folded readout tables for θ (n_species, n_basis), cached on θ and its version.
+        Key and tables are stored as one object, so a thread never pairs one θ's key with
+        another's tables."""
+        cached = self._coef
+        if cached is None or cached[1] != dtype or not is_current(cached[0], theta):
             ro_out, ro_in, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
-            self._coef_value = (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
-            self._coef_key = (tensor_stamp(theta), dtype)
-        return self._coef_value
+            cached = self._coef = (tensor_stamp(theta), dtype, (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype)))
+        return cached[2]
 
     def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
                  species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -525,9 +526,10 @@ class FusedACE:
         radial_constants, ycoef, pair_tables = self._tables(dtype)
         start = np.empty(n_atoms + 1, dtype=np.int64)
         if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
-            if self._identity.shape[0] < n_edges:
-                self._identity = np.arange(2 * n_edges)
-            order = self._identity[:n_edges]
+            identity = self._identity  # one read: another thread may replace it
+            if identity.shape[0] < n_edges:
+                identity = self._identity = np.arange(2 * n_edges)
+            order = identity[:n_edges]
         else:
             order = np.argsort(centers, kind="stable")
             np.cumsum(np.bincount(centers, minlength=n_atoms), out=start[1:])

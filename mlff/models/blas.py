@@ -77,7 +77,10 @@ def gemm_rows(a, a_transposed: bool, b, b_transposed: bool, out) -> None:
     m, n = out.shape
     k = a.shape[0] if a_transposed else a.shape[1]
     item = out.itemsize
+    if a.strides[1] != item or b.strides[1] != item or out.strides[1] != item:
+        raise ValueError("gemm_rows needs views whose rows are contiguous")
     # Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: BLAS gets the operands swapped, each
-    # row-major matrix being its column-major transpose with the row stride as leading dimension.
-    _xxgemm(_YES if b_transposed else _NO, _YES if a_transposed else _NO, n, m, k, b, b.strides[0] // item,
-            a, a.strides[0] // item, out, out.strides[0] // item)
+    # row-major matrix being its column-major transpose with the row stride as leading
+    # dimension (at least 1, as BLAS requires even of an empty matrix).
+    _xxgemm(_YES if b_transposed else _NO, _YES if a_transposed else _NO, n, m, k, b, max(1, b.strides[0] // item),
+            a, max(1, a.strides[0] // item), out, max(1, out.strides[0] // item))

@@ -70,6 +70,12 @@ class FoldedPairs:
     """Which pair parts of a stack fold into which ACE part, and those ACE parts' θ with the
     pairs folded in (each pair into the first ACE part that takes it exactly).
 
+    The plan holds while :meth:`current` says so: the same parts in the same order, the same
+    backends, readout, radial and repulsion modules, and no change of any θ or r0 that torch
+    counts (in-place operations, ``load_state_dict``, ``set_linear_parameters``, dtype moves).
+    Edits through ``.data`` bypass torch's version counter and are not seen, as by every cache
+    of the kernel path.
+
     Attributes:
         folded: indices (into ``parts``) of the pair parts the ACE parts now carry.
         theta: ACE part index → (n_elements, n_basis) θ to evaluate it with.
@@ -77,13 +83,13 @@ class FoldedPairs:
     """
 
     def __init__(self, parts: Sequence):
-        self._parts = list(parts)
+        self._parts = tuple(parts)
         involved = self._involved()
         # What the plan was made from, held directly (module lookups cost ~1 µs each, and MD
         # checks the plan every step): it holds while none of it changes.
-        self._readouts = [(self._parts[i].readout, self._parts[i].radial) for i in involved]
-        self._stamps = [tensor_stamp(readout._buffers["weight"]) for readout, _ in self._readouts]
-        self._constants = [radial.kernel_constants(np.float64) for _, radial in self._readouts]
+        self._held = [self._submodules(self._parts[i]) for i in involved]
+        self._stamps = [tensor_stamp(readout._buffers["weight"]) for readout, _, _ in self._held]
+        self._constants = [radial.kernel_constants(np.float64) for _, radial, _ in self._held]
         self._backends = [p.backend for p in self._parts]
         additions: dict[int, torch.Tensor] = {}
         self.folded: set[int] = set()
@@ -97,12 +103,22 @@ class FoldedPairs:
         self.theta = {a: self._parts[a].readout.weight.detach() + extra for a, extra in additions.items()}
         self.cores = [self._parts[i] for i in sorted(self.folded) if self._parts[i].repulsion is not None]
 
+    @staticmethod
+    def _submodules(part) -> tuple:
+        modules = part._modules
+        return modules["readout"], modules["radial"], modules.get("repulsion")
+
     def _involved(self) -> list[int]:
         return [i for i, p in enumerate(self._parts) if type(p) in (PairModel, ACEModel) and p.has_kernels()]
 
-    def current(self) -> bool:
-        """Whether no θ, radial basis or backend the plan was made from has changed."""
+    def current(self, parts: Sequence) -> bool:
+        """Whether the plan still describes ``parts`` (see the class docstring)."""
+        if len(parts) != len(self._parts) or any(p is not q for p, q in zip(parts, self._parts)):
+            return False
         if [p.backend for p in self._parts] != self._backends:
             return False
-        return all(is_current(stamp, readout._buffers["weight"]) and radial.kernel_constants(np.float64) is constants
-                   for (readout, radial), stamp, constants in zip(self._readouts, self._stamps, self._constants))
+        return all(self._submodules(self._parts[i]) == modules
+                   and is_current(stamp, modules[0]._buffers["weight"])
+                   and modules[1].kernel_constants(np.float64) is constants
+                   for i, modules, stamp, constants in zip(self._involved(), self._held, self._stamps,
+                                                           self._constants))

@@ -349,3 +349,33 @@ def test_blas_products_on_strided_views(dtype):
     np.testing.assert_allclose(out[:, 11:38], ab.T @ a[:, 11:38], rtol=tol, atol=tol)
     assert (out[:, :11] == -7.0).all() and (out[:, 38:] == -7.0).all()
     assert ab.dtype == out.dtype == dtype
+
+
+@numba.njit
+def _all_transposes(a, b, out_nn, out_tt):
+    gemm_rows(a, False, b, False, out_nn)
+    gemm_rows(b, True, a, True, out_tt)
+
+
+def test_blas_products_in_every_transpose_and_with_nothing_to_sum():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(4, 7)), rng.normal(size=(7, 5))
+    out_nn, out_tt = np.empty((4, 5)), np.empty((5, 4))
+    _all_transposes(a, b, out_nn, out_tt)
+    np.testing.assert_allclose(out_nn, a @ b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out_tt, b.T @ a.T, rtol=1e-12, atol=1e-12)
+    # k = 0 (an atom without edges in its block): the product is zero, whatever out held.
+    wide = rng.normal(size=(10, 40))
+    ab = np.full((10, 10), np.nan)
+    _products_on_views(wide, wide, 20, 20, ab, np.full((10, 40), np.nan))
+    assert (ab == 0.0).all()
+
+
+@numba.njit
+def _strided_product(a, out):
+    gemm_rows(a[:, ::2], False, a[:, ::2], True, out)
+
+
+def test_blas_products_refuse_views_with_gaps_in_their_rows():
+    with pytest.raises(ValueError, match="rows are contiguous"):
+        _strided_product(np.ones((3, 8)), np.empty((3, 3)))
