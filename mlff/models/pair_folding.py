@@ -84,7 +84,9 @@ class FoldedPairs:
 
     def __init__(self, parts: Sequence):
         self._parts = tuple(parts)
-        involved = self._involved()
+        # Parts that can fold: fixed while the parts and their backends are (current() checks).
+        involved = self._involved = [i for i, p in enumerate(self._parts)
+                                     if type(p) in (PairModel, ACEModel) and p.has_kernels()]
         # What the plan was made from, held directly (module lookups cost ~1 µs each, and MD
         # checks the plan every step): it holds while none of it changes.
         self._held = [self._submodules(self._parts[i]) for i in involved]
@@ -108,9 +110,6 @@ class FoldedPairs:
         modules = part._modules
         return modules["readout"], modules["radial"], modules.get("repulsion")
 
-    def _involved(self) -> list[int]:
-        return [i for i, p in enumerate(self._parts) if type(p) in (PairModel, ACEModel) and p.has_kernels()]
-
     def current(self, parts: Sequence) -> bool:
         """Whether the plan still describes ``parts`` (see the class docstring)."""
         if len(parts) != len(self._parts) or any(p is not q for p, q in zip(parts, self._parts)):
@@ -120,5 +119,5 @@ class FoldedPairs:
         return all(self._submodules(self._parts[i]) == modules
                    and is_current(stamp, modules[0]._buffers["weight"])
                    and modules[1].kernel_constants(np.float64) is constants
-                   for i, modules, stamp, constants in zip(self._involved(), self._held, self._stamps,
+                   for i, modules, stamp, constants in zip(self._involved, self._held, self._stamps,
                                                            self._constants))
