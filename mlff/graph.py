@@ -177,9 +177,7 @@ class EdgeArrays:
         """The shortest edge, Å (inf without edges): from the neighbour search where it was
         known there, else measured once."""
         if self._shortest is None:
-            from mlff.models.kernels import shortest_edge  # the kernels import this module
-
-            self._shortest = float(shortest_edge(self.vectors))
+            self._shortest = float(_shortest_edge(self.vectors))
         return self._shortest
 
     def restrict(self, cutoff: float) -> "EdgeArrays":
@@ -314,6 +312,16 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     return n, shortest, centers, neighbors, vectors
 
 
+@numba.njit(cache=True, nogil=True)
+def _shortest_edge(vectors) -> float:
+    """The shortest of (n_edges, 3) edge vectors, Å (inf without edges)."""
+    shortest2 = np.inf
+    for e in range(vectors.shape[0]):
+        vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+        shortest2 = min(shortest2, vx * vx + vy * vy + vz * vz)
+    return np.sqrt(shortest2)
+
+
 #: Squared edge length (Å²) below which two atoms overlap.
 _OVERLAP2 = 1e-12
 
@@ -399,9 +407,9 @@ class VerletGraphBuilder:
         largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
         return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
-    def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Edge index (2, n) int64, shifts S (n, 3) and vectors (n, 3) float64 of the current
-        configuration, from the kept list or a new one."""
+    def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Edge index (2, n) int64, shifts S (n, 3), vectors (n, 3) float64 and the shortest
+        edge (Å) of the current configuration, from the kept list or a new one."""
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
@@ -428,10 +436,11 @@ class VerletGraphBuilder:
         edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)
-        return edge_index, shifts, vectors
+        return edge_index, shifts, vectors, float(np.sqrt(shortest))
 
     def __call__(self, atoms: Atoms) -> Graph:
-        return _graph_from_pairs(atoms, self.cutoff, *self._pairs(atoms), self.dtype, self.device)
+        edge_index, shifts, vectors, _ = self._pairs(atoms)
+        return _graph_from_pairs(atoms, self.cutoff, edge_index, shifts, vectors, self.dtype, self.device)
 
     def edge_arrays(self, atoms: Atoms) -> EdgeArrays:
         """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
@@ -452,9 +461,9 @@ class VerletGraphBuilder:
                     return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
                                       vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"],
                                       shortest=float(np.sqrt(shortest)))
-        edge_index, shifts, vectors = self._pairs(atoms)
+        edge_index, shifts, vectors, shortest = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
-                          self.cutoff, cache=self._state["atom_cache"])
+                          self.cutoff, cache=self._state["atom_cache"], shortest=shortest)
 
 
 def build_graph(

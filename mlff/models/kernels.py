@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 __all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads",
-           "pair_energies_and_grads_parallel", "shortest_edge", "slp_vectorized", "kernel_threads"]
+           "pair_energies_and_grads_parallel", "slp_vectorized", "kernel_threads"]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
 #: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
@@ -235,12 +235,3 @@ def pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, spec
         energies += partial[b]
     return shortest.min()
 
-
-@numba.njit(**JIT_OPTIONS)
-def shortest_edge(vectors) -> float:
-    """The shortest of (n_edges, 3) edge vectors, Å (inf without edges)."""
-    shortest2 = np.inf
-    for e in range(vectors.shape[0]):
-        vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-        shortest2 = min(shortest2, vx * vx + vy * vy + vz * vz)
-    return np.sqrt(shortest2)
