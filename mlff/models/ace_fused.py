@@ -8,10 +8,11 @@ a few hundred per edge. Here one compiled loop takes the atoms LANES (8) at a ti
 1. over the block's edges (contiguous: edges are grouped by centre): R_n, dR_n/dr
    (:func:`~mlff.models.kernels.radial_with_derivative`), the monomials of r̂ and Y_lm; then
    per atom ``A_{(z_j,n),lm} = Σ_j R_n Y_lm``;
-2. per block: the objects of degree L (A, 1, coupled pairs T) and ``E_i = ½ Σ_L O_L·(M_L O_L)``
-   with the folded readout M_L; the adjoint ``H = ∂E_i/∂A`` through M_L and the couplings of
-   T. These are flat lists of terms, the same for every atom, so each term is one
-   multiply-add over the block's atoms and its indices are read once per block;
+2. per block: the objects (A, 1, and the coupled pairs T that some basis function reads, in
+   one buffer whose first rows are A) and ``E_i = ½ Σ_L O_L·(M_L O_L)`` with the folded
+   readout M_L; the adjoint ``H = ∂E_i/∂A`` through M_L and the couplings of T. These are flat
+   lists of terms, the same for every atom, so each term is one multiply-add over the block's
+   atoms and its indices are read once per block;
 3. per atom ``h_lm = Σ_n H R_n``, ``g_lm = Σ_n H R'_n``; then over the block's edges again
    ``∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r`` with
    ``P_lm = r^l Y_lm`` the solid harmonics.
@@ -26,7 +27,8 @@ instructions over the 8 atoms.
 Measured at 512 Si atoms on one thread, each against the kernel before it: BLAS
 contractions 1.2x, flat term lists 1.25x, blocks of 8 atoms with 16-bit term indices 1.15x;
 at 64 atoms, vectorised term updates 1.25x and edge loops over the block instead of the atom
-1.4x; BLAS on the strided views instead of numba's copies 1.17x (at 64 and 512 atoms).
+1.4x; BLAS on the strided views instead of numba's copies 1.17x (at 64 and 512 atoms);
+coupled values only where a function reads them, in a buffer that starts with A, 1.2x (at 64).
 Atoms are split into contiguous ranges, one per thread. Everything the loop reads is derived
 from the model's own modules (radial constants, the product plan and folded readout of
 :class:`~mlff.models.ace_product.InvariantProducts`, e3nn's harmonics via
@@ -69,28 +71,48 @@ def _interleaved(groups: np.ndarray) -> np.ndarray:
     return np.lexsort((groups, rank))
 
 
-def _product_tables(products, n_lm: int):
-    """Flatten the product plan of an :class:`InvariantProducts` into per-atom term tables.
+def _object_rows(products, n_lm: int) -> tuple[dict[int, np.ndarray], int]:
+    """Where an atom's objects sit in its buffer of products (rows, one entry per atom).
 
-    An atom's objects of degree L (``products.pool_layout[L]``: A channels, 1, coupled pairs)
-    sit in one buffer, pool L at ``pool_off[L]`` as a (2L+1, n_L) block, so that the folded
-    readout ``M_L`` acts on contiguous rows. The coupled pairs become flat terms
-    ``buf[t_dest] += t_w · A[t_i1] · A[t_i2]`` (A indexed channel·n_lm + lm), ``t_slots`` the
-    buffer entries they fill: one loop without the inner loops of one to seven iterations per
-    coupling whose exits the branch predictor misses.
+    Rows 0 … n_a − 1 hold A (channel·n_lm + lm: every object A_{c,L} and every factor of the
+    coupled pairs), row n_a the constant 1, then the coupled values of degree L that some
+    basis function reads, by (L, m, object). A pair type's couplings are registered for every
+    L the type serves, but most pairs enter a function at one L only (the default Si model
+    reads 312 of its 580 coupled values), so the values nobody reads get no row and no
+    terms. Which values are read follows from the basis (``products._fa_L``, ``_fb_L``), not
+    from θ, so the rows hold for every θ.
+
+    Returns, per pool L, the rows of its objects as a (2L+1, n_L) array (−1: not read) in
+    ``products.pool_layout[L]`` order, and the number of rows.
     """
-    n_pools = max(products.pool_layout) + 1
-    pool_n = np.array([products.pool_size.get(L, 0) for L in range(n_pools)], dtype=np.int64)
-    pool_off = np.zeros(n_pools + 1, dtype=np.int64)
-    for L in range(n_pools):
-        pool_off[L + 1] = pool_off[L] + (2 * L + 1) * pool_n[L]
-    rows: dict[int, dict[int, int]] = {}  # type → {L: first row of its block in pool L}
-    for L, layout in products.pool_layout.items():
+    n_a = products.n_channels * n_lm
+    n_rows = n_a + 1
+    row_of = {}
+    for L in sorted(products.pool_layout):
+        rows = np.full((2 * L + 1, products.pool_size[L]), -1, dtype=np.int64)
         pos = 0
-        for item in layout:
-            if item[0] == "T":
-                rows.setdefault(item[1], {})[L] = pos
-            pos += products._item_size(item)
+        for item in products.pool_layout[L]:
+            size = products._item_size(item)
+            if item[0] == "A":
+                rows[:, pos:pos + size] = np.arange(size)[None, :] * n_lm + L * L + np.arange(2 * L + 1)[:, None]
+            elif item[0] == "1":
+                rows[0, pos] = n_a
+            pos += size
+        if L in products.final_ls:
+            read = np.union1d(getattr(products, f"_fa_{L}").numpy(), getattr(products, f"_fb_{L}").numpy())
+            read = read[read >= products._head_size(L)]  # the coupled values (A and 1 have rows)
+            rows[:, read] = n_rows + np.arange(rows.shape[0] * read.size).reshape(rows.shape[0], read.size)
+            n_rows += rows.shape[0] * read.size
+        row_of[L] = rows
+    return row_of, n_rows
+
+
+def _product_tables(products, n_lm: int, row_of: dict[int, np.ndarray]):
+    """The coupled values of an :class:`InvariantProducts` as flat terms
+    ``buf[t_dest] += t_w · buf[t_i1] · buf[t_i2]`` over an atom's rows (:func:`_object_rows`;
+    t_i1, t_i2 < n_a are rows of A): one loop without the inner loops of one to seven
+    iterations per coupling whose exits the branch predictor misses. Values without a row
+    (read by no basis function) get no terms."""
     dest, i1, i2, weight = [], [], [], []
     for t, (l1, l2, ls) in enumerate(products.pair_types):
         w = getattr(products, f"_w_{t}").double().numpy()
@@ -104,47 +126,50 @@ def _product_tables(products, n_lm: int):
         # Value q of the type's coupled pair: its (L, m) and the nonzeros of its coupling.
         lm_of_q = [(L, m) for L in ls for m in range(2 * L + 1)]
         nonzeros = [list(zip(*np.nonzero(np.abs(full[:, :, q]) > 1e-15))) for q in range(size)]
+        first = dict(products.pair_offsets[t])  # L → the first object of this type's block in pool L
         c1 = getattr(products, f"_pc1_{t}").tolist()
         c2 = getattr(products, f"_pc2_{t}").tolist()
         for u, (a, b) in enumerate(zip(c1, c2)):
             for q, (L, m) in enumerate(lm_of_q):
-                slot = pool_off[L] + m * pool_n[L] + rows[t][L] + u
+                row = row_of[L][m, first[L] + u]
+                if row < 0:
+                    continue
                 for m1, m2 in nonzeros[q]:
-                    dest.append(slot)
+                    dest.append(row)
                     i1.append(a * n_lm + l1 * l1 + m1)
                     i2.append(b * n_lm + l2 * l2 + m2)
                     weight.append(float(full[m1, m2, q]))
-    dest, i1, i2, weight = (np.array(x) for x in (dest, i1, i2, weight))
+    dest, i1, i2, weight = (np.array(x, dtype=dtype) for x, dtype in
+                            ((dest, np.int64), (i1, np.int64), (i2, np.int64), (weight, np.float64)))
     order = _interleaved(dest)
-    return (pool_n, pool_off, _indices(np.unique(dest)), _indices(dest[order]), _indices(i1[order]),
-            _indices(i2[order]), np.ascontiguousarray(weight[order], dtype=np.float64))
+    return (_indices(dest[order]), _indices(i1[order]), _indices(i2[order]), np.ascontiguousarray(weight[order]))
 
 
-def _folded_tables(products, theta: torch.Tensor, n_pools: int):
+def _folded_tables(products, theta: torch.Tensor, row_of: dict[int, np.ndarray]):
     """The folded readout ``M_L = M_L^T`` of :meth:`InvariantProducts._fold` per pool, as flat
-    terms ``grad[out] += vals[species, z] · buf[in]`` over every pool and m: out, in (nnz,) into
-    the object buffer, vals (n_species, nnz). M_L is sparse: each basis function adds one
-    symmetric pair of entries, far fewer than n_L²."""
+    terms ``grad[out] += vals[species, z] · buf[in]`` over every pool and m: out, in (nnz,)
+    rows of an atom's buffer (:func:`_object_rows`), vals (n_species, nnz). M_L is sparse: each
+    basis function adds one symmetric pair of entries, far fewer than n_L²."""
     folded = products._fold(theta.detach().double().cpu())
     n_species = theta.shape[0]
     out_idx, in_idx, vals = [], [], []
-    base = 0
-    for L in range(n_pools):
-        n = products.pool_size.get(L, 0)
-        m = np.zeros((n_species, n, n))
-        if L in folded:
-            m_hh, m_ht, m_th, m_tt = (x.numpy() if x is not None else None for x in folded[L])
-            h = m_hh.shape[1]
-            m[:, :h, :h], m[:, :h, h:], m[:, h:, :h] = m_hh, m_ht, m_th
-            if m_tt is not None:
-                m[:, h:, h:] = m_tt
+    for L, rows_L in row_of.items():
+        if L not in folded:
+            continue
+        m_hh, m_ht, m_th, m_tt = (x.numpy() if x is not None else None for x in folded[L])
+        m = np.zeros((n_species, rows_L.shape[1], rows_L.shape[1]))
+        h = m_hh.shape[1]
+        m[:, :h, :h], m[:, :h, h:], m[:, h:, :h] = m_hh, m_ht, m_th
+        if m_tt is not None:
+            m[:, h:, h:] = m_tt
         rows, cols = np.nonzero((m != 0).any(axis=0))  # the union over centre species
         for component in range(2 * L + 1):  # M_L acts on each of the 2L+1 rows alike
-            out_idx.append(base + component * n + rows)
-            in_idx.append(base + component * n + cols)
+            out_idx.append(rows_L[component, rows])
+            in_idx.append(rows_L[component, cols])
             vals.append(m[:, rows, cols])
-        base += (2 * L + 1) * n
     out_idx, in_idx = np.concatenate(out_idx), np.concatenate(in_idx)
+    if (out_idx < 0).any() or (in_idx < 0).any():
+        raise RuntimeError("the folded readout reads an object that no basis function names")
     order = _interleaved(out_idx)
     return (_indices(out_idx[order]), _indices(in_idx[order]),
             np.ascontiguousarray(np.concatenate(vals, axis=1)[:, order]))
@@ -191,30 +216,19 @@ def _add_scaled(out, v, x):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, energies, pool_n, pool_off,
-                    t_slots, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val):
-    """E (lanes,) and H = ∂E/∂A (n_a, lanes) of up to LANES atoms from their A (n_a, lanes).
+def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val):
+    """E (lanes,) and H = ∂E/∂A (grad[:n_a]) of up to LANES atoms from their A (buf[:n_a]);
+    buf and grad are (n_rows, LANES), rows as in :func:`_object_rows`.
 
     Every atom runs the same terms, so each term is one multiply-add over the lanes."""
-    n_a = a_blk.shape[0]
-    n_lm = n_a // n_channels
-    n_pools = pool_n.shape[0]
-    l_max = int(np.sqrt(n_lm) + 0.5) - 1
-    for L in range(min(l_max, n_pools - 1) + 1):
-        n_L, off = pool_n[L], pool_off[L]
-        for m in range(2 * L + 1):
-            for c in range(n_channels):
-                row, src = buf[off + m * n_L + c], a_blk[c * n_lm + L * L + m]
-                for b in range(LANES):
-                    row[b] = src[b]
     for b in range(LANES):
-        buf[pool_off[0] + n_channels, b] = 1.0
-    for k in range(t_slots.shape[0]):
-        row = buf[t_slots[k]]
+        buf[n_a, b] = 1.0
+    for k in range(n_a + 1, buf.shape[0]):
+        row = buf[k]
         for b in range(LANES):
             row[b] = 0.0
     for z in range(t_dest.shape[0]):
-        _add_product(buf[t_dest[z]], t_w[z], a_blk[t_i1[z]], a_blk[t_i2[z]])
+        _add_product(buf[t_dest[z]], t_w[z], buf[t_i1[z]], buf[t_i2[z]])
     grad[:] = 0.0
     first = lane_species[0]
     same = True
@@ -236,18 +250,10 @@ def _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, 
              e[4] + g[4] * x[4], e[5] + g[5] * x[5], e[6] + g[6] * x[6], e[7] + g[7] * x[7])
     for b in range(LANES):
         energies[b] = 0.5 * e[b]
-    h_blk[:] = 0.0
-    for L in range(min(l_max, n_pools - 1) + 1):
-        n_L, off = pool_n[L], pool_off[L]
-        for m in range(2 * L + 1):
-            for c in range(n_channels):
-                row, src = h_blk[c * n_lm + L * L + m], grad[off + m * n_L + c]
-                for b in range(LANES):
-                    row[b] = src[b]
-    for z in range(t_dest.shape[0]):  # the pull-back of T through its coupling
+    for z in range(t_dest.shape[0]):  # the pull-back of the coupled values into A's rows
         g, i1, i2, w = grad[t_dest[z]], t_i1[z], t_i2[z], t_w[z]
-        _add_product(h_blk[i1], w, g, a_blk[i2])  # i1 = i2 is fine: each call reads, then writes
-        _add_product(h_blk[i2], w, g, a_blk[i1])
+        _add_product(grad[i1], w, g, buf[i2])  # i1 = i2 is fine: each call reads, then writes
+        _add_product(grad[i2], w, g, buf[i1])
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -363,8 +369,7 @@ def _block_edge_gradients(p0, w, order, exps, lower, degree_start, ycoef, r, uni
 @numba.njit(**JIT_OPTIONS)
 def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
-               pool_n, pool_off, t_slots, t_dest, t_i1, t_i2, t_w,
-               ro_out, ro_in, ro_val, energies, grads):
+               n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``, LANES at a time: the edge basis of the block's edges
     (:func:`_block_edge_basis`) and each atom's A = R Yᵀ, the products of the block
     (:func:`_block_products`), each atom's h = Hᵀ R and g = Hᵀ R', then the gradients of the
@@ -404,11 +409,9 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
     along = np.empty(width, dtype=dt)
     gpoly = np.empty((3, width), dtype=dt)
     radial_l = np.empty(width, dtype=dt)
-    # The block's products.
-    a_blk = np.zeros((n_a, LANES), dtype=dt)
-    h_blk = np.empty((n_a, LANES), dtype=dt)
-    buf = np.empty((pool_off[-1], LANES), dtype=dt)
-    grad = np.empty((pool_off[-1], LANES), dtype=dt)
+    # The block's products: A, 1 and the coupled values, and ∂E/∂ of each (rows: _object_rows).
+    buf = np.zeros((n_rows, LANES), dtype=dt)
+    grad = np.empty((n_rows, LANES), dtype=dt)
     block_energies = np.empty(LANES, dtype=dt)
     lane_species = np.zeros(LANES, dtype=np.int64)
     for b0 in range(first, stop, LANES):
@@ -424,18 +427,18 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
             gemm_rows(rad[:, s:e], False, ylm[:, s:e], True, amat)
             for c in range(n_channels):
                 for lm in range(n_lm):
-                    a_blk[c * n_lm + lm, lane] = amat[c, lm]
+                    buf[c * n_lm + lm, lane] = amat[c, lm]
         for lane in range(n_lanes, LANES):  # a short last block: empty lanes
             for k in range(n_a):
-                a_blk[k, lane] = 0.0
-        _block_products(a_blk, lane_species, n_lanes, n_channels, buf, grad, h_blk, block_energies, pool_n,
-                        pool_off, t_slots, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val)
+                buf[k, lane] = 0.0
+        _block_products(buf, grad, n_a, lane_species, n_lanes, block_energies, t_dest, t_i1, t_i2, t_w,
+                        ro_out, ro_in, ro_val)
         for lane in range(n_lanes):
             i = b0 + lane
             energies[i] = block_energies[lane]
             for c in range(n_channels):
                 for lm in range(n_lm):
-                    hmat[c, lm] = h_blk[c * n_lm + lm, lane]
+                    hmat[c, lm] = grad[c * n_lm + lm, lane]
             s, e = start[i] - p0, start[i + 1] - p0
             gemm_rows(hmat, True, rad[:, s:e], False, h[:, s:e])  # BLAS on the strided views: no copies
             gemm_rows(hmat, True, drad[:, s:e], False, dh[:, s:e])
@@ -486,7 +489,8 @@ class FusedACE:
         self.n_channels = model.products.n_channels
         self.exps, self.degree_start, self.ycoef, self.lower = monomial_expansion(self.l_max)
         self.products = model.products
-        self.pair_tables = _product_tables(model.products, self.n_lm)
+        self.rows, n_rows = _object_rows(model.products, self.n_lm)
+        self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
         self._coef = None  # (θ's stamp, dtype, readout tables)
         self._cast: dict = {}
         self._called: set = set()  # (dtype, serial) combinations called so far
@@ -509,7 +513,7 @@ class FusedACE:
         another's tables."""
         cached = self._coef
         if cached is None or cached[1] != dtype or not is_current(cached[0], theta):
-            ro_out, ro_in, vals = _folded_tables(self.products, theta, len(self.pair_tables[0]))
+            ro_out, ro_in, vals = _folded_tables(self.products, theta, self.rows)
             cached = self._coef = (tensor_stamp(theta), dtype, (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype)))
         return cached[2]
 

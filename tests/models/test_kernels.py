@@ -48,6 +48,26 @@ def test_default_si_ace_kernel_matches_torch_with_fourth_order_functions():
     torch.testing.assert_close(grads, ref_grads, rtol=0, atol=1e-11 * float(ref_grads.abs().max()))
 
 
+@pytest.mark.parametrize("max_degree", [{1: 10, 2: 15, 3: 14}, {1: 10, 2: 15, 3: 14, 4: 12}], ids=["nu3", "nu4"])
+def test_ace_kernel_computes_only_the_coupled_values_its_readout_reads(max_degree):
+    """Rows of the kernel's object buffer: all of A, the constant, and exactly the coupled
+    values that the folded readout (θ without zeros) reads; the default Si basis registers
+    many more coupled values than its functions read."""
+    model = ACEModel(["Si"], cutoff=5.0, max_degree=max_degree)
+    torch.nn.init.uniform_(model.readout.weight, 0.5, 1.5)
+    fused = FusedACE(model)
+    n_rows, t_dest = fused.pair_tables[0], fused.pair_tables[1]
+    n_a = fused.n_channels * fused.n_lm
+    ro_out, ro_in, _ = fused._readout(model.readout.weight, np.float64)
+    read = np.union1d(ro_out, ro_in)
+    coupled_rows = np.arange(n_a + 1, n_rows)
+    np.testing.assert_array_equal(np.unique(t_dest), coupled_rows)  # each coupled row is written ...
+    assert set(coupled_rows) <= set(read.tolist())  # ... and read
+    registered = sum((2 * L + 1) * (model.products.pool_size[L] - model.products._head_size(L))
+                     for L in model.products.pool_layout)
+    assert len(coupled_rows) < 0.75 * registered
+
+
 def test_ace_kernel_accepts_edges_in_any_order_and_any_thread_count():
     model = make_ace()
     graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
