@@ -491,31 +491,25 @@ class FusedACE:
         self.products = model.products
         self.rows, n_rows = _object_rows(model.products, self.n_lm)
         self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
-        self._coef = None  # (θ's stamp, dtype, readout tables)
-        self._cast: dict = {}
+        self._packed = None  # (θ's stamp, dtype, radial constants, tables): see tables()
         self._called: set = set()  # (dtype, serial) combinations called so far
         self._identity = np.arange(0)  # the edge order of graphs grouped by centre, grown as needed
 
-    def _tables(self, dtype):
-        """Float tables in the evaluation dtype (cached per dtype)."""
-        cast = self._cast.get(dtype)
-        if cast is None:
-            pt = self.pair_tables
-            cast = (np.ascontiguousarray(self.ycoef, dtype=dtype),
-                    pt[:-1] + (np.ascontiguousarray(pt[-1], dtype=dtype),))
-            self._cast[dtype] = cast
-        # The radial constants keep their own cache, which follows changes of r0.
-        return (self.radial.kernel_constants(dtype), *cast)
-
-    def _readout(self, theta: torch.Tensor, dtype) -> tuple:
-        """The folded readout tables for θ (n_species, n_basis), cached on θ and its version.
-        Key and tables are stored as one object, so a thread never pairs one θ's key with
-        another's tables."""
-        cached = self._coef
-        if cached is None or cached[1] != dtype or not is_current(cached[0], theta):
+    def tables(self, theta: torch.Tensor, dtype) -> tuple:
+        """Everything the kernel reads for readout θ (n_species, n_basis) in ``dtype``, in its
+        argument order. Cached as one object with its key (θ's stamp, the dtype and the radial
+        constants, which follow r0), so a thread never pairs one θ's key with another's
+        tables; MD pays two checks a call."""
+        constants = self.radial.kernel_constants(dtype)
+        cached = self._packed
+        if cached is None or cached[1] != dtype or cached[2] is not constants or not is_current(cached[0], theta):
+            n_rows, *terms, weights = self.pair_tables
             ro_out, ro_in, vals = _folded_tables(self.products, theta, self.rows)
-            cached = self._coef = (tensor_stamp(theta), dtype, (ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype)))
-        return cached[2]
+            packed = (self.n_max, self.n_channels, *constants, self.exps, self.lower, self.degree_start,
+                      np.ascontiguousarray(self.ycoef, dtype=dtype), n_rows, *terms,
+                      np.ascontiguousarray(weights, dtype=dtype), ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
+            cached = self._packed = (tensor_stamp(theta), dtype, constants, packed)
+        return cached[3]
 
     def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
                  species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -526,8 +520,8 @@ class FusedACE:
         vectors = np.ascontiguousarray(vectors)
         centers, neighbors, species = (np.ascontiguousarray(x, dtype=np.int64) for x in (centers, neighbors, species))
         dtype = vectors.dtype
+        tables = self.tables(theta, dtype)
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
-        radial_constants, ycoef, pair_tables = self._tables(dtype)
         start = np.empty(n_atoms + 1, dtype=np.int64)
         if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
             identity = self._identity  # one read: another thread may replace it
@@ -541,16 +535,15 @@ class FusedACE:
         energies = np.empty(n_atoms, dtype=dtype)
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
-        tables = (self.n_max, self.n_channels, *radial_constants, self.exps, self.lower, self.degree_start, ycoef,
-                  *pair_tables, *self._readout(theta, dtype), energies, grads)
-        run = (_ace_atoms, 0, n_atoms) if n_ranges == 1 else (_ace_atoms_parallel, n_ranges)
         key = (dtype, n_ranges == 1)
-        threads = kernel_threads(n_ranges) if n_ranges > 1 else contextlib.nullcontext()
-        if key in self._called:
-            with threads:
-                run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
-        else:  # the first call of this dtype and mode compiles (or loads numba's cache)
-            with slp_vectorized(), threads:  # SLP takes effect where a signature compiles
-                run[0](*run[1:], vectors, neighbors, order, start, species, *tables)
+        first = key not in self._called
+        with slp_vectorized() if first else contextlib.nullcontext():  # SLP applies where a signature compiles
+            if n_ranges == 1:
+                _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables, energies, grads)
+            else:
+                with kernel_threads(n_ranges):
+                    _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables, energies,
+                                        grads)
+        if first:
             self._called.add(key)
         return energies, grads

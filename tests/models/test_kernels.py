@@ -58,7 +58,7 @@ def test_ace_kernel_computes_only_the_coupled_values_its_readout_reads(max_degre
     fused = FusedACE(model)
     n_rows, t_dest = fused.pair_tables[0], fused.pair_tables[1]
     n_a = fused.n_channels * fused.n_lm
-    ro_out, ro_in, _ = fused._readout(model.readout.weight, np.float64)
+    ro_out, ro_in, _ = fused.tables(model.readout.weight, np.float64)[-3:]
     read = np.union1d(ro_out, ro_in)
     coupled_rows = np.arange(n_a + 1, n_rows)
     np.testing.assert_array_equal(np.unique(t_dest), coupled_rows)  # each coupled row is written ...
