@@ -80,6 +80,7 @@ class FoldedPairs:
         folded: indices (into ``parts``) of the pair parts the ACE parts now carry.
         theta: ACE part index → (n_elements, n_basis) θ to evaluate it with.
         cores: the folded pair parts that have a ZBL core.
+        calls: (part, cutoff, θ or None) of each part that still runs its own kernel, in order.
     """
 
     def __init__(self, parts: Sequence):
@@ -89,9 +90,12 @@ class FoldedPairs:
                                      if type(p) in (PairModel, ACEModel) and p.has_kernels()]
         # What the plan was made from, held directly (module lookups cost ~1 µs each, and MD
         # checks the plan every step): it holds while none of it changes.
-        self._held = [self._submodules(self._parts[i]) for i in involved]
-        self._stamps = [tensor_stamp(readout._buffers["weight"]) for readout, _, _ in self._held]
-        self._constants = [radial.kernel_constants(np.float64) for _, radial, _ in self._held]
+        self._held = []  # (part's module dict, readout, radial, repulsion, θ's stamp, radial constants)
+        for i in involved:
+            modules = self._parts[i]._modules
+            readout, radial = modules["readout"], modules["radial"]
+            self._held.append((modules, readout, radial, modules.get("repulsion"),
+                               tensor_stamp(readout._buffers["weight"]), radial.kernel_constants(np.float64)))
         self._backends = [p.backend for p in self._parts]
         additions: dict[int, torch.Tensor] = {}
         self.folded: set[int] = set()
@@ -104,20 +108,21 @@ class FoldedPairs:
                     break
         self.theta = {a: self._parts[a].readout.weight.detach() + extra for a, extra in additions.items()}
         self.cores = [self._parts[i] for i in sorted(self.folded) if self._parts[i].repulsion is not None]
+        self.calls = tuple((p, p.cutoff, self.theta.get(i)) for i, p in enumerate(self._parts) if i not in self.folded)
 
-    @staticmethod
-    def _submodules(part) -> tuple:
-        modules = part._modules
-        return modules["readout"], modules["radial"], modules.get("repulsion")
+    def core_radius(self) -> float:
+        """Where the folded ZBL cores start to count (Å; 0 without cores): a call with a
+        shorter edge needs the torch path."""
+        return max((p.core_radius() for p in self.cores), default=0.0)
 
     def current(self, parts: Sequence) -> bool:
         """Whether the plan still describes ``parts`` (see the class docstring)."""
-        if len(parts) != len(self._parts) or any(p is not q for p, q in zip(parts, self._parts)):
+        # Modules compare by identity: tuple equality is a check of the same parts in order.
+        if tuple(parts) != self._parts or [p.backend for p in self._parts] != self._backends:
             return False
-        if [p.backend for p in self._parts] != self._backends:
-            return False
-        return all(self._submodules(self._parts[i]) == modules
-                   and is_current(stamp, modules[0]._buffers["weight"])
-                   and modules[1].kernel_constants(np.float64) is constants
-                   for i, modules, stamp, constants in zip(self._involved, self._held, self._stamps,
-                                                           self._constants))
+        for modules, readout, radial, repulsion, stamp, constants in self._held:
+            if (modules["readout"] is not readout or modules["radial"] is not radial
+                    or modules.get("repulsion") is not repulsion or not is_current(stamp, readout._buffers["weight"])
+                    or radial.kernel_constants(np.float64) is not constants):
+                return False
+        return True
