@@ -9,6 +9,7 @@ integer image shift. Derivatives of the energy are taken with respect to ``Graph
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+import math
 
 import numba
 import numpy as np
@@ -460,7 +461,7 @@ class VerletGraphBuilder:
                 if n >= 0 and shortest >= _OVERLAP2:
                     return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
                                       vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"],
-                                      shortest=float(np.sqrt(shortest)))
+                                      shortest=math.sqrt(shortest))
         edge_index, shifts, vectors, shortest = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"], shortest=shortest)
