@@ -13,8 +13,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from mlff.compiled import GradientEvaluator
 from mlff.graph import VerletGraphBuilder, build_graph, cell_volume
 from mlff.protocol import (
-    BACKENDS, LinearSiteModel, SiteModel, forces_and_virial_from_edge_arrays, forces_from_edge_grads,
-    stress_from_virial, stress_from_virial_array, virial_from_edge_grads,
+    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_arrays, forces_from_edge_grads,
+    forces_virial_and_stress_from_edge_arrays, stress_from_virial, virial_from_edge_grads,
 )
 from mlff.stack import Stack
 
@@ -189,12 +189,14 @@ class SiteCalculator(Calculator):
         results["energy"] = e
         results["free_energy"] = e
         results["energies"] = site.astype(np.float64, copy=False)
-        forces, virial = forces_and_virial_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.vectors,
-                                                            edges.n_atoms)
-        results["forces"] = forces.astype(np.float64, copy=False)
-        if want_stress or atoms.pbc.all():  # cached with the forces, as on the torch path
-            stress = stress_from_virial_array(virial, cell_volume(atoms.cell.array.tolist()))
+        if want_stress or atoms.pbc.all():  # the stress is cached with the forces, as on the torch path
+            forces, _, stress = forces_virial_and_stress_from_edge_arrays(
+                grads, edges.centers, edges.neighbors, edges.vectors, edges.n_atoms,
+                cell_volume(atoms.cell.array.tolist()))
             results["stress"] = stress.astype(np.float64, copy=False)
+        else:
+            forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
+        results["forces"] = forces.astype(np.float64, copy=False)
 
     def _committee_results(self, atoms) -> None:
         """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot

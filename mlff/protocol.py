@@ -38,7 +38,7 @@ __all__ = [
     "virial_from_edge_grads",
     "stress_from_virial",
     "forces_from_edge_arrays",
-    "forces_and_virial_from_edge_arrays",
+    "forces_virial_and_stress_from_edge_arrays",
     "virial_from_edge_arrays",
     "stress_from_virial_array",
     "BACKENDS",
@@ -49,6 +49,12 @@ __all__ = [
 #: ``"torch"``: always torch (required by ``torch.compile``); ``"numba"``: the compiled CPU
 #: kernel, an error on another device. Models without a kernel always run torch.
 BACKENDS = ("auto", "torch", "numba")
+
+
+#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
+_VOIGT = [0, 4, 8, 5, 2, 1]
+#: The same components as (row, column) pairs, for the compiled kernels.
+_VOIGT_PAIRS = tuple(divmod(k, 3) for k in _VOIGT)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -82,14 +88,26 @@ def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbo
     return forces
 
 
-def forces_and_virial_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                                       vectors: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`forces_from_edge_arrays` (n_atoms, 3) eV/Å and :func:`virial_from_edge_arrays`
-    (3, 3) eV in one compiled pass over the edges (an MD step needs both)."""
+@numba.njit(cache=True, nogil=True)
+def _scatter_forces_and_stress(centers, neighbors, edge_grads, vectors, volume, forces, virial, stress):
+    """:func:`_scatter_forces`, then the stress (6,) of :func:`stress_from_virial_array`."""
+    _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
+    for k in range(6):
+        a, b = _VOIGT_PAIRS[k]
+        stress[k] = -0.5 * (virial[a, b] + virial[b, a]) / volume
+
+
+def forces_virial_and_stress_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+                                              vectors: np.ndarray, n_atoms: int,
+                                              volume: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`forces_from_edge_arrays` (n_atoms, 3) eV/Å, :func:`virial_from_edge_arrays`
+    (3, 3) eV and the stress (6,) eV/Å³ of a cell of ``volume`` Å³ (:func:`stress_from_virial_array`)
+    in one compiled pass over the edges: a periodic MD step caches the stress with the forces."""
     forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
     virial = np.empty((3, 3), dtype=edge_grads.dtype)
-    _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
-    return forces, virial
+    stress = np.empty(6, dtype=edge_grads.dtype)
+    _scatter_forces_and_stress(centers, neighbors, edge_grads, vectors, float(volume), forces, virial, stress)
+    return forces, virial, stress
 
 
 def virial_from_edge_arrays(edge_grads: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -121,8 +139,6 @@ def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
 
 
-#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
-_VOIGT = [0, 4, 8, 5, 2, 1]
 
 
 def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> torch.Tensor:

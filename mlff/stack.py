@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.pair_folding import FoldedPairs
+from mlff.models.folding import StackKernelPlan
 from mlff.protocol import LinearSiteModel, SiteModel
 
 __all__ = ["Stack"]
@@ -73,28 +73,13 @@ class Stack(LinearSiteModel):
         return all(part.has_kernels() for part in self.parts)
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
-        """As :meth:`SiteModel.kernel_energies_and_grads`, the parts summed; pair parts that
-        share an ACE part's radial basis ride in its kernel (:mod:`mlff.models.pair_folding`)."""
+        """As :meth:`SiteModel.kernel_energies_and_grads`, the parts summed; pair and one-body
+        parts that an ACE part can carry ride in its kernel (:mod:`mlff.models.folding`)."""
         parts = self._modules["parts"]  # not an nn.Module lookup (~1 µs): MD calls this every step
-        plan = self.__dict__.get("_folded_pairs")
+        plan = self.__dict__.get("_kernel_plan")
         if plan is None or not plan.current(parts):
-            plan = self.__dict__["_folded_pairs"] = FoldedPairs(parts)
-        if plan.cores and edges.shortest < plan.core_radius():
-            return None  # a hard collision: the ZBL core runs in torch
-        total, grads = None, None
-        for part, cutoff, theta in plan.calls:
-            sub = edges.restrict(cutoff)
-            out = part.kernel_energies_and_grads(sub) if theta is None else part.kernel_energies_and_grads(sub, theta)
-            if out is None:  # this call needs a part's torch path
-                return None
-            e, g = out
-            total = e if total is None else total + e
-            if sub is edges:
-                grads = g if grads is None else np.add(grads, g, out=grads)  # the parts' arrays are new
-            elif len(sub.centers):  # a shorter cutoff: its edges scattered back into the parent's
-                grads = np.zeros_like(edges.vectors) if grads is None else grads
-                grads[sub.parent_edges] += g
-        return total, (grads if grads is not None else np.zeros_like(edges.vectors))
+            plan = self.__dict__["_kernel_plan"] = StackKernelPlan(parts)
+        return plan.energies_and_grads(edges)
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         self._check(graph)

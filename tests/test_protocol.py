@@ -7,7 +7,8 @@ import torch
 from helpers import STRUCTURES
 from mlff import build_graph
 from mlff.protocol import (
-    forces_and_virial_from_edge_arrays, forces_from_edge_arrays, forces_from_edge_grads, stress_from_virial, stress_from_virial_array,
+    forces_from_edge_arrays, forces_from_edge_grads, forces_virial_and_stress_from_edge_arrays,
+    stress_from_virial, stress_from_virial_array,
     virial_from_edge_arrays, virial_from_edge_grads,
 )
 
@@ -27,9 +28,9 @@ def test_numpy_and_torch_forms_agree(dtype):
     assert virial.dtype == dtype
     torch.testing.assert_close(virial, -(grads.T @ graph.vectors))
     np.testing.assert_array_equal(virial_from_edge_arrays(grads.numpy(), graph.vectors.numpy()), virial.numpy())
-    both = forces_and_virial_from_edge_arrays(grads.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
-                                              graph.vectors.numpy(), graph.n_atoms)
-    assert both[0].dtype == both[1].dtype == grads.numpy().dtype
+    both = forces_virial_and_stress_from_edge_arrays(grads.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
+                                                     graph.vectors.numpy(), graph.n_atoms, graph.volume())
+    assert both[0].dtype == both[1].dtype == both[2].dtype == grads.numpy().dtype
     np.testing.assert_array_equal(both[0], forces.numpy())
     tol = 1e-5 if dtype == torch.float32 else 1e-13
     np.testing.assert_allclose(both[1], virial.numpy(), rtol=0, atol=tol * float(virial.abs().max()))
@@ -39,6 +40,7 @@ def test_numpy_and_torch_forms_agree(dtype):
     sigma = -0.5 * (virial + virial.T) / volume
     torch.testing.assert_close(stress, sigma[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]])
     np.testing.assert_array_equal(stress_from_virial_array(virial.numpy(), volume), stress.numpy())
+    np.testing.assert_allclose(both[2], stress.numpy(), rtol=0, atol=tol * float(stress.abs().max()))
 
 
 def test_torch_only_cases_keep_torch_semantics():

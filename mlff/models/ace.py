@@ -129,23 +129,35 @@ class ACEModel(ReadoutModel):
         return self.site_energies_and_grads_torch(graph)
 
     def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                species: np.ndarray, theta: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with readout θ
-        (the model's own by default), atoms split over torch's thread count."""
+                species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with the model's
+        own readout, atoms split over torch's thread count."""
+        fused = self._fused_kernel()
+        vectors = np.ascontiguousarray(vectors)
+        return fused.run(fused.tables(self.readout.weight, vectors.dtype), vectors, centers, neighbors, species,
+                         n_threads=torch.get_num_threads())
+
+    def _fused_kernel(self) -> FusedACE:
         if self._fused is None:
             self._fused = FusedACE(self)
-        return self._fused(vectors, centers, neighbors, species, self.readout.weight if theta is None else theta,
-                           n_threads=torch.get_num_threads())
+        return self._fused
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"
 
-    def kernel_energies_and_grads(self, edges: EdgeArrays,
-                                  theta: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`SiteModel.kernel_energies_and_grads`; ``theta`` (n_elements, n_basis)
-        replaces the readout's θ for this call (a stack's folded pair terms,
-        :mod:`mlff.models.pair_folding`)."""
-        return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges), theta)
+    def kernel_tables(self, dtype, theta: torch.Tensor, constant: torch.Tensor | None = None) -> tuple:
+        """The kernel's tables for readout θ (n_elements, n_basis) and a fixed energy per
+        species ``constant`` (n_elements,) eV, in ``dtype`` (a stack's folded parts,
+        :mod:`mlff.models.folding`); valid while θ, the constant and the radial basis are."""
+        return self._fused_kernel().tables(theta, np.dtype(dtype), constant)
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays, tables: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`SiteModel.kernel_energies_and_grads`; ``tables`` (from :meth:`kernel_tables`)
+        replace the model's own readout for this call."""
+        if tables is None:
+            return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges))
+        return self._fused.run(tables, edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges),
+                               n_threads=torch.get_num_threads())
 
     @torch.no_grad()
     def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

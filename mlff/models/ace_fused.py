@@ -38,7 +38,6 @@ own; tests compare it with the torch closed form.
 
 from __future__ import annotations
 
-import contextlib
 
 import numba
 import numpy as np
@@ -491,36 +490,49 @@ class FusedACE:
         self.products = model.products
         self.rows, n_rows = _object_rows(model.products, self.n_lm)
         self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
-        self._packed = None  # (θ's stamp, dtype, radial constants, tables): see tables()
+        self._packed = None  # (stamps of θ and the constant, dtype, radial constants, tables): see tables()
         self._called: set = set()  # (dtype, serial) combinations called so far
         self._identity = np.arange(0)  # the edge order of graphs grouped by centre, grown as needed
 
-    def tables(self, theta: torch.Tensor, dtype) -> tuple:
+    def tables(self, theta: torch.Tensor, dtype, constant: torch.Tensor | None = None) -> tuple:
         """Everything the kernel reads for readout θ (n_species, n_basis) in ``dtype``, in its
-        argument order. Cached as one object with its key (θ's stamp, the dtype and the radial
-        constants, which follow r0), so a thread never pairs one θ's key with another's
-        tables; MD pays two checks a call."""
+        argument order; ``constant`` (n_species,) eV adds a fixed energy per centre species
+        (the readout's entry for the constant object: ½·M_11·1·1). Cached as one object with
+        its key (the stamps of θ and the constant, the dtype and the radial constants, which
+        follow r0), so a thread never pairs one θ's key with another's tables."""
         constants = self.radial.kernel_constants(dtype)
         cached = self._packed
-        if cached is None or cached[1] != dtype or cached[2] is not constants or not is_current(cached[0], theta):
+        if (cached is None or cached[2] != dtype or cached[3] is not constants or not is_current(cached[0], theta)
+                or (constant is None) != (cached[1] is None)
+                or (constant is not None and not is_current(cached[1], constant))):
             n_rows, *terms, weights = self.pair_tables
             ro_out, ro_in, vals = _folded_tables(self.products, theta, self.rows)
+            if constant is not None:
+                one = self.n_channels * self.n_lm  # the constant object's row
+                ro_out, ro_in = _indices(np.append(ro_out, one)), _indices(np.append(ro_in, one))
+                vals = np.concatenate([vals, 2.0 * constant.detach().cpu().double().numpy()[:, None]], axis=1)
             packed = (self.n_max, self.n_channels, *constants, self.exps, self.lower, self.degree_start,
                       np.ascontiguousarray(self.ycoef, dtype=dtype), n_rows, *terms,
                       np.ascontiguousarray(weights, dtype=dtype), ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
-            cached = self._packed = (tensor_stamp(theta), dtype, constants, packed)
-        return cached[3]
+            cached = self._packed = (tensor_stamp(theta), None if constant is None else tensor_stamp(constant), dtype,
+                                     constants, packed)
+        return cached[4]
 
     def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
                  species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) for one graph (numpy, float32 or float64),
         atoms split over ``n_threads`` threads."""
+        vectors = np.ascontiguousarray(vectors)
+        return self.run(self.tables(theta, vectors.dtype), vectors, centers, neighbors, species, n_threads)
+
+    def run(self, tables: tuple, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
+            species: np.ndarray, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`__call__`, with the tables of :meth:`tables` (in the dtype of ``vectors``)."""
         # One array type per dtype (the compiled signature that _called records): no-ops for
         # the calculators' arrays.
         vectors = np.ascontiguousarray(vectors)
         centers, neighbors, species = (np.ascontiguousarray(x, dtype=np.int64) for x in (centers, neighbors, species))
         dtype = vectors.dtype
-        tables = self.tables(theta, dtype)
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
         start = np.empty(n_atoms + 1, dtype=np.int64)
         if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
@@ -536,14 +548,18 @@ class FusedACE:
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
         key = (dtype, n_ranges == 1)
-        first = key not in self._called
-        with slp_vectorized() if first else contextlib.nullcontext():  # SLP applies where a signature compiles
-            if n_ranges == 1:
-                _ace_atoms(0, n_atoms, vectors, neighbors, order, start, species, *tables, energies, grads)
-            else:
-                with kernel_threads(n_ranges):
-                    _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables, energies,
-                                        grads)
-        if first:
+        if key in self._called:
+            self._kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads)
+        else:  # the first call of this dtype and mode compiles (or loads numba's cache)
+            with slp_vectorized():  # SLP takes effect where a signature compiles
+                self._kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads)
             self._called.add(key)
         return energies, grads
+
+    @staticmethod
+    def _kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads) -> None:
+        if n_ranges == 1:
+            _ace_atoms(0, species.shape[0], vectors, neighbors, order, start, species, *tables, energies, grads)
+        else:
+            with kernel_threads(n_ranges):
+                _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables, energies, grads)

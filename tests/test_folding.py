@@ -1,6 +1,6 @@
-"""Pair parts carried by an ACE part's kernel (mlff.models.pair_folding) on the calculators'
-CPU path: exact where they share the radial basis, refused otherwise, and following every
-change of the parts."""
+"""Pair and one-body parts carried by an ACE part's kernel (mlff.models.folding) on the
+calculators' CPU path: exact where they share the radial basis (pairs) or the elements
+(one-body), refused otherwise, and following every change of the parts."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ import torch
 from ase import Atoms
 
 from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
-from mlff import PairModel, Stack, StackedCalculator, ZBLRepulsion
-from mlff.models.pair_folding import FoldedPairs, pair_fold_coefficients
+from mlff import OneBody, PairModel, Stack, StackedCalculator, ZBLRepulsion
+from mlff.models.folding import StackKernelPlan, onebody_fold_energies, pair_fold_coefficients
 
 
 def _pair(n_max: int = 4, repulsion: bool = True, cutoff: float = ACE_CUTOFF, seed: int = 21) -> PairModel:
@@ -42,7 +42,7 @@ class _Refuse:
     """Stands in for a folded part's own kernel: calling it fails the test."""
 
     def __call__(self, *args, **kwargs):
-        raise AssertionError("the folded pair part ran its own kernel")
+        raise AssertionError("a folded part ran its own kernel")
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
@@ -51,9 +51,10 @@ def test_a_pair_on_the_ace_radial_basis_rides_in_the_ace_kernel(name):
     pair part's own kernel never runs."""
     atoms = STRUCTURES[name]()
     model = _stack(_pair())
+    model.parts[0].kernel_energies_and_grads = _Refuse()
     model.parts[1].kernel_energies_and_grads = _Refuse()
     got = _results(model, atoms)
-    assert model._folded_pairs.folded == {1}
+    assert model._kernel_plan.folded == {0, 1}
     _assert_same(got, _results(model, atoms, backend="torch"))
 
 
@@ -86,14 +87,14 @@ def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
     atoms = STRUCTURES["triclinic-sic"]()
     model = _stack(make_pair())
     got = _results(model, atoms)
-    assert model._folded_pairs.folded == set(), why
+    assert model._kernel_plan.folded == {0}, why
     _assert_same(got, _results(model, atoms, backend="torch"))
 
 
 def test_an_ace_part_without_nu1_functions_takes_no_pair():
     ace = make_ace(max_degree={2: 6, 3: 7})
     assert pair_fold_coefficients(ace, _pair()) is None
-    assert FoldedPairs(_stack(_pair(), ace).parts).folded == set()
+    assert StackKernelPlan(_stack(_pair(), ace).parts).folded == {0}
 
 
 def test_the_fold_follows_changes_of_the_parts():
@@ -112,7 +113,7 @@ def test_the_fold_follows_changes_of_the_parts():
         return calc.results["energy"]
 
     before = check()
-    assert model._folded_pairs.folded == {1}
+    assert model._kernel_plan.folded == {0, 1}
     with torch.no_grad():
         model.parts[1].readout.weight.mul_(-3.0)
     assert abs(check() - before) > 0.1
@@ -126,10 +127,10 @@ def test_the_fold_follows_changes_of_the_parts():
     # The torch path now reads its coupling coefficients rounded to float32; the kernel keeps
     # them exact, hence the looser tolerance (a stale θ would be off by tenths of an eV).
     check(atol=1e-8)
-    assert model._folded_pairs.folded == {1}
+    assert model._kernel_plan.folded == {0, 1}
     _r0_changed(model.parts[1])
     check(atol=1e-8)
-    assert model._folded_pairs.folded == set()
+    assert model._kernel_plan.folded == {0}
 
 
 def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
@@ -139,7 +140,7 @@ def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
     core = model.parts[1].core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     got = _results(model, atoms)
-    assert model._folded_pairs.folded == {1}
+    assert model._kernel_plan.folded == {0, 1}
     assert got["energy"] > 1.0  # the core repels
     want = _results(model, atoms, backend="torch")
     assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
@@ -161,10 +162,10 @@ def test_the_fold_follows_a_changed_list_of_parts():
     check()
     model.parts[1] = _pair(seed=33)  # another pair on the same basis: folds, with its own θ
     check()
-    assert model._folded_pairs.folded == {1}
+    assert model._kernel_plan.folded == {0, 1}
     del model.parts[1]  # [OneBody, ACE]: index 1 is now the ACE part
     check()
-    assert model._folded_pairs.folded == set()
+    assert model._kernel_plan.folded == {0}
 
 
 def test_a_zbl_core_added_to_a_folded_pair_is_checked():
@@ -174,14 +175,56 @@ def test_a_zbl_core_added_to_a_folded_pair_is_checked():
     calc = StackedCalculator(model)
     atoms = STRUCTURES["rattled-si"]()
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    assert model._folded_pairs.cores == []
+    assert model._kernel_plan.cores == []
     pair = model.parts[1]
     r0 = pair.radial.transform.r0
     pair.repulsion = ZBLRepulsion(pair.elements, 0.5 * r0, 0.75 * r0)
     core = pair.core_radius()
     hard = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     calc.calculate(hard, ["energy", "forces"], ["positions", "numbers", "cell"])
-    assert len(model._folded_pairs.cores) == 1
+    assert len(model._kernel_plan.cores) == 1
     want = _results(model, hard, backend="torch")
     assert want["energy"] > 1.0
     assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
+
+
+def test_one_body_energies_ride_in_the_ace_kernel():
+    """E0 of another element order (and an element the ACE part lacks) becomes the readout's
+    constant entry per species: every test structure, plus an atom with no neighbours (E0
+    alone), gives the torch path's results, and the one-body part's own kernel never runs."""
+    onebody = OneBody({"Si": -0.7, "O": -4.0, "H": -1.1, "C": -2.3})
+    extra = onebody_fold_energies(make_ace(), onebody)
+    torch.testing.assert_close(extra, torch.tensor([-1.1, -2.3, -0.7], dtype=torch.float64))
+    lonely = Atoms("CSiH", positions=[[0, 0, 0], [1.9, 0, 0], [30, 30, 30]], cell=[40, 40, 40], pbc=True)
+    for atoms in [*(make() for make in STRUCTURES.values()), lonely]:
+        model = Stack([onebody, make_ace()])
+        model.parts[0].kernel_energies_and_grads = _Refuse()
+        got = _results(model, atoms)
+        assert model._kernel_plan.folded == {0}
+        _assert_same(got, _results(model, atoms, backend="torch"))
+    assert _results(model, lonely)["energy"] - _results(Stack([make_ace()]), lonely)["energy"] == pytest.approx(
+        -1.1 - 2.3 - 0.7, abs=1e-12)
+
+
+def test_a_one_body_part_without_every_ace_element_runs_on_its_own():
+    """Folded, it would give an atom of the missing element an energy instead of refusing it."""
+    onebody = OneBody({"C": -2.3, "Si": -0.7})
+    assert onebody_fold_energies(make_ace(), onebody) is None
+    model = Stack([onebody, make_ace()])
+    atoms = STRUCTURES["rattled-si"]()
+    got = _results(model, atoms)
+    assert model._kernel_plan.folded == set()
+    _assert_same(got, _results(model, atoms, backend="torch"))
+
+
+def test_the_fold_follows_changes_of_e0():
+    atoms = STRUCTURES["triclinic-sic"]()
+    model = _stack(_pair())
+    calc = StackedCalculator(model)
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    before = calc.results["energy"]
+    with torch.no_grad():
+        model.parts[0].e0 += 0.25
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    assert calc.results["energy"] - before == pytest.approx(0.25 * len(atoms), abs=1e-10)
+    assert model._kernel_plan.folded == {0, 1}
