@@ -421,8 +421,9 @@ def snap_energy_per_atom(a: float = LATTICE_A, potential: str = DEFAULT_POTENTIA
 class ZeroCalculator(Calculator):
     """Zero energy, forces and stress from precomputed arrays: the ASE floor.
 
-    It calls ``Calculator.calculate`` like a real calculator (which copies the atoms), so its
-    cost is the bookkeeping every ASE calculator pays, and nothing else.
+    Its cost is the bookkeeping no ASE calculator avoids, and nothing else: ASE's
+    ``get_property`` compares the atoms with the last ones and stores a copy of them. It skips
+    ``Calculator.calculate``'s second copy, as mlff's calculators do inside ``get_property``.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -437,7 +438,8 @@ class ZeroCalculator(Calculator):
         }
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+        if self.atoms is None:  # called directly, not through get_property
+            super().calculate(atoms, properties, system_changes)
         self.results = dict(self._zeros)
 
 

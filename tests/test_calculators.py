@@ -270,6 +270,29 @@ def test_results_of_a_previous_structure_are_never_returned(backend):
     np.testing.assert_allclose(calc.get_forces(b), fresh.get_forces(b), atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_the_calculator_holds_its_own_copy_of_the_atoms(backend):
+    """ASE's cache compares the atoms with the calculator's copy. Through get_property the
+    calculator keeps the copy ASE stored; called directly, it copies them itself. Either way
+    an in-place move of the caller's atoms is seen."""
+    atoms = STRUCTURES["rattled-si"]()
+    calc = StackedCalculator(make_stack().parts, backend=backend)
+    atoms.calc = calc
+    before = atoms.get_forces()
+    assert calc.atoms is not atoms and calc.atoms == atoms
+    atoms.positions[0] += 0.05  # in place: only a copy remembers where the atom was
+    moved = atoms.get_forces()
+    assert np.abs(moved - before).max() > 1e-3
+    np.testing.assert_allclose(moved, StackedCalculator(make_stack().parts).get_forces(atoms), atol=1e-12)
+    assert calc.atoms == atoms
+    other = atoms.copy()
+    other.positions[1] += 0.05
+    calc.calculate(other, ["energy", "forces"], ["positions"])
+    assert calc.atoms is not other and calc.atoms == other
+    other.positions[2] += 0.05
+    assert calc.check_state(other) == ["positions"]
+
+
 def test_graph_built_at_too_small_a_cutoff_is_refused():
     from mlff import build_graph
 
