@@ -70,7 +70,7 @@ class Stack(LinearSiteModel):
         return total, (grads if grads is not None else torch.zeros_like(graph.vectors))
 
     def has_kernels(self) -> bool:
-        return all(part.has_kernels() for part in self.parts)
+        return all(part.has_kernels() for part in self._modules["parts"])  # MD asks every step
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """As :meth:`SiteModel.kernel_energies_and_grads`, the parts summed; pair and one-body

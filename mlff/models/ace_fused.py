@@ -531,7 +531,9 @@ class FusedACE:
         # One array type per dtype (the compiled signature that _called records): no-ops for
         # the calculators' arrays.
         vectors = np.ascontiguousarray(vectors)
-        centers, neighbors, species = (np.ascontiguousarray(x, dtype=np.int64) for x in (centers, neighbors, species))
+        centers = np.ascontiguousarray(centers, dtype=np.int64)
+        neighbors = np.ascontiguousarray(neighbors, dtype=np.int64)
+        species = np.ascontiguousarray(species, dtype=np.int64)
         dtype = vectors.dtype
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
         start = np.empty(n_atoms + 1, dtype=np.int64)
