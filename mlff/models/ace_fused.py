@@ -256,7 +256,7 @@ def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_basis(b0, n_lanes, vectors, neighbors, order, start, species, n_max, n_channels, inv_r0, scale,
+def _block_edge_basis(b0, n_lanes, vectors, neighbors, start, species, n_max, n_channels, inv_r0, scale,
                       offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad, mono, ylm,
                       rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers) -> int:
     """The edge basis of the w edges of atoms b0 … b0 + n_lanes − 1 (contiguous: edges are
@@ -267,19 +267,25 @@ def _block_edge_basis(b0, n_lanes, vectors, neighbors, order, start, species, n_
     n_species = inv_r0.shape[0]
     p0 = start[b0]
     w = start[b0 + n_lanes] - p0
-    for i in range(b0, b0 + n_lanes):
-        si = species[i]
-        for p in range(start[i], start[i + 1]):
-            k, e = p - p0, order[p]
-            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-            rr = np.sqrt(vx * vx + vy * vy + vz * vz)
-            r[k] = rr
-            unit[0, k] = vx / rr
-            unit[1, k] = vy / rr
-            unit[2, k] = vz / rr
-            sj = species[neighbors[e]]
-            neighbour[k] = sj
-            ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
+    for k in range(w):
+        vx, vy, vz = vectors[p0 + k, 0], vectors[p0 + k, 1], vectors[p0 + k, 2]
+        rr = np.sqrt(vx * vx + vy * vy + vz * vz)
+        r[k] = rr
+        inverse = 1.0 / rr
+        unit[0, k] = vx * inverse
+        unit[1, k] = vy * inverse
+        unit[2, k] = vz * inverse
+    if n_species == 1:  # the same radial constants for every edge
+        inv_r0_0, scale_0, offset_0 = inv_r0[0, 0], scale[0, 0], offset[0, 0]
+        for k in range(w):
+            ir0[k], sc[k], off[k] = inv_r0_0, scale_0, offset_0
+    else:
+        for i in range(b0, b0 + n_lanes):
+            si = species[i]
+            for p in range(start[i], start[i + 1]):
+                k, sj = p - p0, species[neighbors[p]]
+                neighbour[k] = sj
+                ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
     # Vectorised over the block's edges from here on (loops long enough to pay for their
     # set-up). R_n (zero beyond the cutoff) goes into the neighbour element's channel block;
     # with one element the blocks are the rows.
@@ -320,7 +326,7 @@ def _block_edge_basis(b0, n_lanes, vectors, neighbors, order, start, species, n_
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_gradients(p0, w, order, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights, along,
+def _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights, along,
                           gpoly, radial_l, grads):
     """∂E_i/∂r_e for the block's w edges (from edge p0 on) from their edge basis and
     h_lm = Σ_c H_{c,lm} R_c, g_lm = Σ_c H_{c,lm} R'_c (n_lm, ≥ w) with H = ∂E_i/∂A of each
@@ -362,11 +368,11 @@ def _block_edge_gradients(p0, w, order, exps, lower, degree_start, ycoef, r, uni
                 for k in range(w):
                     g_d[k] += power * w_m[k] * low[k]
         for k in range(w):
-            grads[order[p0 + k], d] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
+            grads[p0 + k, d] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
 
 
 @numba.njit(**JIT_OPTIONS)
-def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_channels,
+def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
                n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``, LANES at a time: the edge basis of the block's edges
@@ -416,7 +422,7 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
     for b0 in range(first, stop, LANES):
         n_lanes = min(LANES, stop - b0)
         p0 = start[b0]
-        w = _block_edge_basis(b0, n_lanes, vectors, neighbors, order, start, species, n_max, n_channels, inv_r0,
+        w = _block_edge_basis(b0, n_lanes, vectors, neighbors, start, species, n_max, n_channels, inv_r0,
                               scale, offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad,
                               mono, ylm, rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers)
         for lane in range(n_lanes):
@@ -441,7 +447,7 @@ def _ace_atoms(first, stop, vectors, neighbors, order, start, species, n_max, n_
             s, e = start[i] - p0, start[i + 1] - p0
             gemm_rows(hmat, True, rad[:, s:e], False, h[:, s:e])  # BLAS on the strided views: no copies
             gemm_rows(hmat, True, drad[:, s:e], False, dh[:, s:e])
-        _block_edge_gradients(p0, w, order, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights,
+        _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights,
                               along, gpoly, radial_l, grads)
 
 
@@ -465,12 +471,12 @@ def _centre_offsets(centers, start) -> bool:
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables):
+def _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables):
     """:func:`_ace_atoms` over ``n_ranges`` contiguous ranges of atoms, one per thread. The
     work stays in the serial function: numba's parallel lowering optimises loops less well."""
     n_atoms = species.shape[0]
     for b in numba.prange(n_ranges):
-        _ace_atoms(b * n_atoms // n_ranges, (b + 1) * n_atoms // n_ranges, vectors, neighbors, order, start,
+        _ace_atoms(b * n_atoms // n_ranges, (b + 1) * n_atoms // n_ranges, vectors, neighbors, start,
                    species, *tables)
 
 
@@ -492,7 +498,6 @@ class FusedACE:
         self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
         self._packed = None  # (stamps of θ and the constant, dtype, radial constants, tables): see tables()
         self._called: set = set()  # (dtype, serial) combinations called so far
-        self._identity = np.arange(0)  # the edge order of graphs grouped by centre, grown as needed
 
     def tables(self, theta: torch.Tensor, dtype, constant: torch.Tensor | None = None) -> tuple:
         """Everything the kernel reads for readout θ (n_species, n_basis) in ``dtype``, in its
@@ -537,31 +542,31 @@ class FusedACE:
         dtype = vectors.dtype
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
         start = np.empty(n_atoms + 1, dtype=np.int64)
-        if _centre_offsets(centers, start):  # graphs from mlff.graph: grouped by centre already
-            identity = self._identity  # one read: another thread may replace it
-            if identity.shape[0] < n_edges:
-                identity = self._identity = np.arange(2 * n_edges)
-            order = identity[:n_edges]
-        else:
+        if not _centre_offsets(centers, start):  # not grouped by centre (graphs from mlff.graph are)
+            if n_edges and not 0 <= centers.min() <= centers.max() < n_atoms:
+                raise ValueError(f"edge centres must index the {n_atoms} atoms, got values from "
+                                 f"{centers.min()} to {centers.max()}")
             order = np.argsort(centers, kind="stable")
-            np.cumsum(np.bincount(centers, minlength=n_atoms), out=start[1:])
-            start[0] = 0
+            energies, grads = self.run(tables, vectors[order], centers[order], neighbors[order], species, n_threads)
+            grads[order] = grads.copy()
+            return energies, grads
         energies = np.empty(n_atoms, dtype=dtype)
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
         key = (dtype, n_ranges == 1)
         if key in self._called:
-            self._kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads)
+            self._kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads)
         else:  # the first call of this dtype and mode compiles (or loads numba's cache)
             with slp_vectorized():  # SLP takes effect where a signature compiles
-                self._kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads)
+                self._kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads)
             self._called.add(key)
         return energies, grads
 
     @staticmethod
-    def _kernel(n_ranges, vectors, neighbors, order, start, species, tables, energies, grads) -> None:
+    def _kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads) -> None:
+        """The compiled call on edges grouped by centre (``start``: where each centre's edges begin)."""
         if n_ranges == 1:
-            _ace_atoms(0, species.shape[0], vectors, neighbors, order, start, species, *tables, energies, grads)
+            _ace_atoms(0, species.shape[0], vectors, neighbors, start, species, *tables, energies, grads)
         else:
             with kernel_threads(n_ranges):
-                _ace_atoms_parallel(n_ranges, vectors, neighbors, order, start, species, *tables, energies, grads)
+                _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables, energies, grads)
