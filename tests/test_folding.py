@@ -9,10 +9,13 @@ from ase import Atoms
 
 from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
 from mlff import OneBody, PairModel, Stack, StackedCalculator, ZBLRepulsion
+from mlff.graph import VerletGraphBuilder
 from mlff.models.folding import StackKernelPlan, onebody_fold_energies, pair_fold_coefficients
 
 
-def _pair(n_max: int = 4, repulsion: bool = True, cutoff: float = ACE_CUTOFF, seed: int = 21) -> PairModel:
+def _pair(n_max: int = 4, repulsion: bool = False, cutoff: float = ACE_CUTOFF, seed: int = 21) -> PairModel:
+    """A pair part on the ACE part's radial basis; without a ZBL core unless asked (some test
+    structures have edges inside the core, which send the call to the torch path)."""
     pair = PairModel(ELEMENTS, cutoff=cutoff, n_max=n_max, repulsion=repulsion)
     _randomize(pair, seed=seed)
     return pair
@@ -20,6 +23,11 @@ def _pair(n_max: int = 4, repulsion: bool = True, cutoff: float = ACE_CUTOFF, se
 
 def _stack(pair: PairModel, ace=None) -> Stack:
     return Stack([make_onebody(), pair, make_ace() if ace is None else ace])
+
+
+def _on_kernel_path(model, atoms) -> bool:
+    """Whether a call on ``atoms`` runs the compiled kernels (no ZBL collision, no refusal)."""
+    return model.kernel_energies_and_grads(VerletGraphBuilder(model.cutoff).edge_arrays(atoms)) is not None
 
 
 def _results(model, atoms, backend="auto"):
@@ -53,6 +61,7 @@ def test_a_pair_on_the_ace_radial_basis_rides_in_the_ace_kernel(name):
     model = _stack(_pair())
     model.parts[0].kernel_energies_and_grads = _Refuse()
     model.parts[1].kernel_energies_and_grads = _Refuse()
+    assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
     assert model._kernel_plan.folded == {0, 1}
     _assert_same(got, _results(model, atoms, backend="torch"))
@@ -86,6 +95,7 @@ def _r0_changed(pair):
 def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
     atoms = STRUCTURES["triclinic-sic"]()
     model = _stack(make_pair())
+    assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
     assert model._kernel_plan.folded == {0}, why
     _assert_same(got, _results(model, atoms, backend="torch"))
@@ -106,6 +116,7 @@ def test_the_fold_follows_changes_of_the_parts():
     calc = StackedCalculator(model)
 
     def check(atol=1e-10):
+        assert _on_kernel_path(model, atoms)
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
         want = _results(model, atoms, backend="torch")  # a torch-backend calculator copies the model
         assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=atol)
@@ -154,6 +165,7 @@ def test_the_fold_follows_a_changed_list_of_parts():
     calc = StackedCalculator(model)
 
     def check():
+        assert _on_kernel_path(model, atoms)
         calc.calculate(atoms, ["energy", "forces"], ["positions"])
         want = _results(model, atoms, backend="torch")
         assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=1e-10)
@@ -220,6 +232,7 @@ def test_a_one_body_part_without_every_ace_element_runs_on_its_own():
 def test_the_fold_follows_changes_of_e0():
     atoms = STRUCTURES["triclinic-sic"]()
     model = _stack(_pair())
+    assert _on_kernel_path(model, atoms)
     calc = StackedCalculator(model)
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
     before = calc.results["energy"]
@@ -228,3 +241,21 @@ def test_the_fold_follows_changes_of_e0():
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
     assert calc.results["energy"] - before == pytest.approx(0.25 * len(atoms), abs=1e-10)
     assert model._kernel_plan.folded == {0, 1}
+
+
+def test_a_folded_zbl_core_that_grows_in_place_is_checked():
+    """The plan keeps the core radius while the core's r_outer is unchanged; an in-place edit
+    that puts an edge inside the core sends the next call to the torch path."""
+    model = _stack(_pair(repulsion=True))
+    calc = StackedCalculator(model)
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [2.0, 0, 0]], cell=[8, 8, 8], pbc=True)
+    calc.calculate(atoms, ["energy", "forces"], ["positions", "numbers", "cell"])
+    soft = calc.results["energy"]
+    assert model._kernel_plan.core_radius < 2.0
+    with torch.no_grad():
+        model.parts[1].repulsion.r_outer.fill_(3.0)
+        model.parts[1].repulsion.r_inner.fill_(2.5)
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    want = _results(model, atoms, backend="torch")
+    assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
+    assert abs(calc.results["energy"] - soft) > 1e-6

@@ -3,7 +3,7 @@ same object, with the same memory and no in-place edit since."""
 
 import torch
 
-from mlff.stamps import is_current, tensor_stamp
+from mlff.stamps import TensorStamps, is_current, tensor_stamp
 
 
 def test_a_stamp_holds_until_an_in_place_edit():
@@ -37,3 +37,30 @@ def test_inference_tensors_are_never_current():
     with torch.inference_mode():
         t = torch.ones(3)
     assert not is_current(tensor_stamp(t), t)
+
+
+def test_tensor_stamps_follow_every_place():
+    """Several tensors checked together: an in-place edit of any, a place that gets another
+    tensor, and a parameter's dtype round trip each end the stamps."""
+    layer = torch.nn.Linear(3, 2).double()
+    layer.register_buffer("extra", torch.ones(2, dtype=torch.float64))
+    places = [(layer._parameters, "weight"), (layer._buffers, "extra")]
+    stamps = TensorStamps(places)
+    assert stamps.current()
+    with torch.no_grad():
+        layer.extra.add_(1.0)
+    assert not stamps.current()
+    stamps = TensorStamps(places)
+    layer.extra = torch.ones(2, dtype=torch.float64)  # equal values, another tensor
+    assert not stamps.current()
+    stamps = TensorStamps(places)
+    layer.float()
+    layer.double()
+    assert not stamps.current()
+    assert TensorStamps(places).current()
+
+
+def test_tensor_stamps_of_inference_tensors_are_never_current():
+    with torch.inference_mode():
+        t = torch.ones(3)
+    assert not TensorStamps([({"t": t}, "t")]).current()

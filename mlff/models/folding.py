@@ -20,19 +20,22 @@ decides the folds, holds the kernel's tables for them, and checks per call that 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from mlff.graph import EdgeArrays
+import operator
 
 import numpy as np
 import torch
 
+from mlff.graph import EdgeArrays
 from mlff.models.ace import ACEModel
 from mlff.models.harmonics import spherical_harmonics
 from mlff.models.onebody import OneBody
 from mlff.models.pair import PairModel
-from mlff.stamps import is_current, tensor_stamp
+from mlff.stamps import TensorStamps
 
 __all__ = ["pair_fold_coefficients", "onebody_fold_energies", "StackKernelPlan"]
+
+_backend = operator.attrgetter("backend")
+_float64_constants = operator.methodcaller("kernel_constants", np.float64)
 
 
 def _same_radial_basis(pair: PairModel, ace: ACEModel) -> bool:
@@ -93,10 +96,10 @@ class StackKernelPlan:
     kernel tables of those ACE parts with the folds applied.
 
     The plan holds while :meth:`current` says so: the same parts in the same order, the same
-    backends, readout, radial and repulsion modules, and no change of any θ, r0 or E0 that
-    torch counts (in-place operations, ``load_state_dict``, ``set_linear_parameters``, dtype
-    moves). Edits through ``.data`` bypass torch's version counter and are not seen, as by
-    every cache of the kernel path.
+    backends, readout, radial and repulsion modules, and no change of any θ, r0, E0 or ZBL
+    r_outer that torch counts (in-place operations, ``load_state_dict``,
+    ``set_linear_parameters``, dtype moves). Edits through ``.data`` bypass torch's version
+    counter and are not seen, as by every cache of the kernel path.
 
     Attributes:
         folded: indices (into ``parts``) of the pair and one-body parts the ACE parts carry.
@@ -110,16 +113,7 @@ class StackKernelPlan:
         self._parts = tuple(parts)
         with_kernels = [i for i, p in enumerate(self._parts) if p.has_kernels()]
         aces = [i for i in with_kernels if type(self._parts[i]) is ACEModel]
-        # What the plan was made from, held directly (module lookups cost ~1 µs each, and MD
-        # checks the plan every step): it holds while none of it changes.
-        self._held = []  # (part's module dict, readout, radial, repulsion, θ's stamp, radial constants)
-        for i in (i for i in with_kernels if type(self._parts[i]) in (PairModel, ACEModel)):
-            modules = self._parts[i]._modules
-            readout, radial = modules["readout"], modules["radial"]
-            self._held.append((modules, readout, radial, modules.get("repulsion"),
-                               tensor_stamp(readout._buffers["weight"]), radial.kernel_constants(np.float64)))
-        self._backends = [p.backend for p in self._parts]
-        self._e0: list[tuple] = []  # (one-body part's buffer dict, E0's stamp) of the folded ones
+        involved = [i for i in with_kernels if type(self._parts[i]) in (PairModel, ACEModel)]
         additions: dict[int, torch.Tensor] = {}
         constants: dict[int, torch.Tensor] = {}
         self.folded: set[int] = set()
@@ -135,7 +129,6 @@ class StackKernelPlan:
                     extra = onebody_fold_energies(self._parts[a], part)
                     if extra is not None:
                         constants[a] = extra if a not in constants else constants[a] + extra
-                        self._e0.append((part._buffers, tensor_stamp(part._buffers["e0"])))
                         break
             else:
                 continue
@@ -147,29 +140,34 @@ class StackKernelPlan:
         self.calls = tuple((p, p.cutoff, i if i in self.theta else None)
                            for i, p in enumerate(self._parts) if i not in self.folded)
         self._tables: dict = {}  # (ACE part index, dtype) → its kernel's tables with the folds
-
-    def core_radius(self) -> float:
-        """Where the folded ZBL cores start to count (Å; 0 without cores): a call with a
-        shorter edge needs the torch path."""
-        return max((p.core_radius() for p in self.cores), default=0.0)
+        # What the plan was made from, for current(): one C-level pass over each list (MD
+        # checks the plan every step). Modules are compared by identity.
+        self._backends = tuple(p.backend for p in self._parts)
+        places = [(self._parts[i]._modules, name) for i in involved for name in ("readout", "radial", "repulsion")]
+        self._module_dicts, self._module_names = tuple(d for d, _ in places), tuple(name for _, name in places)
+        self._modules = tuple(map(dict.get, self._module_dicts, self._module_names))
+        tensors = [(self._parts[i]._modules["readout"]._buffers, "weight") for i in involved]
+        tensors += [(self._parts[i]._buffers, "e0") for i in self.folded if type(self._parts[i]) is OneBody]
+        tensors += [(p._modules["repulsion"]._buffers, "r_outer") for p in self.cores]
+        self._stamps = TensorStamps(tensors)
+        # The radial constants follow r0 and the transform's settings (RadialBasis.kernel_constants).
+        self._radials = tuple(self._parts[i]._modules["radial"] for i in involved)
+        self._constants = tuple(r.kernel_constants(np.float64) for r in self._radials)
+        self.core_radius = max((p.core_radius() for p in self.cores), default=0.0)  # Å; r_outer is stamped
 
     def current(self, parts: Sequence) -> bool:
         """Whether the plan still describes ``parts`` (see the class docstring)."""
-        # Modules compare by identity: tuple equality is a check of the same parts in order.
-        if tuple(parts) != self._parts or [p.backend for p in self._parts] != self._backends:
-            return False
-        for modules, readout, radial, repulsion, stamp, constants in self._held:
-            if (modules["readout"] is not readout or modules["radial"] is not radial
-                    or modules.get("repulsion") is not repulsion or not is_current(stamp, readout._buffers["weight"])
-                    or radial.kernel_constants(np.float64) is not constants):
-                return False
-        return all(is_current(stamp, buffers["e0"]) for buffers, stamp in self._e0)
+        return (len(parts) == len(self._parts) and all(map(operator.is_, parts, self._parts))
+                and tuple(map(_backend, self._parts)) == self._backends
+                and all(map(operator.is_, map(dict.get, self._module_dicts, self._module_names), self._modules))
+                and self._stamps.current()
+                and all(map(operator.is_, map(_float64_constants, self._radials), self._constants)))
 
     def energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """The stack's E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the kernel path, or ``None``
         where this call needs the torch path (a part's own refusal, or an edge inside a folded
         ZBL core). Call only while :meth:`current` holds."""
-        if self.cores and edges.shortest < self.core_radius():
+        if self.cores and edges.shortest < self.core_radius:
             return None  # a hard collision: the ZBL core runs in torch
         total, grads = None, None
         for part, cutoff, folds in self.calls:
