@@ -160,18 +160,29 @@ class EdgeArrays:
             builder while the atoms' numbers cannot have changed.
     """
 
-    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache", "_shortest")
+    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache", "_shortest",
+                 "_offsets")
 
     def __init__(self, numbers, centers, neighbors, vectors, cutoff, parent_edges=None, cache=None,
-                 shortest: float | None = None):
+                 shortest: float | None = None, offsets: np.ndarray | None = None):
         self.numbers, self.centers, self.neighbors, self.vectors = numbers, centers, neighbors, vectors
         self.cutoff, self.parent_edges = float(cutoff), parent_edges
         self.cache = {} if cache is None else cache
         self._shortest = shortest
+        self._offsets = offsets
 
     @property
     def n_atoms(self) -> int:
         return self.numbers.shape[0]
+
+    @property
+    def offsets(self) -> np.ndarray | None:
+        """(n_atoms + 1,) int64: where each centre's edges begin (:func:`centre_offsets`), from
+        the neighbour search where it was known there; ``None`` for edges not grouped by centre."""
+        if self._offsets is None:
+            offsets = centre_offsets(self.centers, self.n_atoms)
+            self._offsets = False if offsets is None else offsets  # False: known not to be grouped
+        return None if self._offsets is False else self._offsets
 
     @property
     def shortest(self) -> float:
@@ -280,15 +291,42 @@ def _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, ve
 
 
 @numba.njit(cache=True, nogil=True)
+def _centre_offsets(centers, start) -> bool:
+    """start (n_atoms + 1,): where each centre's edges begin, if the edges are grouped by
+    centre (the graph convention); returns False, leaving start undefined, if they are not."""
+    n_atoms = start.shape[0] - 1
+    previous = 0
+    start[0] = 0
+    for e in range(centers.shape[0]):
+        c = centers[e]
+        if c < previous or c >= n_atoms:
+            return False
+        while previous < c:
+            previous += 1
+            start[previous] = e
+    for i in range(previous + 1, n_atoms + 1):
+        start[i] = centers.shape[0]
+    return True
+
+
+def centre_offsets(centers: np.ndarray, n_atoms: int) -> np.ndarray | None:
+    """(n_atoms + 1,) int64: where each centre's edges begin in ``centers`` (n_edges,), if the
+    edges are grouped by centre in increasing order (the graph convention); ``None`` if not."""
+    start = np.empty(n_atoms + 1, dtype=np.int64)
+    return start if _centre_offsets(np.ascontiguousarray(centers, dtype=np.int64), start) else None
+
+
+@numba.njit(cache=True, nogil=True)
 def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_numbers, built_pbc, built_cell,
                        i, j, shifts, cutoff2, half_skin2):
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
     cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
-    than the cutoff as (n, smallest squared length kept or inf, centers (≥ n,), neighbors
-    (≥ n,), vectors (≥ n, 3) r_ij = x_j - x_i + S·cell). Returns n = -1 and empty arrays where
+    than the cutoff as (n, smallest squared length kept or inf, centers (n,), neighbors (n,),
+    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,)). Returns n = -1 and empty arrays where
     the step needs the general path (:meth:`VerletGraphBuilder._pairs`): a rebuild, a
     strained cell, or an input error to report."""
-    none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)))
+    none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)),
+            np.empty(0, dtype=np.int64))
     n_atoms = positions.shape[0]
     if n_atoms != built_positions.shape[0]:
         return none
@@ -310,7 +348,9 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
     vectors = np.empty((n_pairs, 3))
     n, shortest = _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
-    return n, shortest, centers, neighbors, vectors
+    offsets = np.empty(n_atoms + 1, dtype=np.int64)
+    _centre_offsets(centers[:n], offsets)  # the kept list is grouped by centre, and so is what it keeps
+    return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
 
 
 @numba.njit(cache=True, nogil=True)
@@ -454,14 +494,14 @@ class VerletGraphBuilder:
         if state is not None and self.skin > 0.0 and self.cutoff > 0.0 and isinstance(atoms, Atoms):
             positions = atoms.positions
             if positions.dtype == np.float64 and positions.flags.c_contiguous:
-                n, shortest, centers, neighbors, vectors = _kept_edges_within(
+                n, shortest, centers, neighbors, vectors, offsets = _kept_edges_within(
                     positions, atoms.numbers, atoms.pbc, atoms.cell.array, state["positions"], state["numbers"],
                     state["pbc"], state["cell"], state["i"], state["j"], state["shifts"], self.cutoff**2,
                     0.25 * self.skin**2)
                 if n >= 0 and shortest >= _OVERLAP2:
-                    return EdgeArrays(state["numbers"], centers[:n], neighbors[:n],
-                                      vectors[:n].astype(dtype, copy=False), self.cutoff, cache=state["atom_cache"],
-                                      shortest=math.sqrt(shortest))
+                    return EdgeArrays(state["numbers"], centers, neighbors, vectors.astype(dtype, copy=False),
+                                      self.cutoff, cache=state["atom_cache"], shortest=math.sqrt(shortest),
+                                      offsets=offsets)
         edge_index, shifts, vectors, shortest = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"], shortest=shortest)

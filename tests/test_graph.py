@@ -224,6 +224,10 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
         sub = edges.restrict(2.4)
         assert sub.shortest == (pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf)
         assert edges.restrict(0.0).shortest == np.inf
+        counts = np.bincount(edges.centers, minlength=len(atoms))  # where each centre's edges begin
+        np.testing.assert_array_equal(edges.offsets, np.concatenate([[0], np.cumsum(counts)]))
+        np.testing.assert_array_equal(sub.offsets, np.concatenate(
+            [[0], np.cumsum(np.bincount(sub.centers, minlength=len(atoms)))]))
     assert 6 < builder.rebuilds < 50
     assert builder.rebuilds <= len(general) < 40  # most steps were one pass on the kept list
 

@@ -154,10 +154,11 @@ class ACEModel(ReadoutModel):
     def kernel_energies_and_grads(self, edges: EdgeArrays, tables: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`SiteModel.kernel_energies_and_grads`; ``tables`` (from :meth:`kernel_tables`)
         replace the model's own readout for this call."""
+        fused = self._fused_kernel()
         if tables is None:
-            return self._kernel(edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges))
-        return self._fused.run(tables, edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges),
-                               n_threads=torch.get_num_threads())
+            tables = fused.tables(self.readout.weight, edges.vectors.dtype)
+        return fused.run(tables, edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges),
+                         torch.get_num_threads(), edges.offsets)
 
     @torch.no_grad()
     def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

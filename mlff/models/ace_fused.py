@@ -43,6 +43,7 @@ import numba
 import numpy as np
 import torch
 
+from mlff.graph import centre_offsets
 from mlff.models.blas import gemm_rows
 from mlff.models.harmonics import monomial_expansion
 from mlff.models.kernels import JIT_OPTIONS, kernel_threads, radial_with_derivative, slp_vectorized
@@ -451,25 +452,6 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
                               along, gpoly, radial_l, grads)
 
 
-@numba.njit(**JIT_OPTIONS)
-def _centre_offsets(centers, start) -> bool:
-    """start (n_atoms + 1,): where each centre's edges begin, if the edges are grouped by
-    centre (the graph convention); returns False, leaving start undefined, if they are not."""
-    n_atoms = start.shape[0] - 1
-    previous = 0
-    start[0] = 0
-    for e in range(centers.shape[0]):
-        c = centers[e]
-        if c < previous or c >= n_atoms:
-            return False
-        while previous < c:
-            previous += 1
-            start[previous] = e
-    for i in range(previous + 1, n_atoms + 1):
-        start[i] = centers.shape[0]
-    return True
-
-
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables):
     """:func:`_ace_atoms` over ``n_ranges`` contiguous ranges of atoms, one per thread. The
@@ -531,8 +513,10 @@ class FusedACE:
         return self.run(self.tables(theta, vectors.dtype), vectors, centers, neighbors, species, n_threads)
 
     def run(self, tables: tuple, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-            species: np.ndarray, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`__call__`, with the tables of :meth:`tables` (in the dtype of ``vectors``)."""
+            species: np.ndarray, n_threads: int = 1, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`__call__`, with the tables of :meth:`tables` (in the dtype of ``vectors``);
+        ``offsets`` (n_atoms + 1,) int64, where each centre's edges begin if they are grouped
+        by centre (:attr:`~mlff.graph.EdgeArrays.offsets`), spares a pass over the edges."""
         # One array type per dtype (the compiled signature that _called records): no-ops for
         # the calculators' arrays.
         vectors = np.ascontiguousarray(vectors)
@@ -541,8 +525,8 @@ class FusedACE:
         species = np.ascontiguousarray(species, dtype=np.int64)
         dtype = vectors.dtype
         n_atoms, n_edges = species.shape[0], vectors.shape[0]
-        start = np.empty(n_atoms + 1, dtype=np.int64)
-        if not _centre_offsets(centers, start):  # not grouped by centre (graphs from mlff.graph are)
+        start = offsets if offsets is not None else centre_offsets(centers, n_atoms)
+        if start is None:  # not grouped by centre (graphs from mlff.graph are)
             if n_edges and not 0 <= centers.min() <= centers.max() < n_atoms:
                 raise ValueError(f"edge centres must index the {n_atoms} atoms, got values from "
                                  f"{centers.min()} to {centers.max()}")
