@@ -46,7 +46,7 @@ import torch
 from mlff.graph import centre_offsets
 from mlff.models.blas import gemm_rows
 from mlff.models.harmonics import monomial_expansion
-from mlff.models.kernels import JIT_OPTIONS, kernel_threads, radial_with_derivative, slp_vectorized
+from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative, slp_vectorized, start_thread_pool
 from mlff.stamps import is_current, tensor_stamp
 
 
@@ -552,5 +552,5 @@ class FusedACE:
         if n_ranges == 1:
             _ace_atoms(0, species.shape[0], vectors, neighbors, start, species, *tables, energies, grads)
         else:
-            with kernel_threads(n_ranges):
-                _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables, energies, grads)
+            start_thread_pool()
+            _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables, energies, grads)

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 __all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads",
-           "pair_energies_and_grads_parallel", "slp_vectorized", "kernel_threads"]
+           "pair_energies_and_grads_parallel", "slp_vectorized", "start_thread_pool"]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
 #: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
@@ -61,34 +61,30 @@ _POWER_BITS = 6
 MAX_KERNEL_POWER = 2**_POWER_BITS - 1
 
 
-class kernel_threads:
-    """Context in which numba runs parallel kernels on ``count`` threads; numba's count is
-    restored on exit. On first use it starts numba's thread pool without changing torch's
-    thread count: numba's OpenMP layer sets the process's OpenMP thread count when its pool
-    starts, and torch reads that as its own (a user's ``torch.set_num_threads(1)`` would
-    silently become the pool's size, the number of cores by default)."""
+_pool_lock = threading.Lock()
+_pool_started = False
 
-    _started = False
-    _lock = threading.Lock()
 
-    def __init__(self, count: int):
-        self.count = int(count)
+def start_thread_pool() -> None:
+    """Start numba's thread pool once, without changing torch's thread count: numba's OpenMP
+    layer sets the process's OpenMP thread count when its pool starts, and torch reads that as
+    its own (a user's ``torch.set_num_threads(1)`` would silently become the pool's size, the
+    number of cores by default).
 
-    def __enter__(self):
-        if not kernel_threads._started:
-            with kernel_threads._lock:
-                if not kernel_threads._started:
-                    import torch
+    The parallel kernels split their work into one range per torch thread and run the ranges
+    in a ``prange`` on this pool: numba's own thread count (all cores unless set lower) bounds
+    how many run at once, and nothing is set per call (setting and restoring it cost ~4 µs
+    of a 64-atom MD step)."""
+    global _pool_started
+    if not _pool_started:
+        with _pool_lock:
+            if not _pool_started:
+                import torch
 
-                    torch_threads = torch.get_num_threads()
-                    numba.get_num_threads()  # starts the pool
-                    torch.set_num_threads(torch_threads)
-                    kernel_threads._started = True
-        self.before = numba.get_num_threads()
-        numba.set_num_threads(min(self.count, numba.config.NUMBA_NUM_THREADS))
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.before)
+                torch_threads = torch.get_num_threads()
+                numba.get_num_threads()  # starts the pool
+                torch.set_num_threads(torch_threads)
+                _pool_started = True
 
 
 @numba.njit(inline="always")

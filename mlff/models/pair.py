@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.kernels import kernel_threads, pair_energies_and_grads, pair_energies_and_grads_parallel
+from mlff.models.kernels import pair_energies_and_grads, pair_energies_and_grads_parallel, start_thread_pool
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, ReadoutModel
@@ -89,9 +89,9 @@ class PairModel(ReadoutModel):
         # Edges split over torch's thread count, in ranges of at least _EDGES_PER_THREAD.
         n_ranges = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, len(centers) // _EDGES_PER_THREAD)
         if n_ranges > 1:
-            with kernel_threads(n_ranges):
-                r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
-                                                         energies, grads)
+            start_thread_pool()
+            r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
+                                                     energies, grads)
         else:
             r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *tables, energies, grads)
         return energies, grads, r_min
