@@ -82,6 +82,7 @@ class SiteCalculator(Calculator):
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         self.device = torch.device(device)
+        self._on_cpu = self.device.type == "cpu"  # read every call: a torch attribute costs more
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         self.dtype = dtype
@@ -172,7 +173,7 @@ class SiteCalculator(Calculator):
         """Whether calls take the numpy path of kernel models (see :meth:`_kernel_results`):
         torch.compile, the torch backend (also set later with ``calc.model.set_backend``),
         other devices and models without kernels go through graphs."""
-        return self.device.type == "cpu" and self.backend != "torch" and self.model.has_kernels()
+        return self._on_cpu and self.backend != "torch" and self.model.has_kernels()
 
     def _kernel_results(self, atoms, want_stress: bool, stage) -> bool:
         """The CPU path of models with compiled kernels: numpy from the neighbour list to the

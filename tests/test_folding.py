@@ -259,3 +259,17 @@ def test_a_folded_zbl_core_that_grows_in_place_is_checked():
     want = _results(model, atoms, backend="torch")
     assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
     assert abs(calc.results["energy"] - soft) > 1e-6
+
+
+def test_the_fold_follows_a_changed_radial_setting():
+    """A transform setting changed on the pair part alone: its R_n are no longer the ACE
+    part's, so the next call unfolds it."""
+    atoms = STRUCTURES["rattled-si"]()
+    model = _stack(_pair())
+    calc = StackedCalculator(model)
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    assert model._kernel_plan.folded == {0, 1}
+    model.parts[1].radial.transform.a = 1.3
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    assert model._kernel_plan.folded == {0}
+    _assert_same(calc.results, _results(model, atoms, backend="torch"))

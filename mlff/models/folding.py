@@ -35,7 +35,6 @@ from mlff.stamps import TensorStamps
 __all__ = ["pair_fold_coefficients", "onebody_fold_energies", "StackKernelPlan"]
 
 _backend = operator.attrgetter("backend")
-_float64_constants = operator.methodcaller("kernel_constants", np.float64)
 
 
 def _same_radial_basis(pair: PairModel, ace: ACEModel) -> bool:
@@ -144,15 +143,20 @@ class StackKernelPlan:
         # checks the plan every step). Modules are compared by identity.
         self._backends = tuple(p.backend for p in self._parts)
         places = [(self._parts[i]._modules, name) for i in involved for name in ("readout", "radial", "repulsion")]
-        self._module_dicts, self._module_names = tuple(d for d, _ in places), tuple(name for _, name in places)
-        self._modules = tuple(map(dict.get, self._module_dicts, self._module_names))
         tensors = [(self._parts[i]._modules["readout"]._buffers, "weight") for i in involved]
         tensors += [(self._parts[i]._buffers, "e0") for i in self.folded if type(self._parts[i]) is OneBody]
         tensors += [(p._modules["repulsion"]._buffers, "r_outer") for p in self.cores]
+        settings = []  # what the radial constants of the folds and tables are made from
+        for i in involved:
+            modules, buffers, getters = self._parts[i]._modules["radial"].kernel_inputs()
+            places += modules
+            tensors += buffers
+            settings += getters
+        self._module_dicts, self._module_names = tuple(d for d, _ in places), tuple(name for _, name in places)
+        self._modules = tuple(map(dict.get, self._module_dicts, self._module_names))
         self._stamps = TensorStamps(tensors)
-        # The radial constants follow r0 and the transform's settings (RadialBasis.kernel_constants).
-        self._radials = tuple(self._parts[i]._modules["radial"] for i in involved)
-        self._constants = tuple(r.kernel_constants(np.float64) for r in self._radials)
+        self._getters, self._objects = tuple(g for g, _ in settings), tuple(o for _, o in settings)
+        self._settings = tuple(map(operator.call, self._getters, self._objects))
         self.core_radius = max((p.core_radius() for p in self.cores), default=0.0)  # Å; r_outer is stamped
 
     def current(self, parts: Sequence) -> bool:
@@ -161,7 +165,7 @@ class StackKernelPlan:
                 and tuple(map(_backend, self._parts)) == self._backends
                 and all(map(operator.is_, map(dict.get, self._module_dicts, self._module_names), self._modules))
                 and self._stamps.current()
-                and all(map(operator.is_, map(_float64_constants, self._radials), self._constants)))
+                and tuple(map(operator.call, self._getters, self._objects)) == self._settings)
 
     def energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """The stack's E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the kernel path, or ``None``

@@ -6,6 +6,8 @@ outputs (n_edges, n_basis).
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
@@ -191,6 +193,11 @@ class ChebyshevBasis(nn.Module):
         return f"n={self.n}"
 
 
+#: The settings of the transform and the envelope that the kernel constants are made from.
+_transform_settings = operator.attrgetter("p", "q", "a", "cutoff")
+_envelope_settings = operator.attrgetter("p", "cutoff")
+
+
 class RadialBasis(nn.Module):
     """``R_n(r) = T_{n-1}(x(r)) · f_cut(r)`` for n = 1 … n_max: (n_edges,) → (n_edges, n_max)."""
 
@@ -205,6 +212,15 @@ class RadialBasis(nn.Module):
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
 
+    def kernel_inputs(self) -> tuple[list[tuple[dict, str]], list[tuple[dict, str]], tuple]:
+        """What :meth:`kernel_constants` are made from, for a caller that holds the constants and
+        checks many such inputs in one pass (:class:`~mlff.models.folding.StackKernelPlan`):
+        the (module dict, name) of the transform and the envelope, the (buffer dict, name) of
+        r0, and (getter, object) for the settings."""
+        transform, envelope = self._modules["transform"], self._modules["envelope"]
+        return ([(self._modules, "transform"), (self._modules, "envelope")], [(transform._buffers, "r0")],
+                ((_transform_settings, transform), (_envelope_settings, envelope)))
+
     def kernel_constants(self, dtype=np.float64) -> tuple:
         """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
         1/r0, scale, offset (n_elements, n_elements), (p, q, a) of the transform, the cutoff
@@ -215,7 +231,7 @@ class RadialBasis(nn.Module):
         # asks for these every step.
         transform, envelope = self._modules["transform"], self._modules["envelope"]
         r0 = transform._buffers["r0"]
-        settings = (transform.p, transform.q, transform.a, transform.cutoff, envelope.p, envelope.cutoff)
+        settings = _transform_settings(transform) + _envelope_settings(envelope)
         cache = self.__dict__.get("_kernel_constants")
         if cache is None or not is_current(cache["r0"], r0) or cache["settings"] != settings:
             cache = self.__dict__["_kernel_constants"] = {"r0": tensor_stamp(r0), "settings": settings}
