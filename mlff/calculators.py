@@ -201,15 +201,15 @@ class SiteCalculator(Calculator):
         results = self.results
         results["energy"] = e
         results["free_energy"] = e
-        results["energies"] = site.astype(np.float64, copy=False)
+        results["energies"] = site if site.dtype == np.float64 else site.astype(np.float64)
         if want_stress or atoms.pbc.all():  # the stress is cached with the forces, as on the torch path
             forces, _, stress = forces_virial_and_stress_from_edge_arrays(
                 grads, edges.centers, edges.neighbors, edges.vectors, edges.n_atoms,
                 cell_volume(atoms.cell.array.tolist()))
-            results["stress"] = stress.astype(np.float64, copy=False)
+            results["stress"] = stress if stress.dtype == np.float64 else stress.astype(np.float64)
         else:
             forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
-        results["forces"] = forces.astype(np.float64, copy=False)
+        results["forces"] = forces if forces.dtype == np.float64 else forces.astype(np.float64)
 
     def _committee_results(self, atoms) -> None:
         """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot

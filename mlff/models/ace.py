@@ -154,7 +154,7 @@ class ACEModel(ReadoutModel):
     def kernel_energies_and_grads(self, edges: EdgeArrays, tables: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`SiteModel.kernel_energies_and_grads`; ``tables`` (from :meth:`kernel_tables`)
         replace the model's own readout for this call."""
-        fused = self._fused_kernel()
+        fused = self._fused or self._fused_kernel()
         if tables is None:
             tables = fused.tables(self.readout.weight, edges.vectors.dtype)
         return fused.run(tables, edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges),

@@ -479,7 +479,7 @@ class FusedACE:
         self.rows, n_rows = _object_rows(model.products, self.n_lm)
         self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
         self._packed = None  # (stamps of θ and the constant, dtype, radial constants, tables): see tables()
-        self._called: set = set()  # (dtype, serial) combinations called so far
+        self._called: set = set()  # (kernel, dtype) combinations called so far
 
     def tables(self, theta: torch.Tensor, dtype, constant: torch.Tensor | None = None) -> tuple:
         """Everything the kernel reads for readout θ (n_species, n_basis) in ``dtype``, in its
@@ -537,20 +537,16 @@ class FusedACE:
         energies = np.empty(n_atoms, dtype=dtype)
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
-        key = (dtype, n_ranges == 1)
-        if key in self._called:
-            self._kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads)
-        else:  # the first call of this dtype and mode compiles (or loads numba's cache)
-            with slp_vectorized():  # SLP takes effect where a signature compiles
-                self._kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads)
-            self._called.add(key)
-        return energies, grads
-
-    @staticmethod
-    def _kernel(n_ranges, vectors, neighbors, start, species, tables, energies, grads) -> None:
-        """The compiled call on edges grouped by centre (``start``: where each centre's edges begin)."""
         if n_ranges == 1:
-            _ace_atoms(0, species.shape[0], vectors, neighbors, start, species, *tables, energies, grads)
+            kernel, split = _ace_atoms, (0, n_atoms)
         else:
             start_thread_pool()
-            _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables, energies, grads)
+            kernel, split = _ace_atoms_parallel, (n_ranges,)
+        key = (kernel, dtype)
+        if key in self._called:
+            kernel(*split, vectors, neighbors, start, species, *tables, energies, grads)
+        else:  # the first call of this dtype and mode compiles (or loads numba's cache)
+            with slp_vectorized():  # SLP takes effect where a signature compiles
+                kernel(*split, vectors, neighbors, start, species, *tables, energies, grads)
+            self._called.add(key)
+        return energies, grads
