@@ -322,9 +322,9 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
     cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
     than the cutoff as (n, smallest squared length kept or inf, centers (n,), neighbors (n,),
-    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,)). Returns n = -1 and empty arrays where
-    the step needs the general path (:meth:`VerletGraphBuilder._pairs`): a rebuild, a
-    strained cell, or an input error to report."""
+    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,)). Returns n = -1
+    and empty arrays where the step needs the general path (:meth:`VerletGraphBuilder._pairs`):
+    a rebuild, a strained cell, or an input error to report."""
     none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)),
             np.empty(0, dtype=np.int64))
     n_atoms = positions.shape[0]

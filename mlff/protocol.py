@@ -205,7 +205,8 @@ class SiteModel(nn.Module):
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) as numpy arrays, from the compiled CPU
-        kernel, for a calculator's CPU path; ``None`` where this call needs the torch path
+        kernel, for a calculator's CPU path (∂E/∂r_e in the edges' dtype; E_i in it or in
+        float64); ``None`` where this call needs the torch path
         (e.g. the pair model's ZBL core). Only for models whose :meth:`has_kernels` is true."""
         raise NotImplementedError(f"{type(self).__name__} has no compiled CPU kernel")
 

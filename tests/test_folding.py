@@ -201,8 +201,8 @@ def test_a_zbl_core_added_to_a_folded_pair_is_checked():
 
 
 def test_one_body_energies_ride_in_the_ace_kernel():
-    """E0 of another element order (and an element the ACE part lacks) becomes the readout's
-    constant entry per species: every test structure, plus an atom with no neighbours (E0
+    """E0 in another element order (and of an element the ACE part lacks), added by the ACE
+    kernel per centre species: every test structure, plus an atom with no neighbours (E0
     alone), gives the torch path's results, and the one-body part's own kernel never runs."""
     onebody = OneBody({"Si": -0.7, "O": -4.0, "H": -1.1, "C": -2.3})
     extra = onebody_fold_energies(make_ace(), onebody)

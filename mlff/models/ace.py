@@ -125,7 +125,7 @@ class ACEModel(ReadoutModel):
         if self._use_kernel(graph):
             energies, grads = self._kernel(graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
                                            self.species(graph).numpy())
-            return torch.from_numpy(energies), torch.from_numpy(grads)
+            return torch.from_numpy(energies.astype(grads.dtype, copy=False)), torch.from_numpy(grads)
         return self.site_energies_and_grads_torch(graph)
 
     def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,

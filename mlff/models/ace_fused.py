@@ -375,7 +375,7 @@ def _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono
 @numba.njit(**JIT_OPTIONS)
 def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channels,
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
-               n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, energies, grads):
+               n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, site_constant, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``, LANES at a time: the edge basis of the block's edges
     (:func:`_block_edge_basis`) and each atom's A = R Yᵀ, the products of the block
     (:func:`_block_products`), each atom's h = Hᵀ R and g = Hᵀ R', then the gradients of the
@@ -418,7 +418,7 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
     # The block's products: A, 1 and the coupled values, and ∂E/∂ of each (rows: _object_rows).
     buf = np.zeros((n_rows, LANES), dtype=dt)
     grad = np.empty((n_rows, LANES), dtype=dt)
-    block_energies = np.empty(LANES, dtype=dt)
+    block_energies = np.empty(LANES)
     lane_species = np.zeros(LANES, dtype=np.int64)
     for b0 in range(first, stop, LANES):
         n_lanes = min(LANES, stop - b0)
@@ -441,7 +441,7 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
                         ro_out, ro_in, ro_val)
         for lane in range(n_lanes):
             i = b0 + lane
-            energies[i] = block_energies[lane]
+            energies[i] = block_energies[lane] + site_constant[species[i]]
             for c in range(n_channels):
                 for lm in range(n_lm):
                     hmat[c, lm] = grad[c * n_lm + lm, lane]
@@ -484,7 +484,8 @@ class FusedACE:
     def tables(self, theta: torch.Tensor, dtype, constant: torch.Tensor | None = None) -> tuple:
         """Everything the kernel reads for readout θ (n_species, n_basis) in ``dtype``, in its
         argument order; ``constant`` (n_species,) eV adds a fixed energy per centre species
-        (the readout's entry for the constant object: ½·M_11·1·1). Cached as one object with
+        (added to each site energy at the end, in float64: in the readout's float32 sums it
+        would cost float32 runs their last digits). Cached as one object with
         its key (the stamps of θ and the constant, the dtype and the radial constants, which
         follow r0), so a thread never pairs one θ's key with another's tables."""
         constants = self.radial.kernel_constants(dtype)
@@ -494,21 +495,20 @@ class FusedACE:
                 or (constant is not None and not is_current(cached[1], constant))):
             n_rows, *terms, weights = self.pair_tables
             ro_out, ro_in, vals = _folded_tables(self.products, theta, self.rows)
-            if constant is not None:
-                one = self.n_channels * self.n_lm  # the constant object's row
-                ro_out, ro_in = _indices(np.append(ro_out, one)), _indices(np.append(ro_in, one))
-                vals = np.concatenate([vals, 2.0 * constant.detach().cpu().double().numpy()[:, None]], axis=1)
+            site_constant = (np.zeros(theta.shape[0]) if constant is None
+                             else np.ascontiguousarray(constant.detach().cpu().double().numpy()))
             packed = (self.n_max, self.n_channels, *constants, self.exps, self.lower, self.degree_start,
                       np.ascontiguousarray(self.ycoef, dtype=dtype), n_rows, *terms,
-                      np.ascontiguousarray(weights, dtype=dtype), ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype))
+                      np.ascontiguousarray(weights, dtype=dtype), ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype),
+                      site_constant)
             cached = self._packed = (tensor_stamp(theta), None if constant is None else tensor_stamp(constant), dtype,
                                      constants, packed)
         return cached[4]
 
     def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
                  species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) for one graph (numpy, float32 or float64),
-        atoms split over ``n_threads`` threads."""
+        """E_i (n_atoms,) float64 and ∂E/∂r_e (n_edges, 3) for one graph (numpy, float32 or
+        float64: the gradients' dtype), atoms split over ``n_threads`` threads."""
         vectors = np.ascontiguousarray(vectors)
         return self.run(self.tables(theta, vectors.dtype), vectors, centers, neighbors, species, n_threads)
 
@@ -534,7 +534,9 @@ class FusedACE:
             energies, grads = self.run(tables, vectors[order], centers[order], neighbors[order], species, n_threads)
             grads[order] = grads.copy()
             return energies, grads
-        energies = np.empty(n_atoms, dtype=dtype)
+        # Site energies in float64 whatever the dtype: summed there, they are rounded once, not
+        # to float32's ~5e-7 eV per atom (which was all of a float32 run's measured NVE drift).
+        energies = np.empty(n_atoms)
         grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
         if n_ranges == 1:

@@ -11,9 +11,9 @@ not changed, and every other path (torch, fitting, the committee) still runs the
 separately. A pair model's ZBL core has no ACE counterpart: a call with an edge inside it
 takes the torch path, as an unfolded pair model's would.
 
-A :class:`~mlff.models.onebody.OneBody` part's ``E0`` of the centre's element rides along as
-the readout's entry for the constant object (``E_i = ½ O·M O`` with ``O_1 = 1``), so a
-distilled default stack (one-body, pair, ACE) is one kernel call. :class:`StackKernelPlan`
+A :class:`~mlff.models.onebody.OneBody` part's ``E0`` of the centre's element rides along too:
+the kernel adds it to each site energy, so a distilled default stack (one-body, pair, ACE) is
+one kernel call. :class:`StackKernelPlan`
 decides the folds, holds the kernel's tables for them, and checks per call that they hold.
 """
 
@@ -105,6 +105,8 @@ class StackKernelPlan:
         theta: ACE part index → (n_elements, n_basis) θ to evaluate it with.
         constant: ACE part index → (n_elements,) E0 per species it adds (eV).
         cores: the folded pair parts that have a ZBL core.
+        core_radius: where their cores start to count (Å; 0 without cores): a call with a
+            shorter edge takes the torch path.
         calls: (part, cutoff, folded ACE index or None) of each part that runs a kernel, in order.
     """
 
