@@ -322,7 +322,8 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
     cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
     than the cutoff as (n, smallest squared length kept or inf, centers (n,), neighbors (n,),
-    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,)). Returns n = -1
+    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,), empty if the pairs
+    are not grouped by centre). Returns n = -1
     and empty arrays where the step needs the general path (:meth:`VerletGraphBuilder._pairs`):
     a rebuild, a strained cell, or an input error to report."""
     none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)),
@@ -349,7 +350,8 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     vectors = np.empty((n_pairs, 3))
     n, shortest = _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
     offsets = np.empty(n_atoms + 1, dtype=np.int64)
-    _centre_offsets(centers[:n], offsets)  # the kept list is grouped by centre, and so is what it keeps
+    if not _centre_offsets(centers[:n], offsets):  # the kept list is sorted by centre: never, but
+        offsets = offsets[:0]  # a wrong grouping must not reach the kernels as offsets
     return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
 
 
@@ -501,7 +503,7 @@ class VerletGraphBuilder:
                 if n >= 0 and shortest >= _OVERLAP2:
                     return EdgeArrays(state["numbers"], centers, neighbors, vectors.astype(dtype, copy=False),
                                       self.cutoff, cache=state["atom_cache"], shortest=math.sqrt(shortest),
-                                      offsets=offsets)
+                                      offsets=offsets if offsets.shape[0] else None)
         edge_index, shifts, vectors, shortest = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"], shortest=shortest)

@@ -132,10 +132,8 @@ class ACEModel(ReadoutModel):
                 species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with the model's
         own readout, atoms split over torch's thread count."""
-        fused = self._fused_kernel()
-        vectors = np.ascontiguousarray(vectors)
-        return fused.run(fused.tables(self.readout.weight, vectors.dtype), vectors, centers, neighbors, species,
-                         n_threads=torch.get_num_threads())
+        return self._fused_kernel()(vectors, centers, neighbors, species, self.readout.weight,
+                                    n_threads=torch.get_num_threads())
 
     def _fused_kernel(self) -> FusedACE:
         if self._fused is None:
