@@ -422,8 +422,8 @@ class ZeroCalculator(Calculator):
     """Zero energy, forces and stress from precomputed arrays: the ASE floor.
 
     Its cost is the bookkeeping no ASE calculator avoids, and nothing else: ASE's
-    ``get_property`` compares the atoms with the last ones and stores a copy of them. It skips
-    ``Calculator.calculate``'s second copy, as mlff's calculators do inside ``get_property``.
+    ``get_property`` compares the atoms with the copy of the last ones, and
+    ``Calculator.calculate`` stores a copy of the new ones, as in mlff's calculators.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -438,8 +438,7 @@ class ZeroCalculator(Calculator):
         }
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        if self.atoms is None:  # called directly, not through get_property
-            super().calculate(atoms, properties, system_changes)
+        super().calculate(atoms, properties, system_changes)
         self.results = dict(self._zeros)
 
 

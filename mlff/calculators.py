@@ -57,8 +57,6 @@ class SiteCalculator(Calculator):
     #: their edge gradients in one pass), ``"convert"``.
     #: ``None`` (the default) costs nothing. Used by :mod:`mlff.md.profile`.
     stage_timer: Callable[[str], contextlib.AbstractContextManager] | None = None
-    #: Set while ASE's get_property runs, which has stored a copy of the atoms already.
-    _atoms_stored = False
 
     def __init__(
         self,
@@ -112,18 +110,8 @@ class SiteCalculator(Calculator):
                 )
             self.committee = committee  # (K, P)
 
-    def get_property(self, name, atoms=None, allow_calculation=True):
-        # ASE's get_property stores atoms.copy() before it calls calculate() (use_cache), and
-        # Calculator.calculate would copy them again: 15-35 µs of a 64-atom MD step.
-        self._atoms_stored = atoms is not None and self.use_cache
-        try:
-            return super().get_property(name, atoms, allow_calculation)
-        finally:
-            self._atoms_stored = False
-
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        if not (self._atoms_stored and self.atoms is not None and self.atoms is not atoms):
-            super().calculate(atoms, properties, system_changes)  # self.atoms = atoms.copy()
+        super().calculate(atoms, properties, system_changes)  # self.atoms = atoms.copy(), for ASE's cache
         if system_changes:
             self.results = {}
         atoms = self.atoms

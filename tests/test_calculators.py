@@ -272,9 +272,8 @@ def test_results_of_a_previous_structure_are_never_returned(backend):
 
 @pytest.mark.parametrize("backend", ["torch", "auto"])
 def test_the_calculator_holds_its_own_copy_of_the_atoms(backend):
-    """ASE's cache compares the atoms with the calculator's copy. Through get_property the
-    calculator keeps the copy ASE stored; called directly, it copies them itself. Either way
-    an in-place move of the caller's atoms is seen."""
+    """ASE's cache compares the atoms with the calculator's copy, through get_property and
+    when calculate() is called directly: an in-place move of the caller's atoms is seen."""
     atoms = STRUCTURES["rattled-si"]()
     calc = StackedCalculator(make_stack().parts, backend=backend)
     atoms.calc = calc
