@@ -3,32 +3,36 @@
 The torch closed form (:meth:`ACEModel.site_energies_and_grads_torch`) runs about 150 tensor
 operations per call; on a CPU most of their cost is dispatch and memory traffic on small
 tensors, while the arithmetic is only about 15k multiply-adds per atom for the products and
-a few hundred per edge. Here one compiled loop takes the atoms LANES (8) at a time:
+a few hundred per edge. Here one compiled loop takes the atoms LANES (8) at a time, each
+atom in a lane:
 
-1. over the block's edges (contiguous: edges are grouped by centre): R_n, dR_n/dr
-   (:func:`~mlff.models.kernels.radial_with_derivative`), the monomials of r̂ and Y_lm; then
-   per atom ``A_{(z_j,n),lm} = Σ_j R_n Y_lm``;
+1. over the block's edges: R_n, dR_n/dr (:func:`~mlff.models.kernels.radial_with_derivative`),
+   the monomials of r̂ and Y_lm; then ``A_{(z_j,n),lm} = Σ_j R_n Y_lm`` for the 8 atoms at once;
 2. per block: the objects (A, 1, and the coupled pairs T that some basis function reads, in
    one buffer whose first rows are A) and ``E_i = ½ Σ_L O_L·(M_L O_L)`` with the folded
    readout M_L; the adjoint ``H = ∂E_i/∂A`` through M_L and the couplings of T. These are flat
    lists of terms, the same for every atom, so each term is one multiply-add over the block's
    atoms and its indices are read once per block;
-3. per atom ``h_lm = Σ_n H R_n``, ``g_lm = Σ_n H R'_n``; then over the block's edges again
+3. per edge ``h_lm = Σ_n H R_n``, ``g_lm = Σ_n H R'_n``, and then
    ``∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r`` with
    ``P_lm = r^l Y_lm`` the solid harmonics.
 
-Per-edge quantities are stored feature-major, (features, edges of the block), so steps 1 and
-3 are loops over a block's ~200 edges that LLVM vectorises, and the contractions over
-channels (A = R Yᵀ, h = Hᵀ R, g = Hᵀ R') are small matrix products handed to BLAS over each
-atom's columns, as strided views (:func:`~mlff.models.blas.gemm_rows`: no copies). The term
-updates of step 2 are written so that LLVM's SLP vectoriser (switched on when the kernel
+Per-edge quantities are stored feature-major, (features, slots × LANES): edge s of the atom
+in lane b sits in column s·LANES + b, and slots past an atom's last edge hold an edge beyond
+the cutoff, whose R_n and R'_n are zero. So steps 1 and 3 are loops over a block's ~200
+columns that LLVM vectorises, and the channel contractions (A = R Yᵀ, h = Hᵀ R, g = Hᵀ R')
+are multiply-adds on rows of 8 lanes (:func:`_lane_contract_a`, :func:`_lane_contract_h`),
+with no per-atom matrix calls and no copies between an atom's rows and the block's lanes.
+The lane updates are written so that LLVM's SLP vectoriser (switched on when the kernel
 compiles: :class:`~mlff.models.kernels.slp_vectorized`) makes each one a few vector
 instructions over the 8 atoms.
 Measured at 512 Si atoms on one thread, each against the kernel before it: BLAS
 contractions 1.2x, flat term lists 1.25x, blocks of 8 atoms with 16-bit term indices 1.15x;
 at 64 atoms, vectorised term updates 1.25x and edge loops over the block instead of the atom
-1.4x; BLAS on the strided views instead of numba's copies 1.17x (at 64 and 512 atoms);
-coupled values only where a function reads them, in a buffer that starts with A, 1.2x (at 64).
+1.4x; BLAS on strided views instead of numba's copies 1.17x (at 64 and 512 atoms);
+coupled values only where a function reads them, in a buffer that starts with A, 1.2x (at 64);
+the contractions on lanes instead of one BLAS call per atom and contraction, 1.14x (at 64 and
+512, also with neighbour counts from 22 to 30 in a block).
 Atoms are split into contiguous ranges, one per thread. Everything the loop reads is derived
 from the model's own modules (radial constants, the product plan and folded readout of
 :class:`~mlff.models.ace_product.InvariantProducts`, e3nn's harmonics via
@@ -44,7 +48,6 @@ import numpy as np
 import torch
 
 from mlff.graph import centre_offsets
-from mlff.models.blas import gemm_rows
 from mlff.models.harmonics import monomial_expansion
 from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative, slp_vectorized, start_thread_pool
 from mlff.stamps import is_current, tensor_stamp
@@ -257,36 +260,49 @@ def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_basis(b0, n_lanes, vectors, neighbors, start, species, n_max, n_channels, inv_r0, scale,
+def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, n_max, n_channels, inv_r0, scale,
                       offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad, mono, ylm,
                       rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers) -> int:
-    """The edge basis of the w edges of atoms b0 … b0 + n_lanes − 1 (contiguous: edges are
-    grouped by centre), in block order: r (≥ w,), r̂ (3, ≥ w), R_c, R'_c (channels, ≥ w),
-    the monomials of r̂ (n_mono, ≥ w) and Y_lm (n_lm, ≥ w). Returns w."""
+    """The edge basis of atoms b0 … b0 + n_lanes − 1 in their lanes, ``n_slots`` edges each
+    (w = n_slots·LANES columns: edge s of lane b in column s·LANES + b; empty slots and lanes
+    hold an edge at twice the cutoff, where R_n and R'_n vanish): r (≥ w,), r̂ (3, ≥ w),
+    R_c, R'_c (channels, ≥ w), the monomials of r̂ (n_mono, ≥ w) and Y_lm (n_lm, ≥ w).
+    Returns w."""
     n_mono = exps.shape[0]
     l_max = degree_start.shape[0] - 2
     n_species = inv_r0.shape[0]
-    p0 = start[b0]
-    w = start[b0 + n_lanes] - p0
-    for k in range(w):
-        vx, vy, vz = vectors[p0 + k, 0], vectors[p0 + k, 1], vectors[p0 + k, 2]
-        rr = np.sqrt(vx * vx + vy * vy + vz * vz)
-        r[k] = rr
-        inverse = 1.0 / rr
-        unit[0, k] = vx * inverse
-        unit[1, k] = vy * inverse
-        unit[2, k] = vz * inverse
+    w = LANES * n_slots
+    for b in range(LANES):
+        if b < n_lanes:
+            i = b0 + b
+            first, count = start[i], start[i + 1] - start[i]
+            si = species[i]
+        else:
+            first, count, si = 0, 0, 0
+        for s in range(count):
+            p, k = first + s, s * LANES + b
+            vx, vy, vz = vectors[p, 0], vectors[p, 1], vectors[p, 2]
+            rr = np.sqrt(vx * vx + vy * vy + vz * vz)
+            r[k] = rr
+            inverse = 1.0 / rr
+            unit[0, k] = vx * inverse
+            unit[1, k] = vy * inverse
+            unit[2, k] = vz * inverse
+            if n_species > 1:
+                sj = species[neighbors[p]]
+                neighbour[k] = sj
+                ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
+        for s in range(count, n_slots):  # empty slots: beyond the cutoff (exactly: in float32 too)
+            k = s * LANES + b
+            r[k] = 2.0 * cutoff
+            unit[0, k], unit[1, k], unit[2, k] = 0.0, 0.0, 1.0
+            if n_species > 1:
+                neighbour[k] = 0
+                ir0[k], sc[k], off[k] = inv_r0[0, 0], scale[0, 0], offset[0, 0]
     if n_species == 1:  # the same radial constants for every edge
         inv_r0_0, scale_0, offset_0 = inv_r0[0, 0], scale[0, 0], offset[0, 0]
         for k in range(w):
             ir0[k], sc[k], off[k] = inv_r0_0, scale_0, offset_0
-    else:
-        for i in range(b0, b0 + n_lanes):
-            si = species[i]
-            for p in range(start[i], start[i + 1]):
-                k, sj = p - p0, species[neighbors[p]]
-                neighbour[k] = sj
-                ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
     # Vectorised over the block's edges from here on (loops long enough to pay for their
     # set-up). R_n (zero beyond the cutoff) goes into the neighbour element's channel block;
     # with one element the blocks are the rows.
@@ -327,9 +343,9 @@ def _block_edge_basis(b0, n_lanes, vectors, neighbors, start, species, n_max, n_
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights, along,
-                          gpoly, radial_l, grads):
-    """∂E_i/∂r_e for the block's w edges (from edge p0 on) from their edge basis and
+def _block_edge_gradients(w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights, along,
+                          gpoly, radial_l, gout):
+    """∂E_i/∂r_e (gout, (3, ≥ w)) for the block's w columns from their edge basis and
     h_lm = Σ_c H_{c,lm} R_c, g_lm = Σ_c H_{c,lm} R'_c (n_lm, ≥ w) with H = ∂E_i/∂A of each
     edge's centre: ∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r."""
     n_lm = ycoef.shape[0]
@@ -369,7 +385,7 @@ def _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono
                 for k in range(w):
                     g_d[k] += power * w_m[k] * low[k]
         for k in range(w):
-            grads[p0 + k, d] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
+            gout[d, k] = u_d[k] * along[k] + (g_d[k] - radial_l[k] * u_d[k]) / r[k]
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -377,23 +393,23 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
                inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
                n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, site_constant, energies, grads):
     """Atoms ``first`` ≤ i < ``stop``, LANES at a time: the edge basis of the block's edges
-    (:func:`_block_edge_basis`) and each atom's A = R Yᵀ, the products of the block
-    (:func:`_block_products`), each atom's h = Hᵀ R and g = Hᵀ R', then the gradients of the
-    block's edges (:func:`_block_edge_gradients`).
-
-    Edge quantities are stored feature-major, (features, edges of the block), so the sums
-    over features run as loops over the block's edges that LLVM vectorises, and the channel
-    contractions are small matrix products over an atom's columns.
+    (:func:`_block_edge_basis`) and the atoms' A = R Yᵀ (:func:`_lane_contract_a`), the
+    products of the block (:func:`_block_products`), h = Hᵀ R and g = Hᵀ R' per edge
+    (:func:`_lane_contract_h`), then the gradients of the block's edges
+    (:func:`_block_edge_gradients`), written back to the atoms' edges.
     """
     n_lm = ycoef.shape[0]
     n_mono = exps.shape[0]
     n_a = n_channels * n_lm
     l_max = degree_start.shape[0] - 2
-    width = 1
+    slots = 1
     for b0 in range(first, stop, LANES):
-        width = max(width, start[min(b0 + LANES, stop)] - start[b0])
+        for i in range(b0, min(b0 + LANES, stop)):
+            slots = max(slots, start[i + 1] - start[i])
+    width = LANES * slots
     dt = vectors.dtype
-    # The block's edge basis, kept from the forward pass for the gradients.
+    # The block's edge basis, kept from the forward pass for the gradients: edge s of lane b
+    # in column s·LANES + b.
     r = np.empty(width, dtype=dt)
     unit = np.empty((3, width), dtype=dt)
     rad = np.empty((n_channels, width), dtype=dt)  # R_n in the neighbour's channel block, else 0
@@ -409,47 +425,134 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
     neighbour = np.empty(width, dtype=np.int64)
     scratch = np.empty((4, width), dtype=dt)
     powers = np.empty((3, l_max + 1, width), dtype=dt)
-    amat = np.empty((n_channels, n_lm), dtype=dt)
-    hmat = np.empty((n_channels, n_lm), dtype=dt)
     weights = np.empty((n_mono, width), dtype=dt)
     along = np.empty(width, dtype=dt)
     gpoly = np.empty((3, width), dtype=dt)
     radial_l = np.empty(width, dtype=dt)
+    gout = np.empty((3, width), dtype=dt)
     # The block's products: A, 1 and the coupled values, and ∂E/∂ of each (rows: _object_rows).
     buf = np.zeros((n_rows, LANES), dtype=dt)
     grad = np.empty((n_rows, LANES), dtype=dt)
     block_energies = np.empty(LANES)
     lane_species = np.zeros(LANES, dtype=np.int64)
+    rad3, drad3 = rad.reshape((n_channels, slots, LANES)), drad.reshape((n_channels, slots, LANES))
+    ylm3 = ylm.reshape((n_lm, slots, LANES))
+    h3, dh3 = h.reshape((n_lm, slots, LANES)), dh.reshape((n_lm, slots, LANES))
     for b0 in range(first, stop, LANES):
         n_lanes = min(LANES, stop - b0)
-        p0 = start[b0]
-        w = _block_edge_basis(b0, n_lanes, vectors, neighbors, start, species, n_max, n_channels, inv_r0,
+        n_slots = 0
+        for i in range(b0, b0 + n_lanes):
+            n_slots = max(n_slots, start[i + 1] - start[i])
+        w = _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, n_max, n_channels, inv_r0,
                               scale, offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad,
                               mono, ylm, rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers)
         for lane in range(n_lanes):
-            i = b0 + lane
-            lane_species[lane] = species[i]
-            s, e = start[i] - p0, start[i + 1] - p0
-            gemm_rows(rad[:, s:e], False, ylm[:, s:e], True, amat)
-            for c in range(n_channels):
-                for lm in range(n_lm):
-                    buf[c * n_lm + lm, lane] = amat[c, lm]
-        for lane in range(n_lanes, LANES):  # a short last block: empty lanes
-            for k in range(n_a):
-                buf[k, lane] = 0.0
+            lane_species[lane] = species[b0 + lane]
+        _lane_contract_a(rad3, ylm3, n_slots, n_lm, buf)
         _block_products(buf, grad, n_a, lane_species, n_lanes, block_energies, t_dest, t_i1, t_i2, t_w,
                         ro_out, ro_in, ro_val)
         for lane in range(n_lanes):
             i = b0 + lane
             energies[i] = block_energies[lane] + site_constant[species[i]]
+        _lane_contract_h(grad, rad3, drad3, n_slots, n_lm, h3, dh3)
+        _block_edge_gradients(w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights,
+                              along, gpoly, radial_l, gout)
+        for lane in range(n_lanes):
+            i = b0 + lane
+            for s in range(start[i + 1] - start[i]):
+                k = s * LANES + lane
+                p = start[i] + s
+                grads[p, 0] = gout[0, k]
+                grads[p, 1] = gout[1, k]
+                grads[p, 2] = gout[2, k]
+
+
+#: The lane contractions' options: multiply-adds fuse into FMAs, but sums are not
+#: reassociated. With reassociation LLVM vectorises the channel sum (with gathers) instead of
+#: the 8 lanes: 4x slower.
+_LANE_OPTIONS = dict(JIT_OPTIONS, fastmath={"contract"})
+_ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@numba.njit(inline="always")
+def _fma(e, x, y):
+    """e[b] + x[b]·y[b] for the 8 lanes b, as a tuple: sums carried in registers."""
+    return (e[0] + x[0] * y[0], e[1] + x[1] * y[1], e[2] + x[2] * y[2], e[3] + x[3] * y[3],
+            e[4] + x[4] * y[4], e[5] + x[5] * y[5], e[6] + x[6] * y[6], e[7] + x[7] * y[7])
+
+
+@numba.njit(inline="always")
+def _store(row, e):
+    row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] = e
+
+
+@numba.njit(**_LANE_OPTIONS)
+def _lane_contract_a(rad3, y3, n_slots, n_lm, buf):
+    """``A_{c,lm} = Σ_s R_c Y_lm`` over the first ``n_slots`` slots of each lane, into buf's
+    rows c·n_lm + lm (the A rows of :func:`_object_rows`); rad3 (channels, slots, LANES),
+    y3 (n_lm, slots, LANES). Eight lm rows share each load of R_c and run as eight
+    independent sums: one sum at a time waits on its own multiply-adds (1.4x slower)."""
+    n_channels = rad3.shape[0]
+    for c in range(n_channels):
+        lm = 0
+        while lm + 8 <= n_lm:
+            e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = _ZERO
+            for s in range(n_slots):
+                x = _lanes(rad3[c, s])
+                e0 = _fma(e0, x, _lanes(y3[lm, s]))
+                e1 = _fma(e1, x, _lanes(y3[lm + 1, s]))
+                e2 = _fma(e2, x, _lanes(y3[lm + 2, s]))
+                e3 = _fma(e3, x, _lanes(y3[lm + 3, s]))
+                e4 = _fma(e4, x, _lanes(y3[lm + 4, s]))
+                e5 = _fma(e5, x, _lanes(y3[lm + 5, s]))
+                e6 = _fma(e6, x, _lanes(y3[lm + 6, s]))
+                e7 = _fma(e7, x, _lanes(y3[lm + 7, s]))
+            k = c * n_lm + lm
+            for row, e in ((k, e0), (k + 1, e1), (k + 2, e2), (k + 3, e3), (k + 4, e4), (k + 5, e5), (k + 6, e6),
+                           (k + 7, e7)):
+                _store(buf[row], e)
+            lm += 8
+        while lm < n_lm:
+            e0 = _ZERO
+            for s in range(n_slots):
+                e0 = _fma(e0, _lanes(rad3[c, s]), _lanes(y3[lm, s]))
+            _store(buf[c * n_lm + lm], e0)
+            lm += 1
+
+
+@numba.njit(**_LANE_OPTIONS)
+def _lane_contract_h(grad, rad3, drad3, n_slots, n_lm, h3, dh3):
+    """``h_lm = Σ_c H_{c,lm} R_c`` and ``g_lm = Σ_c H_{c,lm} R'_c`` in each of the first
+    ``n_slots`` slots (h3, dh3 (n_lm, slots, LANES)), H = ∂E/∂A in grad's rows c·n_lm + lm;
+    rad3, drad3 (channels, slots, LANES). Four slots at a time share each load of H."""
+    n_channels = rad3.shape[0]
+    for lm in range(n_lm):
+        s = 0
+        while s + 4 <= n_slots:
+            e0 = e1 = e2 = e3 = f0 = f1 = f2 = f3 = _ZERO
             for c in range(n_channels):
-                for lm in range(n_lm):
-                    hmat[c, lm] = grad[c * n_lm + lm, lane]
-            s, e = start[i] - p0, start[i + 1] - p0
-            gemm_rows(hmat, True, rad[:, s:e], False, h[:, s:e])  # BLAS on the strided views: no copies
-            gemm_rows(hmat, True, drad[:, s:e], False, dh[:, s:e])
-        _block_edge_gradients(p0, w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights,
-                              along, gpoly, radial_l, grads)
+                g = _lanes(grad[c * n_lm + lm])
+                e0 = _fma(e0, g, _lanes(rad3[c, s]))
+                e1 = _fma(e1, g, _lanes(rad3[c, s + 1]))
+                e2 = _fma(e2, g, _lanes(rad3[c, s + 2]))
+                e3 = _fma(e3, g, _lanes(rad3[c, s + 3]))
+                f0 = _fma(f0, g, _lanes(drad3[c, s]))
+                f1 = _fma(f1, g, _lanes(drad3[c, s + 1]))
+                f2 = _fma(f2, g, _lanes(drad3[c, s + 2]))
+                f3 = _fma(f3, g, _lanes(drad3[c, s + 3]))
+            for slot, e, f in ((s, e0, f0), (s + 1, e1, f1), (s + 2, e2, f2), (s + 3, e3, f3)):
+                _store(h3[lm, slot], e)
+                _store(dh3[lm, slot], f)
+            s += 4
+        while s < n_slots:
+            e0 = f0 = _ZERO
+            for c in range(n_channels):
+                g = _lanes(grad[c * n_lm + lm])
+                e0 = _fma(e0, g, _lanes(rad3[c, s]))
+                f0 = _fma(f0, g, _lanes(drad3[c, s]))
+            _store(h3[lm, s], e0)
+            _store(dh3[lm, s], f0)
+            s += 1
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)

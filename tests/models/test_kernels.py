@@ -11,7 +11,6 @@ from helpers import STRUCTURES, make_ace, make_pair, make_stack
 from mlff import ACEModel, StackedCalculator, build_graph
 from mlff.graph import Graph
 from mlff.models.ace_fused import FusedACE
-from mlff.models.blas import gemm_rows
 from mlff.testing import random_linear_parameters
 
 
@@ -352,55 +351,3 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone
     np.testing.assert_allclose(e_model, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
     np.testing.assert_allclose(g_model, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())
-
-
-@numba.njit
-def _products_on_views(a, b, start, stop, ab, atb_out):
-    gemm_rows(a[:, start:stop], False, b[:, start:stop], True, ab)  # (m, k) @ (k, n) from two views
-    gemm_rows(ab, True, a[:, start:stop], False, atb_out[:, start:stop])  # (n, m) @ (m, k) into a view
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_blas_products_on_strided_views(dtype):
-    """gemm_rows against numpy on column windows of wider arrays (row stride ≠ width), with
-    both transposes, writing only inside the output view."""
-    rng = np.random.default_rng(5)
-    a, b = rng.normal(size=(10, 40)).astype(dtype), rng.normal(size=(16, 40)).astype(dtype)
-    ab = np.full((10, 16), np.nan, dtype=dtype)
-    out = np.full((16, 40), -7.0, dtype=dtype)
-    _products_on_views(a, b, 11, 38, ab, out)
-    tol = 1e-12 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(ab, a[:, 11:38] @ b[:, 11:38].T, rtol=tol, atol=tol)
-    np.testing.assert_allclose(out[:, 11:38], ab.T @ a[:, 11:38], rtol=tol, atol=tol)
-    assert (out[:, :11] == -7.0).all() and (out[:, 38:] == -7.0).all()
-    assert ab.dtype == out.dtype == dtype
-
-
-@numba.njit
-def _all_transposes(a, b, out_nn, out_tt):
-    gemm_rows(a, False, b, False, out_nn)
-    gemm_rows(b, True, a, True, out_tt)
-
-
-def test_blas_products_in_every_transpose_and_with_nothing_to_sum():
-    rng = np.random.default_rng(6)
-    a, b = rng.normal(size=(4, 7)), rng.normal(size=(7, 5))
-    out_nn, out_tt = np.empty((4, 5)), np.empty((5, 4))
-    _all_transposes(a, b, out_nn, out_tt)
-    np.testing.assert_allclose(out_nn, a @ b, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out_tt, b.T @ a.T, rtol=1e-12, atol=1e-12)
-    # k = 0 (an atom without edges in its block): the product is zero, whatever out held.
-    wide = rng.normal(size=(10, 40))
-    ab = np.full((10, 10), np.nan)
-    _products_on_views(wide, wide, 20, 20, ab, np.full((10, 40), np.nan))
-    assert (ab == 0.0).all()
-
-
-@numba.njit
-def _strided_product(a, out):
-    gemm_rows(a[:, ::2], False, a[:, ::2], True, out)
-
-
-def test_blas_products_refuse_views_with_gaps_in_their_rows():
-    with pytest.raises(ValueError, match="rows are contiguous"):
-        _strided_product(np.ones((3, 8)), np.empty((3, 3)))
