@@ -487,8 +487,9 @@ class VerletGraphBuilder:
         pairs = np.empty(n_pairs, dtype=np.int64)
         shift_vectors = state["shift_vectors"] if np.array_equal(cell, state["cell"]) else _shift_vectors(
             state["shifts"], cell)
+        offsets = np.empty(len(positions) + 1, dtype=np.int64)
         n, shortest = _pairs_within(positions, state["pair_start"], state["j"], shift_vectors, self.cutoff**2,
-                                    edge_index[0], edge_index[1], vectors, pairs, np.empty(len(positions) + 1, dtype=np.int64))
+                                    edge_index[0], edge_index[1], vectors, pairs, offsets)
         edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), state["shifts"][pairs[:n]], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)

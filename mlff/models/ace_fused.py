@@ -31,8 +31,8 @@ contractions 1.2x, flat term lists 1.25x, blocks of 8 atoms with 16-bit term ind
 at 64 atoms, vectorised term updates 1.25x and edge loops over the block instead of the atom
 1.4x; BLAS on strided views instead of numba's copies 1.17x (at 64 and 512 atoms);
 coupled values only where a function reads them, in a buffer that starts with A, 1.2x (at 64);
-the contractions on lanes instead of one BLAS call per atom and contraction, 1.14x (at 64 and
-512, also with neighbour counts from 22 to 30 in a block).
+the contractions on lanes instead of one BLAS call per atom and contraction, 1.14x at 64,
+1.16x at 512, 1.2x at 64 with neighbour counts from 22 to 30.
 Atoms are split into contiguous ranges, one per thread. Everything the loop reads is derived
 from the model's own modules (radial constants, the product plan and folded readout of
 :class:`~mlff.models.ace_product.InvariantProducts`, e3nn's harmonics via
