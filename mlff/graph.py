@@ -269,13 +269,14 @@ def _shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
 def _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors, pairs, offsets):
     """The candidate pairs (a, j[p], S_p·cell) of a list grouped by centre (atom a's pairs
     are p = pair_start[a] … pair_start[a + 1] − 1) closer than the cutoff, in order: writes
-    their (n,) centers, neighbors and positions in the list (``pairs``), (n, 3) vectors
+    their (n,) centers, neighbors and, unless ``pairs`` is empty, positions in the list, (n, 3) vectors
     r = x_j − x_a + S·cell (``shift_vectors`` (n_pairs, 3) Å: S·cell) and the (n_atoms + 1,)
     centre offsets; returns n and the smallest squared length kept (inf without edges), for
     the overlap check.
 
     Branch-free: every pair is written at slot n, which advances only past pairs within the
     cutoff (about a third of a skin list's pairs are not, in no order a predictor follows)."""
+    keep_pairs = pairs.shape[0] > 0
     n = 0
     shortest = np.inf
     for a in range(pair_start.shape[0] - 1):
@@ -289,7 +290,8 @@ def _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, nei
             r2 = x * x + y * y + z * z
             centers[n] = a
             neighbors[n] = b
-            pairs[n] = p
+            if keep_pairs:
+                pairs[n] = p
             vectors[n, 0] = x
             vectors[n, 1] = y
             vectors[n, 2] = z
@@ -356,11 +358,10 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
             return none
     n_pairs = j.shape[0]
     centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    pairs = np.empty(n_pairs, dtype=np.int64)
     vectors = np.empty((n_pairs, 3))
     offsets = np.empty(n_atoms + 1, dtype=np.int64)
     n, shortest = _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors,
-                                pairs, offsets)
+                                np.empty(0, dtype=np.int64), offsets)
     return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
 
 
