@@ -460,9 +460,10 @@ class VerletGraphBuilder:
         largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
         return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
-    def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """Edge index (2, n) int64, shifts S (n, 3), vectors (n, 3) float64 and the shortest
-        edge (Å) of the current configuration, from the kept list or a new one."""
+    def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+        """Edge index (2, n) int64, shifts S (n, 3), vectors (n, 3) float64, the shortest
+        edge (Å) and the centre offsets (n_atoms + 1,) of the current configuration, from the
+        kept list or a new one."""
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
@@ -494,10 +495,10 @@ class VerletGraphBuilder:
         edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), state["shifts"][pairs[:n]], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)
-        return edge_index, shifts, vectors, float(np.sqrt(shortest))
+        return edge_index, shifts, vectors, float(np.sqrt(shortest)), offsets
 
     def __call__(self, atoms: Atoms) -> Graph:
-        edge_index, shifts, vectors, _ = self._pairs(atoms)
+        edge_index, shifts, vectors, _, _ = self._pairs(atoms)
         return _graph_from_pairs(atoms, self.cutoff, edge_index, shifts, vectors, self.dtype, self.device)
 
     def edge_arrays(self, atoms: Atoms) -> EdgeArrays:
@@ -519,9 +520,9 @@ class VerletGraphBuilder:
                     return EdgeArrays(state["numbers"], centers, neighbors, vectors.astype(dtype, copy=False),
                                       self.cutoff, cache=state["atom_cache"], shortest=math.sqrt(shortest),
                                       offsets=offsets)
-        edge_index, shifts, vectors, shortest = self._pairs(atoms)
+        edge_index, shifts, vectors, shortest, offsets = self._pairs(atoms)
         return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
-                          self.cutoff, cache=self._state["atom_cache"], shortest=shortest)
+                          self.cutoff, cache=self._state["atom_cache"], shortest=shortest, offsets=offsets)
 
 
 def build_graph(
