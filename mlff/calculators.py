@@ -11,7 +11,8 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlff.compiled import GradientEvaluator
-from mlff.graph import VerletGraphBuilder, build_graph, cell_volume
+from mlff.geometry import cell_volume
+from mlff.graph import VerletGraphBuilder, build_graph
 from mlff.protocol import (
     BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_arrays, forces_from_edge_grads,
     forces_virial_and_stress_from_edge_arrays, stress_from_virial, virial_from_edge_grads,

@@ -8,8 +8,8 @@ integer image shift. Derivatives of the energy are taken with respect to ``Graph
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 import math
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -17,7 +17,15 @@ import torch
 import vesin
 from ase import Atoms
 
-__all__ = ["Graph", "EdgeArrays", "build_graph", "check_atoms", "VerletGraphBuilder"]
+from mlff.geometry import (
+    MAX_PERIODIC_IMAGES,
+    cell_volume,
+    check_atoms,
+    periodic_widths,
+    search_cell,
+)
+
+__all__ = ["Graph", "EdgeArrays", "build_graph", "cell_volume", "check_atoms", "VerletGraphBuilder"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,55 +216,91 @@ class EdgeArrays:
                           parent_edges=keep, cache=self.cache)
 
 
-def cell_volume(cell) -> float:
-    """|det cell| (Å^3) of a (3, 3) cell (nested sequence or array) as a triple product on
-    Python floats: np.linalg.det costs tens of µs, which MD pays every step."""
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
-    return abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
-
-
-def check_atoms(atoms: Atoms) -> None:
-    """Raise ``ValueError`` for input no model can evaluate."""
-    if not isinstance(atoms, Atoms):
-        raise TypeError(f"expected ase.Atoms, got {type(atoms).__name__}")
-    if len(atoms) == 0:
-        raise ValueError("atoms has zero atoms; a structure needs at least one atom")
-    positions = atoms.positions
-    with np.errstate(over="ignore", invalid="ignore"):  # a huge finite sum may overflow: then look closer
-        finite = np.isfinite(positions.sum())  # one reduction per MD step
-    bad = [] if finite else np.nonzero(~np.isfinite(positions).all(axis=1))[0]
-    if len(bad):
-        raise ValueError(
-            f"positions of atoms {bad[:10].tolist()} are not finite (NaN or inf); "
-            "all positions must be finite numbers in Å"
-        )
-    pbc = atoms.pbc
-    if pbc.any():
-        cell = atoms.cell.array
-        flat = [ax for ax in range(3) if pbc[ax] and float(cell[ax] @ cell[ax]) == 0.0]
-        if flat:
-            raise ValueError(
-                f"pbc is {pbc.tolist()} but cell vectors {flat} have zero length; a periodic "
-                "direction needs a non-zero cell vector"
-            )
-        if pbc.all() and cell_volume(cell.tolist()) < 1e-10:
-            raise ValueError(
-                f"the cell {atoms.cell.array.tolist()} has zero volume but pbc is all True"
-            )
-
-
 def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
-    """i, j (int64), shifts S (int), r_ij (float64) for all pairs closer than ``cutoff``."""
+    """i, j (int64), shifts S (int), r_ij (float64) for all pairs closer than ``cutoff``,
+    grouped by centre; ``cell`` is a :func:`~mlff.geometry.search_cell`.
+
+    Atoms spread so far along an open direction that vesin's cell list would degenerate
+    (:func:`_vesin_cell_counts`) are searched in groups separated by gaps wider than the
+    cutoff, which no edge can cross."""
     if cutoff <= 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 3)), np.zeros((0, 3))
+    _check_image_count(cell, pbc, cutoff)
+    groups = [np.arange(len(positions))]
+    if _vesin_cell_counts(positions, cell, pbc, cutoff).min() < 1:
+        groups = _separated_groups(positions, cell[~pbc], cutoff)
+        bad = [g for g in groups if _vesin_cell_counts(positions[g], cell, pbc, cutoff).min() < 1]
+        if bad:
+            span = np.ptp(positions[bad[0]], axis=0)
+            raise ValueError(
+                f"the neighbour search cannot bin {len(bad[0])} atoms spanning {span.round(1).tolist()} Å "
+                f"with a cell of widths {periodic_widths(cell, pbc).round(3).tolist()} Å (pbc {pbc.tolist()}) at "
+                f"cutoff {cutoff} Å: one direction is over 10^5 cutoffs longer than the others; make a long "
+                "periodic direction non-periodic or bring far atoms closer"
+            )
+    found = []
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
-    # lose precision far from the origin.
-    i, j, shifts, vectors = nl.compute(points=positions, box=cell, periodic=pbc.tolist(), quantities="ijSD")
+    for group in groups:
+        # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
+        # lose precision far from the origin.
+        i, j, shifts, vectors = nl.compute(points=positions[group], box=cell, periodic=pbc.tolist(),
+                                           quantities="ijSD")
+        found.append((group[i], group[j], shifts, vectors) if len(groups) > 1 else (i, j, shifts, vectors))
+    i, j, shifts, vectors = (np.concatenate(parts) for parts in zip(*found))
     # Grouped by centre, so per-atom kernels read each atom's edges as one contiguous run.
     order = np.argsort(i, kind="stable")
     return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order], vectors[order]
+
+
+def _check_image_count(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+    """Refuse a periodic cell so thin that one pair has more than MAX_PERIODIC_IMAGES images
+    within ``cutoff``: the search would run for minutes or overflow."""
+    widths = periodic_widths(cell, pbc)
+    images = np.prod([2 * np.ceil(cutoff / widths[ax]) + 1 for ax in range(3) if pbc[ax]])
+    if images > MAX_PERIODIC_IMAGES:
+        raise ValueError(
+            f"the periodic cell is {widths[pbc].tolist()} Å thick along its periodic directions {np.flatnonzero(pbc).tolist()}, "
+            f"so each pair of atoms has about {images:.3g} images within the cutoff {cutoff} Å; at most "
+            f"{MAX_PERIODIC_IMAGES:.0e} are searched. Check the cell (units are Å) or use a supercell"
+        )
+
+
+#: vesin's bound on the number of cells of its CPU cell list (MAX_NUMBER_OF_CELLS).
+_VESIN_MAX_CELLS = 1e5
+
+
+def _vesin_cell_counts(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
+    """(3,) the cell counts vesin's CPU cell list (``CellList::CellList`` in vesin's
+    cpu_cell_list.cpp) chooses for this input. When the total exceeds its bound, vesin rescales
+    the counts keeping their ratios and truncates; for a very elongated box a count reaches 0
+    and vesin divides by it (SIGFPE). Periodic widths come from the cell, open ones from the
+    atoms' span along the Cartesian axis, as there."""
+    span = np.ptp(positions, axis=0)
+    span = np.where(span < 1e-6, 1.0, span)
+    lengths = np.where(pbc, periodic_widths(cell, pbc), np.maximum(1.01 * span, 1.0))
+    n = np.maximum(np.trunc(lengths / cutoff), 1.0)
+    if n.prod() > _VESIN_MAX_CELLS:
+        ratio_xy, ratio_yz = n[0] / n[1], n[1] / n[2]
+        n[2] = np.trunc(np.cbrt(_VESIN_MAX_CELLS / (ratio_xy * ratio_yz * ratio_yz)))
+        n[1] = np.trunc(ratio_yz * n[2])
+        n[0] = np.trunc(ratio_xy * n[1])
+    return n
+
+
+def _separated_groups(positions: np.ndarray, open_directions: np.ndarray, cutoff: float) -> list[np.ndarray]:
+    """Indices of the groups of atoms that gaps wider than ``cutoff`` along the open directions
+    (unit vectors orthogonal to the periodic ones, so periodic images keep the gaps) separate."""
+    groups = [np.arange(len(positions))]
+    for direction in open_directions:
+        split = []
+        for group in groups:
+            along = positions[group] @ direction
+            order = np.argsort(along, kind="stable")
+            cuts = np.flatnonzero(np.diff(along[order]) >= cutoff) + 1
+            split.extend(group[part] for part in np.split(order, cuts))
+        groups = split
+    return groups
 
 
 def _shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -404,13 +448,6 @@ def _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors64, dtype, devic
     )
 
 
-def _inverse_or_none(cell: np.ndarray) -> np.ndarray | None:
-    """cell⁻¹ (3, 3), or None for a singular cell (a zero vector along an open direction)."""
-    if abs(np.linalg.det(cell)) < 1e-9 * max(1.0, float(np.abs(cell).max())) ** 3:
-        return None
-    return np.linalg.inv(cell)
-
-
 class VerletGraphBuilder:
     """Graphs for successive configurations of one system, from a Verlet list with a skin.
 
@@ -424,8 +461,9 @@ class VerletGraphBuilder:
     ``2 max_a |u_a| + (cutoff + skin) ‖E‖ ≤ skin``; the list is reused until then. With a
     fixed cell that is the usual "no atom moved more than skin/2"; under NPT the list also
     survives the cell changes, and motion that follows the cell costs no skin. A change of
-    pbc, atomic numbers or atom count, or of a singular cell, rebuilds the list. The graphs
-    are identical to :func:`build_graph`'s up to edge order.
+    pbc, atomic numbers or atom count rebuilds the list. The cell here is the
+    :func:`~mlff.geometry.search_cell`, so a non-periodic direction's vector (zero, or
+    changed) never enters. The graphs are identical to :func:`build_graph`'s up to edge order.
 
     Args:
         cutoff: Å.
@@ -452,11 +490,10 @@ class VerletGraphBuilder:
         if np.array_equal(cell, state["cell"]):
             moved, strain = positions - state["positions"], 0.0
         else:
-            if state["inverse_cell"] is None or not np.isfinite(cell).all():
-                return True
-            strain_matrix = state["inverse_cell"] @ (cell - state["cell"])  # E, with cell = cell₀ (I + E)
+            search = search_cell(cell, state["pbc"])
+            strain_matrix = state["inverse_cell"] @ (search - state["search_cell"])  # E: cell = cell₀ (I + E)
             strain = float(np.sqrt(np.einsum("ij,ij->", strain_matrix, strain_matrix)))  # ≥ ‖E‖₂
-            moved = positions - state["fractional"] @ cell  # u_a: what the strain does not carry
+            moved = positions - state["fractional"] @ search  # u_a: what the strain does not carry
         largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
         return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
@@ -470,15 +507,15 @@ class VerletGraphBuilder:
         if self._needs_rebuild(atoms, positions, cell):
             pbc = np.asarray(atoms.pbc, dtype=bool)
             reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
-            i, j, shifts, vectors = _vesin_pairs(positions, cell, pbc, reach)
-            inverse = _inverse_or_none(cell)
+            search = search_cell(cell, pbc)  # invertible: check_atoms refused degenerate periodic vectors
+            i, j, shifts, vectors = _vesin_pairs(positions, search, pbc, reach)
+            inverse = np.linalg.inv(search)
             self._state = {
                 "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
-                "cell": cell, "inverse_cell": inverse,
-                "fractional": positions @ inverse if inverse is not None else None,
+                "cell": cell, "search_cell": search, "inverse_cell": inverse, "fractional": positions @ inverse,
                 "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
                 "pair_start": np.searchsorted(i, np.arange(len(positions) + 1)),  # i is sorted
-                "shift_vectors": _shift_vectors(shifts, cell),
+                "shift_vectors": _shift_vectors(shifts, search),
                 "atom_cache": {},  # species lookups: the numbers are fixed until the next build
             }
             self.rebuilds += 1
@@ -488,7 +525,7 @@ class VerletGraphBuilder:
         vectors = np.empty((n_pairs, 3))
         pairs = np.empty(n_pairs, dtype=np.int64)
         shift_vectors = state["shift_vectors"] if np.array_equal(cell, state["cell"]) else _shift_vectors(
-            state["shifts"], cell)
+            state["shifts"], search_cell(cell, state["pbc"]))
         offsets = np.empty(len(positions) + 1, dtype=np.int64)
         n, shortest = _pairs_within(positions, state["pair_start"], state["j"], shift_vectors, self.cutoff**2,
                                     edge_index[0], edge_index[1], vectors, pairs, offsets)
@@ -540,7 +577,8 @@ def build_graph(
     if not (np.isfinite(cutoff) and cutoff >= 0):
         raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    i, j, shifts, vectors = _vesin_pairs(positions, atoms.cell.array, np.asarray(atoms.pbc, dtype=bool), cutoff)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    i, j, shifts, vectors = _vesin_pairs(positions, search_cell(atoms.cell.array, pbc), pbc, cutoff)
     edge_index = np.stack([i, j])
     _check_no_overlap(edge_index, shifts, vectors)
     return _graph_from_pairs(atoms, cutoff, edge_index, shifts, vectors, dtype, device)

@@ -82,13 +82,15 @@ def test_bad_atoms_are_refused(atoms, message):
         build_graph(atoms, 5.0)
 
 
-def test_finiteness_check_is_exact_under_strict_floating_point_errors():
-    """Positions are checked with one sum; a sum that overflows (huge but finite positions) or
-    mixes +inf and -inf must neither raise a floating-point error nor hide the bad atoms."""
+def test_position_check_is_exact_under_strict_floating_point_errors():
+    """Positions are checked with one reduction; huge, infinite or mixed +inf/-inf positions
+    must neither raise a floating-point error nor hide the bad atoms."""
     from mlff.graph import check_atoms
 
     with np.errstate(all="raise"):
-        check_atoms(Atoms("H2", positions=[[1e308, 0, 0], [1e308, 0, 0]]))
+        check_atoms(Atoms("H2", positions=[[1e8, 0, 0], [-1e8, 0, 0]]))
+        with pytest.raises(ValueError, match=r"atoms \[0, 1\] lie 1e\+308 Å"):
+            check_atoms(Atoms("H2", positions=[[1e308, 0, 0], [-1e308, 0, 0]]))
         with pytest.raises(ValueError, match=r"atoms \[0, 1\] are not finite"):
             check_atoms(Atoms("H2", positions=[[np.inf, 0, 0], [-np.inf, 0, 0]]))
 
