@@ -62,19 +62,30 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
+def _error_table(table) -> str:
+    """An error table from checkpoint metadata, which is free-form: a note where it is not one."""
     from mlff.fitting import ErrorTable
+
+    try:
+        return str(ErrorTable.from_dict(table))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return "  (not an error table)"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
     from mlff.io import load_model, resolve_checkpoint
 
     model, metadata = load_model(args.path)
     print(f"checkpoint: {resolve_checkpoint(args.path)}")
-    print(f"elements: {', '.join(model.elements)}; cutoff {model.cutoff} Å; {model.length_basis()} linear parameters")
+    linear = f"; {model.length_basis()} linear parameters" if hasattr(model, "length_basis") else ""
+    print(f"elements: {', '.join(model.elements)}; cutoff {model.cutoff} Å{linear}")
     for part in getattr(model, "parts", [model]):
         print(f"  {type(part).__name__}: {part.extra_repr()}")
     if metadata.get("teacher"):
         print(f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; labels: {metadata.get('labels')}")
-    for name, table in metadata.get("errors", {}).items():
-        print(f"{name} errors:\n{ErrorTable.from_dict(table)}")
+    errors = metadata.get("errors", {})
+    for name, table in errors.items() if isinstance(errors, dict) else [("metadata", errors)]:
+        print(f"{name} errors:\n{_error_table(table)}")
     return 0
 
 

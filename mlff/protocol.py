@@ -202,6 +202,14 @@ class SiteModel(nn.Module):
         self.register_buffer("_dtype_probe", torch.zeros((), dtype=torch.float64), persistent=False)
         self.backend = "auto"
 
+    def check_parameters(self, prefix: str = "") -> None:
+        """Raise ValueError naming the first state tensor (``prefix`` + its key) that is not
+        finite. ``load_state_dict`` bypasses the constructors' checks, so a loaded model is
+        checked here; subclasses add the checks their constructors make."""
+        for name, tensor in self.state_dict(prefix=prefix).items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"tensor {name!r} contains NaN or inf")
+
     def set_backend(self, backend: str) -> "SiteModel":
         """Choose how :meth:`site_energies_and_grads` runs (one of :data:`BACKENDS`), for this
         model and every model inside it. Not part of a checkpoint. Returns ``self``."""

@@ -38,6 +38,11 @@ class Stack(LinearSiteModel):
         super().__init__(common, max(m.cutoff for m in models))
         self.parts = nn.ModuleList(models)
 
+    def check_parameters(self, prefix: str = "") -> None:
+        """Each part's :meth:`~mlff.protocol.SiteModel.check_parameters`, named by its key."""
+        for k, part in enumerate(self.parts):
+            part.check_parameters(f"{prefix}parts.{k}.")
+
     @property
     def linear_parts(self) -> list[LinearSiteModel]:
         return [m for m in self.parts if isinstance(m, LinearSiteModel)]

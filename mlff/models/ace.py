@@ -75,6 +75,11 @@ class ACEModel(ReadoutModel):
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
         self._fused: FusedACE | None = None  # built on first use: tables for the CPU kernel
 
+    def check_parameters(self, prefix: str = "") -> None:
+        """Finite tensors and a valid r0."""
+        super().check_parameters(prefix)
+        self.radial.check_parameters(self.elements, f"{prefix}radial.")
+
     @property
     def n_basis(self) -> int:
         """Functions per element block."""

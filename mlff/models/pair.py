@@ -63,6 +63,13 @@ class PairModel(ReadoutModel):
     def n_max(self) -> int:
         return self.radial.n_max
 
+    def check_parameters(self, prefix: str = "") -> None:
+        """Finite tensors, a valid r0 and, with the ZBL core, its constructor's invariants."""
+        super().check_parameters(prefix)
+        self.radial.check_parameters(self.elements, f"{prefix}radial.")
+        if self.repulsion is not None:
+            self.repulsion.check_parameters(self.elements, f"{prefix}repulsion.")
+
     def _edges(self, graph: Graph):
         species = self.species(graph)
         si, sj = species[graph.centers], species[graph.neighbors]

@@ -208,6 +208,13 @@ class RadialBasis(nn.Module):
         self.envelope = PolynomialEnvelope(cutoff, envelope_p)
         self.n_max = int(n_max)
 
+    def check_parameters(self, elements, prefix: str = "") -> None:
+        """Check a loaded r0 as the constructor does (:func:`check_r0`), naming the tensor."""
+        try:
+            check_r0(self.transform.r0, elements)
+        except ValueError as err:
+            raise ValueError(f"tensor '{prefix}transform.r0': {err}") from None
+
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)

@@ -13,6 +13,17 @@ _ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
 _ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
 
 
+def _check_switch(r_inner: torch.Tensor, r_outer: torch.Tensor) -> None:
+    """Refuse switch radii (Å) unless finite with 0 < r_inner < r_outer for every pair."""
+    if not bool(torch.isfinite(r_inner).all() & torch.isfinite(r_outer).all()
+                & (r_inner > 0).all() & (r_outer > r_inner).all()):
+        raise ValueError(f"need finite 0 < r_inner < r_outer (Å), got {r_inner.tolist()} and {r_outer.tolist()}")
+
+
+def _atomic_numbers(elements) -> torch.Tensor:
+    return torch.tensor([atomic_numbers[e] for e in elements], dtype=torch.float64)
+
+
 class ZBLRepulsion(nn.Module):
     """Ziegler–Biersack–Littmark screened Coulomb pair energy times a quintic switch.
 
@@ -23,14 +34,26 @@ class ZBLRepulsion(nn.Module):
 
     def __init__(self, elements, r_inner: torch.Tensor, r_outer: torch.Tensor):
         super().__init__()
-        z = torch.tensor([atomic_numbers[e] for e in elements], dtype=torch.float64)
-        self.register_buffer("z", z)
+        self.register_buffer("z", _atomic_numbers(elements))
         r_inner = torch.as_tensor(r_inner, dtype=torch.float64)
         r_outer = torch.as_tensor(r_outer, dtype=torch.float64)
-        if bool((r_outer <= r_inner).any()) or bool((r_inner <= 0).any()):
-            raise ValueError(f"need 0 < r_inner < r_outer, got {r_inner.tolist()} and {r_outer.tolist()}")
+        _check_switch(r_inner, r_outer)
         self.register_buffer("r_inner", r_inner.clone())
         self.register_buffer("r_outer", r_outer.clone())
+
+    def check_parameters(self, elements, prefix: str = "") -> None:
+        """Check loaded buffers as the constructor makes them: ``z`` the atomic numbers of
+        ``elements``, and the switch radii."""
+        expected = _atomic_numbers(elements)
+        if self.z.shape != expected.shape or not torch.equal(self.z.detach().cpu().double(), expected):
+            raise ValueError(
+                f"tensor '{prefix}z' = {self.z.tolist()}; expected the atomic numbers {expected.tolist()} "
+                f"of {list(elements)}"
+            )
+        try:
+            _check_switch(self.r_inner.detach().cpu().double(), self.r_outer.detach().cpu().double())
+        except ValueError as err:
+            raise ValueError(f"tensors '{prefix}r_inner' and '{prefix}r_outer': {err}") from None
 
     def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
         zi, zj = self.z[species_i], self.z[species_j]
