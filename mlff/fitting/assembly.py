@@ -29,17 +29,18 @@ import torch
 from ase import Atoms
 
 from mlff.fitting.labels import Labels, read_labels
+from mlff.geometry import check_atoms
 from mlff.graph import build_graph
 from mlff.protocol import LinearSiteModel, forces_from_edge_grads
 
 __all__ = [
     "PROPERTIES",
-    "Weights",
     "LinearProblem",
     "NormalEquations",
-    "potential_energy_basis",
-    "energy_forces_virial_basis",
+    "Weights",
     "assemble",
+    "energy_forces_virial_basis",
+    "potential_energy_basis",
 ]
 
 PROPERTIES = ("energy", "forces", "virial")
@@ -203,7 +204,32 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
     if not blocks:
         p = model.length_basis()
         return (np.zeros((0, p)), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int32))
-    return (np.concatenate(blocks), np.concatenate(targets), np.concatenate(wts), np.concatenate(props), np.concatenate(comps))
+    A, y = np.concatenate(blocks), np.concatenate(targets)
+    _check_finite_rows(A, y, np.concatenate(props))
+    return (A, y, np.concatenate(wts), np.concatenate(props), np.concatenate(comps))
+
+
+def _check_finite_rows(A: np.ndarray, y: np.ndarray, props: np.ndarray) -> None:
+    """Refuse NaN/inf rows (a geometry the basis or the fixed parts cannot evaluate)."""
+    for name, bad in (("design rows", ~np.isfinite(A).all(axis=1)), ("targets", ~np.isfinite(y))):
+        if bad.any():
+            kinds = sorted({PROPERTIES[int(k)] for k in props[bad]})
+            raise ValueError(
+                f"its {', '.join(kinds)} {name} contain NaN/inf ({int(bad.sum())} rows); "
+                "every row must be finite: check the geometry (atoms too close for the fixed parts?)"
+            )
+
+
+def _names(error: Exception, index: int) -> bool:
+    return str(error).startswith(f"configuration {index}")
+
+
+def _named(index: int, error: Exception) -> Exception:
+    """``error`` with "configuration <index>: " in front, of the same type where possible."""
+    try:
+        return type(error)(f"configuration {index}: {error}")
+    except TypeError:  # an exception type that does not take one message
+        return RuntimeError(f"configuration {index}: {type(error).__name__}: {error}")
 
 
 def _check_elements(atoms: Atoms, model: LinearSiteModel, index: int) -> None:
@@ -227,7 +253,12 @@ def _accumulate(model, chunk, weights, normal):
     p = model.length_basis()
     ata, aty, yty, n_rows = np.zeros((p, p)), np.zeros(p), 0.0, 0
     for index, atoms, labels in chunk:
-        A, y, w, prop, comp = _rows_for(atoms, labels, model, weights, index)
+        try:
+            A, y, w, prop, comp = _rows_for(atoms, labels, model, weights, index)
+        except Exception as error:
+            if _names(error, index):
+                raise
+            raise _named(index, error) from error
         if normal:
             # In torch, on torch's threads: mixing numpy's BLAS threads with torch's OpenMP
             # pool right after torch work made this step ten times slower.
@@ -268,13 +299,20 @@ def assemble(
         weights = Weights(**weights)
     configs = []
     for index, atoms in enumerate(dataset):
-        _check_elements(atoms, model, index)
-        labels = read_labels(atoms, index)
+        try:
+            check_atoms(atoms)  # before any basis evaluation, and so that Z < 1 is not read as an element
+            _check_elements(atoms, model, index)
+            labels = read_labels(atoms, index)
+        except Exception as error:
+            if _names(error, index):
+                raise
+            raise _named(index, error) from error
         bare = atoms.copy()  # labels are read: workers need no (possibly unpicklable) calculator
         bare.calc = None
         configs.append((index, bare, labels))
     if not configs:
         raise ValueError("the dataset is empty; give at least one labelled configuration")
+    _check_something_to_fit(configs, weights)
     if int(n_workers) < 0:
         raise ValueError(f"n_workers must be >= 0, got {n_workers}")
     n_workers = (os.cpu_count() or 1) if int(n_workers) == 0 else int(n_workers)
@@ -310,6 +348,36 @@ def assemble(
         config_types=[labels.config_type for _, _, labels in configs],
         n_atoms=np.array([len(atoms) for _, atoms, _ in configs]),
     )
+
+
+def _row_counts(configs, weights: Weights) -> dict[str, list[int]]:
+    """Per property: [labelled rows, rows with a non-zero weight]."""
+    counts = {prop: [0, 0] for prop in PROPERTIES}
+    for _, atoms, labels in configs:
+        present = {"energy": labels.energy is not None, "forces": labels.forces is not None, "virial": labels.stress is not None}
+        rows = {"energy": 1, "forces": 3 * len(atoms), "virial": 6}
+        for prop in PROPERTIES:
+            if present[prop]:
+                counts[prop][0] += rows[prop]
+                counts[prop][1] += rows[prop] if weights.weight(prop, labels.config_type) > 0 else 0
+    return counts
+
+
+def _check_something_to_fit(configs, weights: Weights) -> None:
+    """Refuse, before any basis evaluation, data that would give no weighted row."""
+    counts = _row_counts(configs, weights)
+    if not any(labelled for labelled, _ in counts.values()):
+        raise ValueError(
+            f"nothing to fit: no configuration (of {len(configs)}) has an energy, forces or stress label "
+            "(read from the calculator's results, or atoms.info['energy'], atoms.arrays['forces'], "
+            "atoms.info['stress']; stress only on 3D-periodic cells)"
+        )
+    if not any(weighted for _, weighted in counts.values()):
+        have = ", ".join(f"{labelled} {prop}" for prop, (labelled, _) in counts.items() if labelled)
+        raise ValueError(
+            f"nothing to fit: every labelled row ({have}) has weight zero under {weights}; "
+            "give at least one labelled property a positive weight"
+        )
 
 
 def _progress(total: int, enabled: bool):

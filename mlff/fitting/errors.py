@@ -40,7 +40,7 @@ class ErrorTable:
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ErrorTable":
+    def from_dict(cls, data: dict) -> ErrorTable:
         return cls(rows=data["rows"])
 
     def __str__(self) -> str:
@@ -51,17 +51,18 @@ class ErrorTable:
         for ctype in order:
             row = self.rows[ctype]
             n = int(row.get("configs", {}).get("count", 0))
-
-            def cell(prop, stat, fmt):
-                v = row.get(prop, {}).get(stat)
-                return f"{v:{fmt}}" if v is not None else "-".rjust(int(fmt.split(".")[0]))
-
             lines.append(
-                f"{ctype:<16} {n:>5} | {cell('energy', 'rmse', '8.2f')} {cell('energy', 'mae', '8.2f')} | "
-                f"{cell('forces', 'rmse', '8.1f')} {cell('forces', 'mae', '8.1f')} | "
-                f"{cell('stress', 'rmse', '7.3f')} {cell('stress', 'mae', '7.3f')}"
+                f"{ctype:<16} {n:>5} | {_cell(row, 'energy', 'rmse', '8.2f')} {_cell(row, 'energy', 'mae', '8.2f')} | "
+                f"{_cell(row, 'forces', 'rmse', '8.1f')} {_cell(row, 'forces', 'mae', '8.1f')} | "
+                f"{_cell(row, 'stress', 'rmse', '7.3f')} {_cell(row, 'stress', 'mae', '7.3f')}"
             )
         return "\n".join(lines)
+
+
+def _cell(row: dict, prop: str, stat: str, fmt: str) -> str:
+    """One formatted table cell, or a right-aligned "-" where the property has no labels."""
+    v = row.get(prop, {}).get(stat)
+    return f"{v:{fmt}}" if v is not None else "-".rjust(int(fmt.split(".")[0]))
 
 
 def evaluate_errors(calculator, dataset: Iterable[Atoms]) -> ErrorTable:

@@ -49,9 +49,13 @@ class FitResult:
         return SiteCalculator(self.model, committee=committee, **kwargs)
 
     def __str__(self) -> str:
-        parts = [f"fitted {self.model.length_basis()} parameters on {self.n_rows} rows"]
+        p = self.model.length_basis()
+        parts = [f"fitted {p} parameters on {self.n_rows} rows"]
         if self.solution.noise_std is not None:
             parts.append(f"BLR noise (weighted rows): {self.solution.noise_std:.4g}")
+        rank = self.solution.info.get("rank")
+        if rank is not None and rank < p:
+            parts.append(f"the data determine {rank} of {p} directions; the prior or cut decides the rest")
         for name, table in self.errors.items():
             parts.append(f"\n{name} errors\n{table}")
         return "\n".join(parts)
@@ -77,6 +81,9 @@ def fit(
         weights: :class:`~mlff.fitting.assembly.Weights` or a mapping of its fields.
         prior: Γ (P,), or ``"smoothness"`` for :func:`smoothness_prior`.
         normal_equations: assemble AᵀW²A only (memory O(P²)); QR and BLR accept it.
+
+    Raises ``ValueError`` before any solve when there is nothing to fit (no labels, or every
+    labelled row weighted zero) and, naming the configuration, when one cannot be assembled.
     """
     solver = QR() if solver is None else solver
     if isinstance(prior, str):

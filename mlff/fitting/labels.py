@@ -32,11 +32,23 @@ def _from_calc(atoms: Atoms, key: str):
     return None if value is None else np.asarray(value, dtype=float)
 
 
+def _check_volume(atoms: Atoms, index: int) -> None:
+    """A stress label becomes virial rows −σ·V: the cell needs a finite, non-zero volume."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        volume = abs(float(np.linalg.det(atoms.cell.array)))
+    if not (np.isfinite(volume) and volume > 1e-12):
+        raise ValueError(
+            f"configuration {index}: a stress label needs a 3D cell of finite, non-zero volume, "
+            f"got volume {volume:.3g} Å³ (cell {atoms.cell.array.tolist()}); fix the cell or drop the stress label"
+        )
+
+
 def read_labels(atoms: Atoms, index: int) -> Labels:
     """Labels from a (SinglePoint) calculator's results, else ``atoms.info`` / ``atoms.arrays``.
 
     ``info["config_type"]`` names the configuration's group (default ``"default"``). A label
-    containing NaN or inf raises ``ValueError`` naming ``index``.
+    of the wrong shape, containing NaN or inf, or a stress label on a cell of zero or
+    non-finite volume raises ``ValueError`` naming ``index``.
     """
     energy = _from_calc(atoms, "energy")
     if energy is None and "energy" in atoms.info:
@@ -54,11 +66,15 @@ def read_labels(atoms: Atoms, index: int) -> Labels:
             raise ValueError(f"configuration {index}: stress has shape {stress.shape}; expected (6,), (3, 3) or (9,)")
         if not atoms.pbc.all():
             stress = None  # no virial rows for non-periodic configurations
+    if energy is not None and energy.size != 1:
+        raise ValueError(f"configuration {index}: the energy label has shape {energy.shape}; expected one number (eV)")
     if forces is not None and forces.shape != (len(atoms), 3):
         raise ValueError(f"configuration {index}: forces have shape {forces.shape}; expected ({len(atoms)}, 3)")
     for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
         if value is not None and not np.isfinite(value).all():
             raise ValueError(f"configuration {index}: the {name} label contains NaN or inf")
+    if stress is not None:
+        _check_volume(atoms, index)
     return Labels(
         energy=None if energy is None else float(energy),
         forces=forces,

@@ -2,7 +2,6 @@
 
 import pytest
 from ase import Atoms
-
 from emt_data import emt_cu_dataset
 
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-
-from helpers import STRUCTURES, make_stack
 from emt_data import label
+from helpers import STRUCTURES, make_stack
+
 from mlff import SiteCalculator, StackedCalculator
 from mlff.fitting import (
     NormalEquations,
@@ -166,3 +166,84 @@ def test_unknown_element_in_data_is_refused():
 def test_stress_labels_of_non_periodic_configurations_are_ignored():
     labels = read_labels(Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], info={"stress": np.ones(6), "energy": 1.0}), 0)
     assert labels.stress is None and labels.energy == 1.0
+
+
+def _bad_configurations() -> dict:
+    """Configurations that cannot be assembled, each with what its error must say."""
+    overlap = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0]], cell=[5, 5, 5], pbc=True)
+    nan_cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    nan_cell.cell[0, 0] = np.nan
+    flat = bulk("Cu", "fcc", a=3.6, cubic=True)
+    flat.cell[2] = flat.cell[1]
+    iron = Atoms("Fe", cell=[5, 5, 5], pbc=True)
+    negative_z = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[5, 5, 5], pbc=True)
+    negative_z.numbers[1] = -2  # not read as element 116 (Lv)
+    cases = {
+        "negative-Z": (negative_z, r"atoms \[1\] have atomic numbers \[-2\]; atomic numbers must be 1 to 118"),
+        "overlap": (overlap, "atoms 0 and 1 .* apart; atoms must not overlap"),
+        "nan-cell": (nan_cell, "cell entry \\[0\\]\\[0\\] is nan"),
+        "unknown-element": (iron, "contains element\\(s\\) Fe not known to the model"),
+        "zero-volume-stress": (flat, r"the periodic cell vectors \[0, 1, 2\] are linearly dependent"),
+    }
+    for atoms, _ in cases.values():
+        atoms.info["energy"] = -1.0
+        atoms.arrays["forces"] = np.zeros((len(atoms), 3))
+    flat.info["stress"] = np.zeros(6)
+    energy_shape = bulk("Cu", "fcc", a=3.6, cubic=True)
+    energy_shape.info["energy"] = np.ones(2)
+    cases["energy-shape"] = (energy_shape, "the energy label has shape \\(2,\\); expected one number")
+    return cases
+
+
+def _cu_stack():
+    from mlff import ACEModel, OneBody, PairModel, Stack
+
+    return Stack([OneBody({"Cu": 0.0}), PairModel(["Cu"], cutoff=4.0, n_max=4), ACEModel(["Cu"], cutoff=4.0, n_max=3)])
+
+
+@pytest.mark.parametrize("case", sorted(_bad_configurations()))
+def test_assembly_errors_name_the_configuration(case):
+    bad, match = _bad_configurations()[case]
+    good = [label(bulk("Cu", "fcc", a=a, cubic=True), "bulk") for a in (3.55, 3.65)]
+    with pytest.raises(ValueError, match=f"^configuration 2:? .*{match}") as info:
+        assemble([*good, bad], _cu_stack())
+    assert str(info.value).count("configuration 2") == 1
+
+
+def test_assembly_errors_name_the_configuration_in_worker_processes():
+    bad, _ = _bad_configurations()["overlap"]
+    good = [label(bulk("Cu", "fcc", a=a, cubic=True), "bulk") for a in (3.55, 3.65, 3.6)]
+    with pytest.raises(ValueError, match="^configuration 3: atoms 0 and 1"):
+        assemble([*good, bad], _cu_stack(), n_workers=2)
+
+
+def test_assembly_errors_keep_their_type_and_cause(monkeypatch):
+    from mlff.fitting import assembly
+
+    original = assembly._rows_for
+
+    def failing(atoms, labels, model, weights, index):
+        if index == 1:
+            raise KeyError("no such basis block")
+        return original(atoms, labels, model, weights, index)
+
+    monkeypatch.setattr(assembly, "_rows_for", failing)
+    data = [label(bulk("Cu", "fcc", a=a, cubic=True), "bulk") for a in (3.55, 3.65)]
+    with pytest.raises(KeyError, match="configuration 1: 'no such basis block'") as info:
+        assemble(data, _cu_stack())
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_non_finite_rows_name_the_configuration(monkeypatch):
+    from mlff.fitting import assembly
+
+    original = assembly._fixed_parts
+
+    def nan_energy(atoms, model, graph):
+        energy, forces, virial = original(atoms, model, graph)
+        return (np.nan if len(atoms) == 2 else energy), forces, virial
+
+    monkeypatch.setattr(assembly, "_fixed_parts", nan_energy)
+    data = [label(bulk("Cu", "fcc", a=3.6, cubic=True), "bulk"), label(bulk("Cu", "hcp", a=2.55), "hcp")]
+    with pytest.raises(ValueError, match="configuration 1: its energy targets contain NaN/inf \\(1 rows\\)"):
+        assemble(data, _cu_stack())

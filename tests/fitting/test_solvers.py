@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from emt_data import label
 from scipy.linalg import LinAlgWarning
 
-from emt_data import label
 from mlff import ACEModel, OneBody, PairModel, Stack, StackedCalculator
 from mlff.fitting import BLR, QR, RRQR, TruncatedSVD, Weights, assemble, fit
 from mlff.fitting.assembly import LinearProblem
@@ -57,7 +57,7 @@ def test_normal_equations_reproduce_planted_labels():
 
 
 def test_blr_recovers_planted_noise_level():
-    theta, data = _planted(seed=3, n_configs=16)
+    _, data = _planted(seed=3, n_configs=16)
     rng = np.random.default_rng(7)
     sigma = 0.02  # eV/Å on every force component
     for atoms in data:
