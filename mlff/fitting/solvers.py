@@ -36,6 +36,8 @@ _COLUMN_RTOL = float(np.sqrt(_EPS))
 # as degenerate): well above what either branch resolves (the normal equations' misfit is only
 # known to ~√(P·ε) ≈ 3e-7 for P = 400) and far below real label noise (DFT: ~1e-3).
 _NOISE_FLOOR = 1e-6
+# BLR warns when its data determine fewer than this fraction of the directions.
+_MOSTLY_DATA = 0.5
 
 
 @dataclass
@@ -491,13 +493,16 @@ def _maximise_evidence(spec: _Spectrum) -> _Optimum:
 
 
 def _warn_degenerate(name: str, spec: _Spectrum, opt: _Optimum, not_converged: str, stacklevel: int = 3) -> None:
-    """One LinAlgWarning for a fit with fewer rows than parameters or that did not converge.
+    """One LinAlgWarning for a fit with fewer rows than parameters, that did not converge, or
+    whose data determine fewer than half of the directions.
 
-    A converged fit with rank < P warns of nothing: the prior deciding directions the data
-    leave open is what BLR is for; ``info["rank"]`` reports it.
+    A converged fit with a modest rank deficit warns of nothing: the prior deciding a few
+    directions the data leave open is what BLR is for (a fitted ACE basis is always somewhat
+    redundant), and ``info["rank"]`` reports it. Below half, the prior sets most of the model:
+    data such as an E–V curve of perfect crystals, which fixes every displacement.
     """
     p, n, k = len(spec.lam), spec.n_rows, spec.rank
-    if opt.converged and n >= p:
+    if opt.converged and n >= p and k >= _MOSTLY_DATA * p:
         return
     parts = []
     if k < p or n < p:
