@@ -15,6 +15,7 @@ from ase.data import chemical_symbols
 
 __all__ = [
     "MAX_COORDINATE",
+    "MAX_NEIGHBOURS",
     "MAX_PERIODIC_IMAGES",
     "cell_volume",
     "check_atoms",
@@ -33,6 +34,11 @@ MAX_COORDINATE = 1e8
 #: directions of 2·⌈reach / width⌉ + 1). A cell thinner than about 1/50 of the cutoff in all
 #: three directions reaches it; the search would then take minutes or overflow.
 MAX_PERIODIC_IMAGES = 10**6
+
+#: Most neighbours per atom within the search radius (an estimate from above, see
+#: ``mlff.graph``): dense solids have about 100 within 5.5 Å. Past this the input is in the
+#: wrong units or squeezed beyond physics, and the edges alone would take gigabytes.
+MAX_NEIGHBOURS = 10**4
 
 #: Relative width (width / vector length) below which periodic cell vectors count as
 #: linearly dependent.

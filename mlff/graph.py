@@ -18,6 +18,7 @@ import vesin
 from ase import Atoms
 
 from mlff.geometry import (
+    MAX_NEIGHBOURS,
     MAX_PERIODIC_IMAGES,
     cell_volume,
     check_atoms,
@@ -216,41 +217,83 @@ class EdgeArrays:
                           parent_edges=keep, cache=self.cache)
 
 
+#: vesin refuses cutoffs at or below 1e-6 Å: a shorter search runs at this radius and is
+#: filtered (any pair it finds overlaps, which the caller then reports).
+_VESIN_MIN_CUTOFF = 1e-5
+
+
 def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
-    """i, j (int64), shifts S (int), r_ij (float64) for all pairs closer than ``cutoff``,
+    """i, j (int64), shifts S (int64), r_ij (float64) for all pairs closer than ``cutoff``,
     grouped by centre; ``cell`` is a :func:`~mlff.geometry.search_cell`.
 
-    Atoms spread so far along an open direction that vesin's cell list would degenerate
-    (:func:`_vesin_cell_counts`) are searched in groups separated by gaps wider than the
-    cutoff, which no edge can cross."""
+    vesin sees the positions wrapped into the cell along periodic directions (it keeps cell
+    indices and shifts in int32, which an atom 2³¹ widths away overflows, dropping edges), and
+    the shifts are put back in the caller's frame. With an open direction, the atoms are
+    searched in groups separated by gaps wider than the cutoff normal to the periodic vectors,
+    which no edge can cross: vesin's cell list otherwise visits every cell along the open
+    directions from every cell (minutes for an atom 10⁵ Å above a slab), and divides by zero
+    past about 10⁵ cells (:func:`_vesin_cell_counts`)."""
     if cutoff <= 0:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros((0, 3)), np.zeros((0, 3))
+        return empty, empty, np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3))
     _check_image_count(cell, pbc, cutoff)
-    groups = [np.arange(len(positions))]
-    if _vesin_cell_counts(positions, cell, pbc, cutoff).min() < 1:
-        groups = _separated_groups(positions, cell[~pbc], cutoff)
-        bad = [g for g in groups if _vesin_cell_counts(positions[g], cell, pbc, cutoff).min() < 1]
-        if bad:
-            span = np.ptp(positions[bad[0]], axis=0)
-            raise ValueError(
-                f"the neighbour search cannot bin {len(bad[0])} atoms spanning {span.round(1).tolist()} Å "
-                f"with a cell of widths {periodic_widths(cell, pbc).round(3).tolist()} Å (pbc {pbc.tolist()}) at "
-                f"cutoff {cutoff} Å: one direction is over 10^5 cutoffs longer than the others; make a long "
-                "periodic direction non-periodic or bring far atoms closer"
-            )
+    offsets = np.zeros(positions.shape, dtype=np.int64)  # (n_atoms, 3) lattice vectors wrapped away
+    if pbc.any():
+        fractional = positions @ np.linalg.inv(cell)
+        offsets[:, pbc] = np.floor(fractional[:, pbc]).astype(np.int64)
+        positions = positions - offsets.astype(np.float64) @ cell
+    groups = _separated_groups(positions, cell[~pbc], cutoff) if not pbc.all() else [np.arange(len(positions))]
+    for group in groups:
+        _check_group(positions[group], cell, pbc, cutoff)
+    reach = max(cutoff, _VESIN_MIN_CUTOFF)
+    nl = vesin.NeighborList(cutoff=reach, full_list=True)
     found = []
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     for group in groups:
         # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
         # lose precision far from the origin.
         i, j, shifts, vectors = nl.compute(points=positions[group], box=cell, periodic=pbc.tolist(),
                                            quantities="ijSD")
-        found.append((group[i], group[j], shifts, vectors) if len(groups) > 1 else (i, j, shifts, vectors))
+        found.append((group[i], group[j], shifts, vectors))
     i, j, shifts, vectors = (np.concatenate(parts) for parts in zip(*found))
-    # Grouped by centre, so per-atom kernels read each atom's edges as one contiguous run.
-    order = np.argsort(i, kind="stable")
-    return i[order].astype(np.int64), j[order].astype(np.int64), shifts[order], vectors[order]
+    shifts = shifts.astype(np.int64) + offsets[i] - offsets[j]  # x' = x − n·cell: S = S' + n_i − n_j
+    keep = np.argsort(i, kind="stable")  # grouped by centre: per-atom kernels read one contiguous run
+    if reach > cutoff:
+        keep = keep[np.einsum("ij,ij->i", vectors[keep], vectors[keep]) < cutoff * cutoff]
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), shifts[keep], vectors[keep]
+
+
+def _check_group(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+    """Refuse a group of atoms (wrapped, from one gap-separated group) that vesin cannot bin or
+    that packs more than MAX_NEIGHBOURS neighbours per atom within the cutoff (memory for the
+    edges would run out long before the search ends)."""
+    neighbours = _neighbours_per_atom(positions, cell, pbc, cutoff)
+    if neighbours > MAX_NEIGHBOURS:
+        raise ValueError(
+            f"{len(positions)} atoms are packed so densely (cell widths {periodic_widths(cell, pbc).round(4).tolist()} Å, "
+            f"pbc {pbc.tolist()}) that each would have about {neighbours:.3g} neighbours within the cutoff {cutoff} Å; "
+            f"at most {MAX_NEIGHBOURS:.0e} are accepted. Check that the cell and positions are in Å"
+        )
+    if _vesin_cell_counts(positions, cell, pbc, cutoff).min() < 1:
+        raise ValueError(
+            f"the neighbour search cannot bin {len(positions)} atoms spanning {np.ptp(positions, axis=0).round(1).tolist()} Å "
+            f"with a cell of widths {periodic_widths(cell, pbc).round(3).tolist()} Å (pbc {pbc.tolist()}) at "
+            f"cutoff {cutoff} Å: one direction is over 10^5 cutoffs longer than the others; make a long "
+            "periodic direction non-periodic or bring far atoms closer"
+        )
+
+
+def _neighbours_per_atom(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """An estimate from above of the neighbours per atom within ``cutoff``: the atoms' count
+    times the sphere's volume over the volume they and their images fill near it. Along each
+    direction of the search cell that is its width where images are closer than the cutoff,
+    else the atoms' extent there, at least the cutoff."""
+    extents = np.ptp(positions @ np.linalg.inv(cell), axis=0) if len(positions) > 1 else np.zeros(3)
+    widths = periodic_widths(cell, pbc)
+    lengths = []
+    for d in range(3):
+        extent = extents[d] * widths[d] if pbc[d] else extents[d]  # open rows are unit vectors
+        lengths.append(widths[d] if widths[d] <= cutoff else min(widths[d], max(extent, cutoff)))
+    return len(positions) * (4.0 / 3.0) * math.pi * cutoff**3 / float(np.prod(lengths))
 
 
 def _check_image_count(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:

@@ -65,7 +65,8 @@ MAX_L_MAX = 8
 MAX_ELEMENTS = 118
 #: ACE correlation orders the basis can couple (:mod:`mlff.models.ace_basis`).
 ACE_ORDERS = (1, 2, 3, 4)
-#: Factor multisets the ACE basis enumeration may walk, about a microsecond each: ~10 s at most.
+#: Factor multisets the ACE basis enumeration may walk, 1-3 µs each here: under half a minute, which
+#: is what building such a model costs anyway (two elements at order 4 and degree 18 walk 9.4e6).
 MAX_ACE_ENUMERATION = 10**7
 #: Bound (:func:`~mlff.models.ace_basis.basis_size_bound`) on ACE functions per element:
 #: a fit with more columns is far beyond any training set; 5 elements at the defaults give 50,675.
@@ -392,10 +393,7 @@ def save_model(model: SiteModel, path: str | os.PathLike, metadata: dict[str, An
     weights files it no longer names are removed (what a killed save leaves). One writer per
     checkpoint at a time.
     """
-    base = Path(path)
-    if base.suffix in (".json", ".safetensors"):
-        base = base.with_suffix("")
-    json_path = base.with_suffix(".json")
+    json_path = _json_path(Path(path))
     config = model_config(model)
     try:
         validate_config(config)
@@ -422,14 +420,22 @@ def save_model(model: SiteModel, path: str | os.PathLike, metadata: dict[str, An
     return json_path
 
 
+def _json_path(path: Path) -> Path:
+    """``run/student`` → ``run/student.json``; a ``.json`` or ``.safetensors`` ending is replaced,
+    any other dot is part of the name (``run/model.v2`` → ``run/model.v2.json``)."""
+    if path.suffix in (".json", ".safetensors"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".json")
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """The checkpoint JSON for ``path``: a ``.json`` file, a run directory (``student.json``
     inside) or a path without suffix."""
     p = Path(path)
     if p.is_dir():
         p = p / "student.json"
-    elif p.suffix != ".json":
-        p = p.with_suffix(".json")
+    else:
+        p = _json_path(p)
     if not p.is_file():
         raise FileNotFoundError(f"no checkpoint at {p}; expected a run directory with student.json or a .json file")
     return p
@@ -470,13 +476,18 @@ def _weights_path(json_path: Path, name: Any) -> Path:
             f"'.safetensors', as save_model writes it: '{json_path.stem}.<12 lowercase hex digits>.safetensors'"
         )
     path = json_path.parent / name
-    target = Path(os.path.realpath(path))
-    if target.parent != Path(os.path.realpath(json_path.parent)):
-        raise ValueError(f"{json_path}: weights {name} is a link to {target}, outside the checkpoint's directory")
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {json_path} names weights {path}, which do not exist")
-    if not path.is_file():
-        raise ValueError(f"{json_path}: weights {path} is not a regular file")
+    try:
+        target = Path(os.path.realpath(path))
+        if target.parent != Path(os.path.realpath(json_path.parent)):
+            raise ValueError(f"{json_path}: weights {name} is a link to {target}, outside the checkpoint's directory")
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {json_path} names weights {path}, which do not exist")
+        if not path.is_file():
+            raise ValueError(f"{json_path}: weights {path} is not a regular file")
+    except OSError as err:  # a name too long for the file system, a loop of links, no permission
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{json_path}: weights {_show(name)} cannot be opened: {err.strerror}") from None
     return path
 
 

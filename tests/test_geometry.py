@@ -158,6 +158,48 @@ def test_energy_of_a_far_atom_is_the_sum_of_its_parts():
     assert np.isfinite(forces).all() and abs(forces[-1, 0] + forces[-2, 0]) < 1e-9
 
 
+@pytest.mark.parametrize("thickness, far", [(1e-2, 3e7), (0.09, 1e8 - 0.3), (5.43, 9e7)])
+def test_atoms_many_widths_away_along_a_periodic_direction_keep_their_neighbours(thickness, far):
+    """vesin keeps shifts in int32: positions over 2³¹ widths from the cell lost edges before
+    the search wrapped them into the cell."""
+    from test_geometry_fuzz import _brute_force_edges
+
+    atoms = Atoms("Si2", positions=[[0.0, 0.0, 0.5], [1.0, 1.0, far]], cell=np.diag([6.0, 6.0, thickness]), pbc=True)
+    graph = build_graph(atoms, 3.0)
+    assert graph.n_edges > 0 and set(map(tuple, _edge_set(graph))) == {
+        (i, j, *s) for i, j, s in _brute_force_edges(atoms, 3.0)}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("pbc", [(True, True, False), (True, False, False)])
+def test_far_atoms_beside_slabs_and_wires_are_searched_in_groups(pbc):
+    """With mixed boundaries vesin's cell list visits every open-direction cell from every
+    cell: an atom 10⁵ Å above a slab took a minute, 10³ Å beside a wire 35 s, before the
+    groups. The timeout guards against that coming back."""
+    cell = np.diag([3.0, 3.0, 3.0]) * np.asarray(pbc)[:, None]
+    atoms = Atoms("Si3", positions=[[0, 0, 0], [0, 1.5, 1.2], [0, 4e5, 4e5]], cell=cell, pbc=pbc)
+    i, j = build_graph(atoms, 5.0).edge_index.numpy()
+    assert ((i == 2) == (j == 2)).all()  # the far atom sees only its own periodic images
+    assert ((i == 0) & (j == 1)).any()
+
+
+def test_input_packed_beyond_physics_is_refused_before_the_search():
+    """Si scaled by 0.05: 8 atoms with over 10⁵ neighbours each; at 0.03 a 64-atom cell would
+    need tens of GB of edges."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.set_cell(atoms.cell.array * 0.05, scale_atoms=True)
+    with pytest.raises(ValueError, match="packed so densely .* at most 1e\\+04 are accepted"):
+        build_graph(atoms, 5.0)
+    atoms.set_cell(atoms.cell.array * 10.0, scale_atoms=True)  # half the lattice constant: absurd but computable
+    assert build_graph(atoms, 5.0).n_edges == 8 * 190
+
+
+def test_cutoffs_below_what_vesin_accepts_find_no_edges_or_the_overlap():
+    assert build_graph(Atoms("Si2", positions=[[0, 0, 0], [1, 0, 0]]), 1e-7).n_edges == 0
+    with pytest.raises(ValueError, match="must not overlap"):
+        build_graph(Atoms("Si2", positions=[[0, 0, 0], [1e-7, 0, 0]]), 1e-6)
+
+
 def test_cell_thinner_than_the_search_allows_is_refused():
     atoms = Atoms("Si", cell=[[5.0, 0, 0], [0, 5.0, 0], [0, 0, 1e-3]], pbc=True)
     atoms.set_cell([[5.0, 0, 0], [0, 1e-2, 0], [0, 0, 1e-3]])

@@ -520,3 +520,23 @@ def test_info_survives_free_form_metadata(run, capsys):
     assert main(["info", str(run)]) == 0
     out = capsys.readouterr().out
     assert "test errors:\n  (not an error table)" in out and "train errors:" in out
+
+
+def test_a_dotted_checkpoint_name_is_its_own_checkpoint(tmp_path):
+    """``run/model.v2`` used to write ``run/model.json``, overwriting the checkpoint ``model``."""
+    first, second = make_stack(), make_stack()
+    second.set_linear_parameters(torch.zeros(second.length_basis(), dtype=torch.float64))
+    save_model(first, tmp_path / "model")
+    path = save_model(second, tmp_path / "model.v2")
+    assert path.name == "model.v2.json"
+    assert torch.equal(load_model(tmp_path / "model")[0].get_linear_parameters(), first.get_linear_parameters())
+    assert not load_model(tmp_path / "model.v2")[0].get_linear_parameters().any()
+    assert load_model(tmp_path / "model.v2.json")[0] is not None
+
+
+def test_a_weights_name_too_long_for_the_file_system_is_a_value_error(run):
+    document = _document(run)
+    document["weights"] = "w" * 300 + ".safetensors"
+    _write_document(run, document)
+    with pytest.raises(ValueError, match="cannot be opened: File name too long"):
+        load_model(run)

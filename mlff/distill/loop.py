@@ -24,7 +24,7 @@ from mlff.distill.selection import select_by_committee
 from mlff.distill.store import LabelStore
 from mlff.distill.teachers import check_teacher_elements, get_teacher, teacher_name
 from mlff.fitting import BLR, Weights, estimate_e0, fit
-from mlff.io import save_model
+from mlff.io import model_config, save_model, validate_config
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.stack import Stack
 from mlff.thermal import thermalize
@@ -101,6 +101,13 @@ def build_student(elements, e0: Mapping[str, float], config: DistillConfig) -> S
         PairModel(elements, cutoff=config.cutoff, **config.pair),
         ACEModel(elements, cutoff=config.cutoff, **config.ace),
     ])
+
+
+def check_student(elements, config: DistillConfig) -> None:
+    """Refuse, before any teacher call, a student that :func:`~mlff.io.save_model` would
+    refuse after the first fit (an ACE basis or cutoff beyond the checkpoint bounds)."""
+    student = build_student(elements, {e: 0.0 for e in elements}, config)
+    validate_config(model_config(student), where="student")
 
 
 def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int, timestep: float, seed: int,
@@ -189,6 +196,7 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
     seed_atoms = supercell(seed_structure(config.structure), config.target_atoms)
     elements = sorted(set(seed_atoms.get_chemical_symbols()))
     check_teacher_elements(teacher, elements)
+    check_student(elements, config)
     name = teacher_name(requested)  # the store key: labels of different teachers never mix
     store = LabelStore(out / "labels.db", teacher=name)
     log(f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), store {len(store)} labels")

@@ -127,3 +127,26 @@ def test_bad_settings_are_refused(tmp_path):
         from mlff.distill.loop import DistillConfig, distill
 
         distill(DistillConfig(teacher="emt", structure="Si-diamond", out=str(tmp_path / "si")), progress=False)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"cutoff": 25.0}, r"student.parts\[1\].cutoff = 25.0; accepted numbers greater than 0 and at most 20"),
+    ({"ace": {"l_max": 9}}, r"student.parts\[2\].l_max = 9; accepted integers 0 to 8"),
+])
+def test_a_student_beyond_the_checkpoint_bounds_is_refused_before_any_teacher_call(tmp_path, setting, message):
+    """save_model refuses such a student; the run must say so before labelling, not after."""
+    from ase.calculators.emt import EMT
+
+    from mlff.distill.loop import DistillConfig, distill
+
+    class CountingEMT(EMT):
+        calls = 0
+
+        def calculate(self, *args, **kwargs):
+            CountingEMT.calls += 1
+            super().calculate(*args, **kwargs)
+
+    config = DistillConfig.from_mapping({**_small(), **setting, "out": str(tmp_path), "budget": 40, "rounds": 0})
+    with pytest.raises(ValueError, match=message):
+        distill(config, teacher=CountingEMT(), progress=False, log=lambda *a: None)
+    assert CountingEMT.calls == 0 and not (tmp_path / "student.json").exists()
