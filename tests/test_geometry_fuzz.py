@@ -107,9 +107,9 @@ def _check_graph(atoms: Atoms, graph) -> None:
         assert edges == _brute_force_edges(atoms, CUTOFF)
 
 
-def _graph_or_refusal(atoms: Atoms):
+def _graph_or_refusal(atoms: Atoms, cutoff: float = CUTOFF):
     try:
-        return build_graph(atoms, CUTOFF)
+        return build_graph(atoms, cutoff)
     except ValueError:
         return None
 
@@ -149,7 +149,9 @@ def _calculator_is_finite_or_refuses(atoms: Atoms) -> None:
     try:
         energy = atoms.get_potential_energy()
     except ValueError:
-        assert _graph_or_refusal(atoms) is None or set(atoms.get_chemical_symbols()) - set(ELEMENTS)
+        # The calculator searches at its model's cutoff plus the Verlet skin (0.5 Å).
+        reach = _CALCULATOR.model.cutoff + 0.5
+        assert _graph_or_refusal(atoms, reach) is None or set(atoms.get_chemical_symbols()) - set(ELEMENTS)
         return
     # Random geometries put atoms inside one another: energies are large, never NaN.
     assert np.isfinite(energy) and np.isfinite(atoms.get_forces()).all()
