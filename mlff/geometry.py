@@ -166,13 +166,14 @@ def search_cell(cell: np.ndarray, pbc) -> np.ndarray:
 
     Image shifts along open directions are zero, so ``S · cell`` and every edge vector are the
     same with either cell; the user's open vectors (zero, tilted or of any length) never enter
-    the arithmetic. vesin makes the same replacement internally.
+    the arithmetic. vesin makes the same replacement internally. A fully periodic ``cell`` is
+    returned as it is, not copied.
     """
     pbc = np.asarray(pbc, dtype=bool)
+    if pbc.all():  # the common case, on every MD step whose cell changed: no copy
+        return np.asarray(cell, dtype=np.float64)
     out = np.array(cell, dtype=np.float64)
     periodic = out[pbc]
-    if len(periodic) == 3:
-        return out
     # Orthonormal complement of the periodic span, from the SVD's trailing right vectors.
     basis = np.linalg.svd(periodic)[2][len(periodic):] if len(periodic) else np.eye(3)
     out[~pbc] = basis

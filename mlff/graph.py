@@ -236,15 +236,19 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     if cutoff <= 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3))
-    _check_image_count(cell, pbc, cutoff)
+    widths = periodic_widths(cell, pbc)
+    _check_image_count(widths, pbc, cutoff)
+    # Coordinates along the search cell's rows: fractional along periodic ones, Å along the
+    # open ones (unit vectors orthogonal to the periodic ones).
+    fractional = positions @ np.linalg.inv(cell)
     offsets = np.zeros(positions.shape, dtype=np.int64)  # (n_atoms, 3) lattice vectors wrapped away
     if pbc.any():
-        fractional = positions @ np.linalg.inv(cell)
         offsets[:, pbc] = np.floor(fractional[:, pbc]).astype(np.int64)
         positions = positions - offsets.astype(np.float64) @ cell
+        fractional = fractional - offsets
     groups = _separated_groups(positions, cell[~pbc], cutoff) if not pbc.all() else [np.arange(len(positions))]
     for group in groups:
-        _check_group(positions[group], cell, pbc, cutoff)
+        _check_group(positions[group], fractional[group], widths, pbc, cutoff)
     reach = max(cutoff, _VESIN_MIN_CUTOFF)
     nl = vesin.NeighborList(cutoff=reach, full_list=True)
     found = []
@@ -262,44 +266,45 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     return i[keep].astype(np.int64), j[keep].astype(np.int64), shifts[keep], vectors[keep]
 
 
-def _check_group(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
-    """Refuse a group of atoms (wrapped, from one gap-separated group) that vesin cannot bin or
-    that packs more than MAX_NEIGHBOURS neighbours per atom within the cutoff (memory for the
-    edges would run out long before the search ends)."""
-    neighbours = _neighbours_per_atom(positions, cell, pbc, cutoff)
+def _check_group(positions: np.ndarray, fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray,
+                 cutoff: float) -> None:
+    """Refuse a group of atoms (wrapped, from one gap-separated group; ``fractional`` their
+    coordinates along the search cell's rows, ``widths`` its :func:`periodic_widths`) that
+    vesin cannot bin or that packs more than MAX_NEIGHBOURS neighbours per atom within the
+    cutoff (memory for the edges would run out long before the search ends)."""
+    neighbours = _neighbours_per_atom(fractional, widths, pbc, cutoff)
     if neighbours > MAX_NEIGHBOURS:
         raise ValueError(
-            f"{len(positions)} atoms are packed so densely (cell widths {periodic_widths(cell, pbc).round(4).tolist()} Å, "
+            f"{len(positions)} atoms are packed so densely (cell widths {widths.round(4).tolist()} Å, "
             f"pbc {pbc.tolist()}) that each would have about {neighbours:.3g} neighbours within the cutoff {cutoff} Å; "
             f"at most {MAX_NEIGHBOURS:.0e} are accepted. Check that the cell and positions are in Å"
         )
-    if _vesin_cell_counts(positions, cell, pbc, cutoff).min() < 1:
+    if _vesin_cell_counts(positions, widths, pbc, cutoff).min() < 1:
         raise ValueError(
             f"the neighbour search cannot bin {len(positions)} atoms spanning {np.ptp(positions, axis=0).round(1).tolist()} Å "
-            f"with a cell of widths {periodic_widths(cell, pbc).round(3).tolist()} Å (pbc {pbc.tolist()}) at "
+            f"with a cell of widths {widths.round(3).tolist()} Å (pbc {pbc.tolist()}) at "
             f"cutoff {cutoff} Å: one direction is over 10^5 cutoffs longer than the others; make a long "
             "periodic direction non-periodic or bring far atoms closer"
         )
 
 
-def _neighbours_per_atom(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+def _neighbours_per_atom(fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
     """An estimate from above of the neighbours per atom within ``cutoff``: the atoms' count
     times the sphere's volume over the volume they and their images fill near it. Along each
     direction of the search cell that is its width where images are closer than the cutoff,
     else the atoms' extent there, at least the cutoff."""
-    extents = np.ptp(positions @ np.linalg.inv(cell), axis=0) if len(positions) > 1 else np.zeros(3)
-    widths = periodic_widths(cell, pbc)
+    extents = np.ptp(fractional, axis=0) if len(fractional) > 1 else np.zeros(3)
     lengths = []
     for d in range(3):
         extent = extents[d] * widths[d] if pbc[d] else extents[d]  # open rows are unit vectors
         lengths.append(widths[d] if widths[d] <= cutoff else min(widths[d], max(extent, cutoff)))
-    return len(positions) * (4.0 / 3.0) * math.pi * cutoff**3 / float(np.prod(lengths))
+    return len(fractional) * (4.0 / 3.0) * math.pi * cutoff**3 / float(np.prod(lengths))
 
 
-def _check_image_count(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
-    """Refuse a periodic cell so thin that one pair has more than MAX_PERIODIC_IMAGES images
-    within ``cutoff``: the search would run for minutes or overflow."""
-    widths = periodic_widths(cell, pbc)
+def _check_image_count(widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+    """Refuse a periodic cell (``widths`` from :func:`periodic_widths`) so thin that one pair
+    has more than MAX_PERIODIC_IMAGES images within ``cutoff``: the search would run for
+    minutes or overflow."""
     images = np.prod([2 * np.ceil(cutoff / widths[ax]) + 1 for ax in range(3) if pbc[ax]])
     if images > MAX_PERIODIC_IMAGES:
         raise ValueError(
@@ -313,15 +318,15 @@ def _check_image_count(cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None
 _VESIN_MAX_CELLS = 1e5
 
 
-def _vesin_cell_counts(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
+def _vesin_cell_counts(positions: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
     """(3,) the cell counts vesin's CPU cell list (``CellList::CellList`` in vesin's
     cpu_cell_list.cpp) chooses for this input. When the total exceeds its bound, vesin rescales
     the counts keeping their ratios and truncates; for a very elongated box a count reaches 0
-    and vesin divides by it (SIGFPE). Periodic widths come from the cell, open ones from the
+    and vesin divides by it (SIGFPE). Periodic lengths are the cell's ``widths``, open ones the
     atoms' span along the Cartesian axis, as there."""
     span = np.ptp(positions, axis=0)
     span = np.where(span < 1e-6, 1.0, span)
-    lengths = np.where(pbc, periodic_widths(cell, pbc), np.maximum(1.01 * span, 1.0))
+    lengths = np.where(pbc, widths, np.maximum(1.01 * span, 1.0))
     n = np.maximum(np.trunc(lengths / cutoff), 1.0)
     if n.prod() > _VESIN_MAX_CELLS:
         ratio_xy, ratio_yz = n[0] / n[1], n[1] / n[2]
@@ -523,17 +528,16 @@ class VerletGraphBuilder:
         self._state: dict | None = None
         self.rebuilds = 0
 
-    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray, cell: np.ndarray) -> bool:
+    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray, same_cell: bool, search: np.ndarray) -> bool:
         state = self._state
         if state is None or self.skin == 0.0 or self.cutoff == 0.0:
             return True
         if (len(positions) != len(state["positions"]) or not np.array_equal(atoms.numbers, state["numbers"])
                 or not np.array_equal(atoms.pbc, state["pbc"])):
             return True
-        if np.array_equal(cell, state["cell"]):
+        if same_cell:
             moved, strain = positions - state["positions"], 0.0
         else:
-            search = search_cell(cell, state["pbc"])
             strain_matrix = state["inverse_cell"] @ (search - state["search_cell"])  # E: cell = cell₀ (I + E)
             strain = float(np.sqrt(np.einsum("ij,ij->", strain_matrix, strain_matrix)))  # ≥ ‖E‖₂
             moved = positions - state["fractional"] @ search  # u_a: what the strain does not carry
@@ -547,10 +551,13 @@ class VerletGraphBuilder:
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
-        if self._needs_rebuild(atoms, positions, cell):
-            pbc = np.asarray(atoms.pbc, dtype=bool)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        state = self._state
+        same_cell = state is not None and np.array_equal(cell, state["cell"]) and np.array_equal(pbc, state["pbc"])
+        # Invertible: check_atoms refused degenerate periodic vectors.
+        search = state["search_cell"] if same_cell else search_cell(cell, pbc)
+        if self._needs_rebuild(atoms, positions, same_cell, search):
             reach = self.cutoff + self.skin if self.cutoff > 0 else 0.0
-            search = search_cell(cell, pbc)  # invertible: check_atoms refused degenerate periodic vectors
             i, j, shifts, vectors = _vesin_pairs(positions, search, pbc, reach)
             inverse = np.linalg.inv(search)
             self._state = {
@@ -568,7 +575,7 @@ class VerletGraphBuilder:
         vectors = np.empty((n_pairs, 3))
         pairs = np.empty(n_pairs, dtype=np.int64)
         shift_vectors = state["shift_vectors"] if np.array_equal(cell, state["cell"]) else _shift_vectors(
-            state["shifts"], search_cell(cell, state["pbc"]))
+            state["shifts"], search)
         offsets = np.empty(len(positions) + 1, dtype=np.int64)
         n, shortest = _pairs_within(positions, state["pair_start"], state["j"], shift_vectors, self.cutoff**2,
                                     edge_index[0], edge_index[1], vectors, pairs, offsets)

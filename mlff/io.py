@@ -295,7 +295,7 @@ def _construct(config: dict[str, Any], parts: list[SiteModel]) -> SiteModel:
         return PairModel(config["elements"], cutoff=config["cutoff"], n_max=config["n_max"],
                          repulsion=config["repulsion"], r0=r0)
     return ACEModel(config["elements"], cutoff=config["cutoff"], n_max=config["n_max"], l_max=config["l_max"],
-                    w_l=config["w_l"], max_degree=_max_degree(config["max_degree"], "max_degree"), r0=r0)
+                    w_l=config["w_l"], max_degree=config["max_degree"], r0=r0)
 
 
 def _build(config: dict[str, Any], where: str) -> SiteModel:
