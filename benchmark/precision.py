@@ -74,14 +74,18 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     out = {"forces": force_differences(args.run, 216)}
-    print(f"float32 vs float64 forces: RMS {out['forces']['rms_meV_per_A']:.4f} meV/Å, "
-          f"max {out['forces']['max_meV_per_A']:.4f} meV/Å")
+    print(
+        f"float32 vs float64 forces: RMS {out['forces']['rms_meV_per_A']:.4f} meV/Å, "
+        f"max {out['forces']['max_meV_per_A']:.4f} meV/Å"
+    )
     for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
         out[name] = nve_drift(args.run, dtype, args.atoms, args.ps)
-        print(f"{name}: NVE drift {out[name]['drift_meV_per_atom_per_ps']:+.2e} "
-              f"± {out[name]['drift_stderr_meV_per_atom_per_ps']:.1e} (OLS) meV/atom/ps, "
-              f"fluctuation {out[name]['fluctuation_meV_per_atom']:.4f} meV/atom, {out[name]['ms_per_step']:.2f} ms/step",
-              flush=True)
+        print(
+            f"{name}: NVE drift {out[name]['drift_meV_per_atom_per_ps']:+.2e} "
+            f"± {out[name]['drift_stderr_meV_per_atom_per_ps']:.1e} (OLS) meV/atom/ps, "
+            f"fluctuation {out[name]['fluctuation_meV_per_atom']:.4f} meV/atom, {out[name]['ms_per_step']:.2f} ms/step",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(out, handle, indent=2)

@@ -25,7 +25,9 @@ from mlff.distill import seed_structure, supercell
 from mlff.md.memory import MB, rss_bytes
 
 
-def rss_growth(run: str, calls: int, warmup: int, atoms_count: int, amplitude: float, seed: int = 0) -> dict:
+def rss_growth(
+    run: str, calls: int, warmup: int, atoms_count: int, amplitude: float, seed: int = 0
+) -> dict:
     calc = DistilledCalculator(checkpoint_path=run)
     atoms = supercell(seed_structure(calc.metadata["config"]["structure"]), atoms_count)
     start = atoms.get_positions()  # (n_atoms, 3)
@@ -33,7 +35,9 @@ def rss_growth(run: str, calls: int, warmup: int, atoms_count: int, amplitude: f
 
     def call() -> None:
         step = rng.standard_normal(start.shape)
-        step *= amplitude * rng.random((len(start), 1)) / np.linalg.norm(step, axis=1, keepdims=True)
+        step *= (
+            amplitude * rng.random((len(start), 1)) / np.linalg.norm(step, axis=1, keepdims=True)
+        )
         atoms.positions = start + step
         calc.calculate(atoms, ["energy", "forces"], ["positions"])
 
@@ -67,17 +71,29 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--warmup", type=int, default=5_000)
     parser.add_argument("--atoms", type=int, default=64)
-    parser.add_argument("--amplitude", type=float, default=0.2, help="largest displacement per call, Å")
+    parser.add_argument(
+        "--amplitude", type=float, default=0.2, help="largest displacement per call, Å"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.warmup < 0 or args.atoms < 1 or args.amplitude < 0 or args.threads < 1:
-        parser.error("--calls, --atoms and --threads must be positive, --warmup and --amplitude non-negative")
+    if (
+        args.calls < 1
+        or args.warmup < 0
+        or args.atoms < 1
+        or args.amplitude < 0
+        or args.threads < 1
+    ):
+        parser.error(
+            "--calls, --atoms and --threads must be positive, --warmup and --amplitude non-negative"
+        )
     torch.set_num_threads(args.threads)
     result = rss_growth(args.run, args.calls, args.warmup, args.atoms, args.amplitude)
-    print(f"{result['calls']} calls on {result['atoms']} atoms, {result['rebuilds']} Verlet rebuilds, "
-          f"{result['ms_per_call']:.3f} ms/call: RSS {result['rss_start_MB']:.1f} -> {result['rss_end_MB']:.1f} MB "
-          f"({result['rss_growth_MB']:+.2f} MB; target <= 5 MB per 100,000 calls)")
+    print(
+        f"{result['calls']} calls on {result['atoms']} atoms, {result['rebuilds']} Verlet rebuilds, "
+        f"{result['ms_per_call']:.3f} ms/call: RSS {result['rss_start_MB']:.1f} -> {result['rss_end_MB']:.1f} MB "
+        f"({result['rss_growth_MB']:+.2f} MB; target <= 5 MB per 100,000 calls)"
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from lammps_snap import DEFAULT_POTENTIAL, SnapMD, lammps_info, lammps_unavailable_reason, si_diamond
+from lammps_snap import (
+    DEFAULT_POTENTIAL,
+    SnapMD,
+    lammps_info,
+    lammps_unavailable_reason,
+    si_diamond,
+)
 from timing import median_seconds
 
 UNAVAILABLE = lammps_unavailable_reason()
-pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"LAMMPS with SNAP is not available: {UNAVAILABLE}")
+pytestmark = pytest.mark.skipif(
+    UNAVAILABLE is not None, reason=f"LAMMPS with SNAP is not available: {UNAVAILABLE}"
+)
 
 
 def test_md_step_snap(benchmark):

@@ -15,10 +15,10 @@ import torch
 from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
-
-from mlff.md.ensembles import initialize_velocities
 from test_bench_stack import default_stack_calculator
 from timing import median_seconds
+
+from mlff.md.ensembles import initialize_velocities
 
 
 def _si64():

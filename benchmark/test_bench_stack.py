@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 from ase.build import bulk
+from timing import median_seconds
 
 from mlff import ACEModel, OneBody, PairModel, StackedCalculator
 from mlff.testing import random_linear_parameters
-from timing import median_seconds
 
 
 def default_stack_calculator(atoms, backend: str = "auto") -> StackedCalculator:

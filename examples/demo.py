@@ -8,24 +8,28 @@ import time
 
 import numpy as np
 from ase import units
-from mlff.thermal import thermalize
 from ase.md.verlet import VelocityVerlet
 
 from mlff import DistilledCalculator
 from mlff.distill import seed_structure, supercell
 from mlff.distill.loop import DistillConfig, distill
 from mlff.fitting import ErrorTable
+from mlff.thermal import thermalize
 
 
 def main(out: str = "runs/si-sevennet") -> None:
     start = time.perf_counter()
     report = distill(DistillConfig(teacher="sevennet-0", structure="Si-diamond", out=out))
-    print(f"\ndistillation took {time.perf_counter() - start:.0f} s; {report['labels']} teacher labels")
+    print(
+        f"\ndistillation took {time.perf_counter() - start:.0f} s; {report['labels']} teacher labels"
+    )
     print("\nstudent vs SevenNet-0 on held-out teacher-labelled configurations:")
     print(ErrorTable.from_dict(report["errors"]["test"]))
     speed = report["speed"]
-    print(f"\nMD step at {speed['atoms']} atoms: SevenNet-0 {speed['teacher_s_per_step'] * 1e3:.0f} ms, "
-          f"student {speed['student_s_per_step'] * 1e3:.1f} ms -> {speed['speedup']:.0f}x faster")
+    print(
+        f"\nMD step at {speed['atoms']} atoms: SevenNet-0 {speed['teacher_s_per_step'] * 1e3:.0f} ms, "
+        f"student {speed['student_s_per_step'] * 1e3:.1f} ms -> {speed['speedup']:.0f}x faster"
+    )
 
     atoms = supercell(seed_structure("Si-diamond"), 216)
     atoms.calc = DistilledCalculator(checkpoint_path=out)  # was: SevenNetCalculator("7net-0")
@@ -36,8 +40,10 @@ def main(out: str = "runs/si-sevennet") -> None:
     dyn.run(500)
     elapsed = time.perf_counter() - t0
     drift = (atoms.get_total_energy() - e0) / len(atoms) * 1e3
-    print(f"\n500 NVE steps of {len(atoms)} atoms with the student: {elapsed:.1f} s, "
-          f"T = {atoms.get_temperature():.0f} K, energy change {drift:+.3f} meV/atom")
+    print(
+        f"\n500 NVE steps of {len(atoms)} atoms with the student: {elapsed:.1f} s, "
+        f"T = {atoms.get_temperature():.0f} K, energy change {drift:+.3f} meV/atom"
+    )
     print(f"report: {out}/report.md")
 
 

@@ -16,8 +16,8 @@ from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from mlff import ACEModel, OneBody, PairModel, StackedCalculator
-from mlff.thermal import thermalize
 from mlff.testing import random_linear_parameters
+from mlff.thermal import thermalize
 
 
 def main() -> None:
@@ -38,11 +38,15 @@ def main() -> None:
     start = time.perf_counter()
     for block in range(4):
         dyn.run(steps // 4)
-        print(f"step {dyn.nsteps:4d}  T = {atoms.get_temperature():6.1f} K  "
-              f"E_tot - E_0 = {(atoms.get_total_energy() - e0) / len(atoms) * 1e3:+.4f} meV/atom")
+        print(
+            f"step {dyn.nsteps:4d}  T = {atoms.get_temperature():6.1f} K  "
+            f"E_tot - E_0 = {(atoms.get_total_energy() - e0) / len(atoms) * 1e3:+.4f} meV/atom"
+        )
     elapsed = time.perf_counter() - start
-    print(f"{steps} NVE steps of {len(atoms)} atoms: {elapsed / steps * 1e3:.1f} ms/step, "
-          f"{elapsed / steps / len(atoms) * 1e6:.1f} µs/atom/step")
+    print(
+        f"{steps} NVE steps of {len(atoms)} atoms: {elapsed / steps * 1e3:.1f} ms/step, "
+        f"{elapsed / steps / len(atoms) * 1e6:.1f} µs/atom/step"
+    )
 
 
 if __name__ == "__main__":

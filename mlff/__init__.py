@@ -1,22 +1,11 @@
 """mlff: fast linear site-energy force fields, composed and driven from ASE."""
 
-from mlff.calculators import SiteCalculator, StackedCalculator
-from mlff.graph import Graph, build_graph
-from mlff.models import ACEModel, OneBody, PairModel, ZBLRepulsion
-from mlff.models.ace_basis import ACEBasisFunction
-from mlff.protocol import (
-    BlockReadout,
-    LinearSiteModel,
-    SiteModel,
-    forces_from_edge_grads,
-    stress_from_virial,
-    virial_from_edge_grads,
-)
-from mlff.stack import Stack
-from mlff.io import load_model, save_model
-from mlff.distilled import DistilledCalculator
 from mlff import fitting
+from mlff.calculators import SiteCalculator, StackedCalculator
+from mlff.distilled import DistilledCalculator
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
+from mlff.graph import Graph, build_graph
+from mlff.io import load_model, save_model
 from mlff.md import (
     BenchmarkResult,
     MDSettings,
@@ -28,6 +17,17 @@ from mlff.md import (
     run_benchmark,
     validate_nve,
 )
+from mlff.models import ACEModel, OneBody, PairModel, ZBLRepulsion
+from mlff.models.ace_basis import ACEBasisFunction
+from mlff.protocol import (
+    BlockReadout,
+    LinearSiteModel,
+    SiteModel,
+    forces_from_edge_grads,
+    stress_from_virial,
+    virial_from_edge_grads,
+)
+from mlff.stack import Stack
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,14 @@ from mlff.compiled import GradientEvaluator
 from mlff.geometry import cell_volume
 from mlff.graph import VerletGraphBuilder, build_graph
 from mlff.protocol import (
-    BACKENDS, LinearSiteModel, SiteModel, forces_from_edge_arrays, forces_from_edge_grads,
-    forces_virial_and_stress_from_edge_arrays, stress_from_virial, virial_from_edge_grads,
+    BACKENDS,
+    LinearSiteModel,
+    SiteModel,
+    forces_from_edge_arrays,
+    forces_from_edge_grads,
+    forces_virial_and_stress_from_edge_arrays,
+    stress_from_virial,
+    virial_from_edge_grads,
 )
 from mlff.stack import Stack
 
@@ -51,7 +57,15 @@ class SiteCalculator(Calculator):
             leaves torch's setting alone. See docs/performance.md for measured choices.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "energy_std", "forces_std"]
+    implemented_properties = [
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+        "energy_std",
+        "forces_std",
+    ]
 
     #: Optional profiling hook: ``stage_timer(name)`` returns a context manager entered around
     #: each stage of :meth:`calculate`: ``"graph"``, ``"forward"`` (energies and, when asked,
@@ -74,7 +88,9 @@ class SiteCalculator(Calculator):
         super().__init__(**kwargs)
         if num_threads is not None:
             if not isinstance(num_threads, int) or num_threads < 1:
-                raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+                raise ValueError(
+                    f"num_threads must be a positive integer or None, got {num_threads!r}"
+                )
             torch.set_num_threads(num_threads)
         if not isinstance(model, SiteModel):
             raise TypeError(f"model must be a mlff SiteModel, got {type(model).__name__}")
@@ -83,36 +99,52 @@ class SiteCalculator(Calculator):
         self.device = torch.device(device)
         self._on_cpu = self.device.type == "cpu"  # read every call: a torch attribute costs more
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+            raise ValueError(
+                f"device {device!r} requested but CUDA is not available; use device='cpu'"
+            )
         self.dtype = dtype
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         if compile and backend == "numba":
-            raise ValueError("compile=True runs torch.compile on the torch backend; use backend='auto' or 'torch'")
+            raise ValueError(
+                "compile=True runs torch.compile on the torch backend; use backend='auto' or 'torch'"
+            )
         if backend == "numba" and self.device.type != "cpu":
             raise ValueError(f"backend 'numba' runs on the CPU only, got device {device!r}")
         backend = "torch" if compile else backend
         self.backend = backend
         parts = [m for m in model.modules() if isinstance(m, SiteModel)]
-        if model.dtype != dtype or model.device != self.device or any(m.backend != backend for m in parts):
+        if (
+            model.dtype != dtype
+            or model.device != self.device
+            or any(m.backend != backend for m in parts)
+        ):
             # A copy: the caller's model (possibly shared with other calculators) is left as is.
             model = copy.deepcopy(model).to(device=self.device, dtype=dtype).set_backend(backend)
         self.model = model.eval()
-        self.graphs = VerletGraphBuilder(self.model.cutoff, skin=skin, dtype=dtype, device=self.device)
+        self.graphs = VerletGraphBuilder(
+            self.model.cutoff, skin=skin, dtype=dtype, device=self.device
+        )
         self.evaluator = GradientEvaluator(self.model, compile=compile)
         self.committee = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
                 raise ValueError("a committee needs a linear model (LinearSiteModel or Stack)")
             committee = torch.as_tensor(np.asarray(committee), dtype=dtype, device=self.device)
-            if committee.ndim != 2 or committee.shape[1] != model.length_basis() or committee.shape[0] < 2:
+            if (
+                committee.ndim != 2
+                or committee.shape[1] != model.length_basis()
+                or committee.shape[0] < 2
+            ):
                 raise ValueError(
                     f"committee must have shape (K >= 2, {model.length_basis()}), got {tuple(committee.shape)}"
                 )
             self.committee = committee  # (K, P)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)  # self.atoms = atoms.copy(), for ASE's cache
+        super().calculate(
+            atoms, properties, system_changes
+        )  # self.atoms = atoms.copy(), for ASE's cache
         if system_changes:
             self.results = {}
         atoms = self.atoms
@@ -133,7 +165,10 @@ class SiteCalculator(Calculator):
         if need_grads:
             # Models give E_i and ∂E/∂r_e together (closed forms where they have them), so
             # there is no separate backward stage.
-            with torch.no_grad(), stage("forward"):  # not inference_mode: generic models need autograd
+            with (
+                torch.no_grad(),
+                stage("forward"),
+            ):  # not inference_mode: generic models need autograd
                 site, grads = self.evaluator(graph)
                 energy = site.sum()
         else:
@@ -147,7 +182,12 @@ class SiteCalculator(Calculator):
             self.results["energies"] = site.detach().cpu().numpy().astype(np.float64, copy=False)
             if need_grads:
                 grads = grads.detach()
-                self.results["forces"] = forces_from_edge_grads(grads, graph).cpu().numpy().astype(np.float64, copy=False)
+                self.results["forces"] = (
+                    forces_from_edge_grads(grads, graph)
+                    .cpu()
+                    .numpy()
+                    .astype(np.float64, copy=False)
+                )
                 # The virial costs one small product once the edge gradients exist, so a
                 # 3D-periodic forces call caches the stress too: NPT integrators ask for
                 # forces and then stress, and must not pay for two evaluations.
@@ -155,7 +195,6 @@ class SiteCalculator(Calculator):
                     virial = virial_from_edge_grads(grads, graph)
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
-
 
     @property
     def _cpu_kernels(self) -> bool:
@@ -184,17 +223,26 @@ class SiteCalculator(Calculator):
                 self._store_kernel_results(atoms, edges, out, want_stress)
         return out is not None
 
-    def _store_kernel_results(self, atoms, edges, out: tuple[np.ndarray, np.ndarray], want_stress: bool) -> None:
+    def _store_kernel_results(
+        self, atoms, edges, out: tuple[np.ndarray, np.ndarray], want_stress: bool
+    ) -> None:
         site, grads = out
         e = float(site.sum(dtype=np.float64))
         results = self.results
         results["energy"] = e
         results["free_energy"] = e
         results["energies"] = site if site.dtype == np.float64 else site.astype(np.float64)
-        if want_stress or atoms.pbc.all():  # the stress is cached with the forces, as on the torch path
+        if (
+            want_stress or atoms.pbc.all()
+        ):  # the stress is cached with the forces, as on the torch path
             forces, _, stress = forces_virial_and_stress_from_edge_arrays(
-                grads, edges.centers, edges.neighbors, edges.vectors, edges.n_atoms,
-                cell_volume(atoms.cell.array.tolist()))
+                grads,
+                edges.centers,
+                edges.neighbors,
+                edges.vectors,
+                edges.n_atoms,
+                cell_volume(atoms.cell.array.tolist()),
+            )
             results["stress"] = stress if stress.dtype == np.float64 else stress.astype(np.float64)
         else:
             forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)

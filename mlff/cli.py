@@ -26,8 +26,12 @@ def _cmd_basis(args: argparse.Namespace) -> int:
     from mlff.models import ACEModel
 
     model = ACEModel(
-        args.elements, cutoff=args.cutoff, n_max=args.n_max, l_max=args.l_max,
-        max_degree=args.max_degree, w_l=args.w_l,
+        args.elements,
+        cutoff=args.cutoff,
+        n_max=args.n_max,
+        l_max=args.l_max,
+        max_degree=args.max_degree,
+        w_l=args.w_l,
     )
     print(model.describe_basis())
     if args.list:
@@ -56,8 +60,10 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
     print(ErrorTable.from_dict(report["errors"]["test"]))
     speed = report["speed"]
-    print(f"speed at {speed['atoms']} atoms: teacher {speed['teacher_s_per_step'] * 1e3:.1f} ms/step, "
-          f"student {speed['student_s_per_step'] * 1e3:.2f} ms/step, speed-up {speed['speedup']:.0f}x")
+    print(
+        f"speed at {speed['atoms']} atoms: teacher {speed['teacher_s_per_step'] * 1e3:.1f} ms/step, "
+        f"student {speed['student_s_per_step'] * 1e3:.2f} ms/step, speed-up {speed['speedup']:.0f}x"
+    )
     print(f"student written to {settings.get('out', DistillConfig.out)}/student.json")
     return 0
 
@@ -82,7 +88,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for part in getattr(model, "parts", [model]):
         print(f"  {type(part).__name__}: {part.extra_repr()}")
     if metadata.get("teacher"):
-        print(f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; labels: {metadata.get('labels')}")
+        print(
+            f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; labels: {metadata.get('labels')}"
+        )
     errors = metadata.get("errors", {})
     for name, table in errors.items() if isinstance(errors, dict) else [("metadata", errors)]:
         print(f"{name} errors:\n{_error_table(table)}")
@@ -101,7 +109,9 @@ def _md_setup(args: argparse.Namespace) -> None:
 def _teacher_spec(text: str) -> str:
     import os
 
-    return text if text.lower().startswith("teacher:") or os.path.exists(text) else f"teacher:{text}"
+    return (
+        text if text.lower().startswith("teacher:") or os.path.exists(text) else f"teacher:{text}"
+    )
 
 
 def _single_calculator(args: argparse.Namespace):
@@ -120,27 +130,56 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from mlff.md.benchmark import BenchmarkSettings, run_benchmark
     from mlff.md.calculators import load_calculator
 
-    specs = ([("teacher", _teacher_spec(args.teacher))] if args.teacher else []) + (
-        [("student", args.student)] if args.student else []) + [(None, spec) for spec in args.calc or []]
+    specs = (
+        ([("teacher", _teacher_spec(args.teacher))] if args.teacher else [])
+        + ([("student", args.student)] if args.student else [])
+        + [(None, spec) for spec in args.calc or []]
+    )
     if not specs:
-        raise ValueError("give at least one calculator: --teacher SPEC, --student SPEC or --calc SPEC")
-    md = dict(timestep_fs=args.timestep_fs, temperature_K=args.temperature, pressure_GPa=args.pressure_gpa,
-              interleave_block=args.interleave, time_limit_s=args.time_limit_s, seed=args.seed)
+        raise ValueError(
+            "give at least one calculator: --teacher SPEC, --student SPEC or --calc SPEC"
+        )
+    md = dict(
+        timestep_fs=args.timestep_fs,
+        temperature_K=args.temperature,
+        pressure_GPa=args.pressure_gpa,
+        interleave_block=args.interleave,
+        time_limit_s=args.time_limit_s,
+        seed=args.seed,
+    )
     # Refuse bad settings before any model is loaded.
-    settings = BenchmarkSettings.from_options(structure=args.structure, sizes=tuple(args.sizes),
-                                              ensembles=tuple(args.ensembles), steps=args.steps, warmup=args.warmup, **md)
+    settings = BenchmarkSettings.from_options(
+        structure=args.structure,
+        sizes=tuple(args.sizes),
+        ensembles=tuple(args.ensembles),
+        steps=args.steps,
+        warmup=args.warmup,
+        **md,
+    )
     _md_setup(args)
     calculators, info = {}, {}
     for name, spec in specs:
-        loaded = load_calculator(spec, device=args.device, dtype=args.dtype, name=name, backend=args.backend)
+        loaded = load_calculator(
+            spec, device=args.device, dtype=args.dtype, name=name, backend=args.backend
+        )
         key, k = loaded.name, 2
         while key in calculators:
             key, k = f"{loaded.name}-{k}", k + 1
         calculators[key], info[key] = loaded.calc, loaded.describe()
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    result = run_benchmark(calculators, args.structure, settings.sizes, settings.ensembles, settings.steps,
-                           settings.warmup, calculator_info=info, series=not args.no_series,
-                           progress=not args.quiet, log=log, **md)
+    result = run_benchmark(
+        calculators,
+        args.structure,
+        settings.sizes,
+        settings.ensembles,
+        settings.steps,
+        settings.warmup,
+        calculator_info=info,
+        series=not args.no_series,
+        progress=not args.quiet,
+        log=log,
+        **md,
+    )
     out = Path(args.out)
     path = result.save(out / "bench.json")
     print(result.table())
@@ -162,10 +201,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     atoms = sized_structure(args.structure, args.size)
     loaded = _single_calculator(args)
-    result = profile_calculator(loaded.calc, atoms, calls=args.calls, warmup=args.warmup,
-                                properties=("energy", "forces", "stress") if args.stress else ("energy", "forces"),
-                                leak_calls=args.leak_calls, hotspot_calls=args.hotspot_calls, top=args.top,
-                                progress=not args.quiet)
+    result = profile_calculator(
+        loaded.calc,
+        atoms,
+        calls=args.calls,
+        warmup=args.warmup,
+        properties=("energy", "forces", "stress") if args.stress else ("energy", "forces"),
+        leak_calls=args.leak_calls,
+        hotspot_calls=args.hotspot_calls,
+        top=args.top,
+        progress=not args.quiet,
+    )
     print(result.summary())
     if args.out:
         data = {**result.to_dict(), "calculator_spec": loaded.describe()}
@@ -180,14 +226,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from mlff.md.validate import ValidationThresholds, validate_nve
 
     thresholds = ValidationThresholds(
-        max_drift_meV_atom_ps=args.max_drift, max_fluctuation_meV_atom=args.max_fluctuation,
-        temperature_tolerance=args.temperature_tolerance, min_distance_fraction=args.min_distance_fraction)
+        max_drift_meV_atom_ps=args.max_drift,
+        max_fluctuation_meV_atom=args.max_fluctuation,
+        temperature_tolerance=args.temperature_tolerance,
+        min_distance_fraction=args.min_distance_fraction,
+    )
     atoms = sized_structure(args.structure, args.size)
     loaded = _single_calculator(args)
-    report = validate_nve(loaded.calc, atoms, duration_ps=args.duration_ps, timestep_fs=args.timestep_fs,
-                          temperature_K=args.temperature, equilibration_ps=args.equilibrate_ps,
-                          sample_interval=args.sample_interval, thresholds=thresholds, seed=args.seed,
-                          progress=not args.quiet)
+    report = validate_nve(
+        loaded.calc,
+        atoms,
+        duration_ps=args.duration_ps,
+        timestep_fs=args.timestep_fs,
+        temperature_K=args.temperature,
+        equilibration_ps=args.equilibrate_ps,
+        sample_interval=args.sample_interval,
+        thresholds=thresholds,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     report.settings["calculator_spec"] = loaded.describe()
     print(report.summary())
     paths = report.save(args.out, plots=not args.no_plots)
@@ -203,23 +260,35 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
     from mlff import __version__
 
-    print(f"mlff {__version__} (torch {torch.__version__}, ase {ase.__version__}, "
-          f"e3nn {e3nn.__version__}, vesin {vesin.__version__})")
+    print(
+        f"mlff {__version__} (torch {torch.__version__}, ase {ase.__version__}, "
+        f"e3nn {e3nn.__version__}, vesin {vesin.__version__})"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlff", description="Fast linear site-energy force fields.")
+    parser = argparse.ArgumentParser(
+        prog="mlff", description="Fast linear site-energy force fields."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     basis = sub.add_parser("basis", help="show the ACE basis a set of hyper-parameters gives")
     basis.add_argument("--elements", nargs="+", required=True, help="element symbols, e.g. Si O")
     basis.add_argument("--cutoff", type=float, default=5.0, help="cutoff radius in Å (default 5.0)")
     basis.add_argument("--n-max", type=int, default=10, help="radial functions (default 10)")
-    basis.add_argument("--l-max", type=int, default=3, help="largest angular degree (default 3, as ACEModel)")
-    basis.add_argument("--w-l", type=float, default=1.5, help="weight of l in the degree (default 1.5)")
-    basis.add_argument("--max-degree", type=_parse_degrees, default=None,
-                       help="ORDER=DEGREE pairs, e.g. 1=10,2=15,3=13 (the default)")
+    basis.add_argument(
+        "--l-max", type=int, default=3, help="largest angular degree (default 3, as ACEModel)"
+    )
+    basis.add_argument(
+        "--w-l", type=float, default=1.5, help="weight of l in the degree (default 1.5)"
+    )
+    basis.add_argument(
+        "--max-degree",
+        type=_parse_degrees,
+        default=None,
+        help="ORDER=DEGREE pairs, e.g. 1=10,2=15,3=13 (the default)",
+    )
     basis.add_argument("--list", action="store_true", help="list every basis function")
     basis.set_defaults(func=_cmd_basis)
 
@@ -247,21 +316,41 @@ def build_parser() -> argparse.ArgumentParser:
 def _md_options(parser: argparse.ArgumentParser, size_default: str | None = "small") -> None:
     from mlff.protocol import BACKENDS
 
-    parser.add_argument("--structure", default="Si-diamond", help="a preset (Si-diamond, Cu-fcc, …) or a structure file")
+    parser.add_argument(
+        "--structure",
+        default="Si-diamond",
+        help="a preset (Si-diamond, Cu-fcc, …) or a structure file",
+    )
     if size_default:
-        parser.add_argument("--size", default=size_default,
-                            help="small (32-64 atoms), medium (128-256), large (512-1024) or a number of atoms")
+        parser.add_argument(
+            "--size",
+            default=size_default,
+            help="small (32-64 atoms), medium (128-256), large (512-1024) or a number of atoms",
+        )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--dtype", default="float64", help="float64 or float32, for students (default float64)")
-    parser.add_argument("--backend", default="auto", choices=list(BACKENDS),
-                        help="students' evaluation: auto (numba kernels on the CPU), torch or numba (default auto)")
+    parser.add_argument(
+        "--dtype", default="float64", help="float64 or float32, for students (default float64)"
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=list(BACKENDS),
+        help="students' evaluation: auto (numba kernels on the CPU), torch or numba (default auto)",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for velocities and thermostats")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed for velocities and thermostats"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _md_run_options(parser: argparse.ArgumentParser, timestep_fs: float, out: str) -> None:
-    parser.add_argument("--timestep-fs", type=float, default=timestep_fs, help=f"time step in fs (default {timestep_fs})")
+    parser.add_argument(
+        "--timestep-fs",
+        type=float,
+        default=timestep_fs,
+        help=f"time step in fs (default {timestep_fs})",
+    )
     parser.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
     parser.add_argument("--no-plots", action="store_true", help="write no PNGs")
@@ -271,22 +360,49 @@ def _add_md_commands(sub) -> None:
     from mlff.md.ensembles import ENSEMBLES
 
     calc_help = "teacher:sevennet-0 | teacher:chgnet | teacher:emt | student run dir or student.json | student name"
-    bench = sub.add_parser("bench", help="MD benchmark: teacher and student side by side (JSON + PNG)")
+    bench = sub.add_parser(
+        "bench", help="MD benchmark: teacher and student side by side (JSON + PNG)"
+    )
     bench.add_argument("--teacher", help="the reference calculator, e.g. teacher:sevennet-0")
     bench.add_argument("--student", help="a student run directory, student.json or name")
-    bench.add_argument("--calc", action="append", help=f"another calculator (repeatable): {calc_help}")
+    bench.add_argument(
+        "--calc", action="append", help=f"another calculator (repeatable): {calc_help}"
+    )
     _md_options(bench, size_default=None)
-    bench.add_argument("--sizes", nargs="+", default=["small", "medium", "large"],
-                       help="small, medium, large and/or numbers of atoms (default: all three)")
-    bench.add_argument("--ensembles", nargs="+", default=list(ENSEMBLES), help=f"any of {', '.join(ENSEMBLES)} (default: all)")
+    bench.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["small", "medium", "large"],
+        help="small, medium, large and/or numbers of atoms (default: all three)",
+    )
+    bench.add_argument(
+        "--ensembles",
+        nargs="+",
+        default=list(ENSEMBLES),
+        help=f"any of {', '.join(ENSEMBLES)} (default: all)",
+    )
     bench.add_argument("--steps", type=int, default=100, help="MD steps per run (default 100)")
-    bench.add_argument("--warmup", type=int, default=3, help="steps left out of the latency statistics (default 3)")
+    bench.add_argument(
+        "--warmup", type=int, default=3, help="steps left out of the latency statistics (default 3)"
+    )
     _md_run_options(bench, timestep_fs=1.0, out="mlff-bench")
-    bench.add_argument("--pressure-gpa", type=float, default=0.0, help="NPT target pressure in GPa (default 0)")
-    bench.add_argument("--interleave", type=int, default=10,
-                       help="steps each calculator runs before the next takes its turn; 0 = one after another (default 10)")
-    bench.add_argument("--time-limit-s", type=float, help="stop any run after this much MD time (s)")
-    bench.add_argument("--no-series", action="store_true", help="leave the per-step series out of the JSON (no plots)")
+    bench.add_argument(
+        "--pressure-gpa", type=float, default=0.0, help="NPT target pressure in GPa (default 0)"
+    )
+    bench.add_argument(
+        "--interleave",
+        type=int,
+        default=10,
+        help="steps each calculator runs before the next takes its turn; 0 = one after another (default 10)",
+    )
+    bench.add_argument(
+        "--time-limit-s", type=float, help="stop any run after this much MD time (s)"
+    )
+    bench.add_argument(
+        "--no-series",
+        action="store_true",
+        help="leave the per-step series out of the JSON (no plots)",
+    )
     bench.set_defaults(func=_cmd_bench)
 
     prof = sub.add_parser("profile", help="time per call for each stage, leak check and hotspots")
@@ -294,25 +410,62 @@ def _add_md_commands(sub) -> None:
     _md_options(prof)
     prof.add_argument("--calls", type=int, default=100, help="timed calls (default 100)")
     prof.add_argument("--warmup", type=int, default=5, help="untimed calls first (default 5)")
-    prof.add_argument("--stress", action="store_true", help="ask for stress after forces, as NPT does")
-    prof.add_argument("--leak-calls", type=int, default=400, help="calls in the leak check; 0 skips it (default 400)")
-    prof.add_argument("--hotspot-calls", type=int, default=20, help="calls under cProfile/torch.profiler; 0 skips (default 20)")
+    prof.add_argument(
+        "--stress", action="store_true", help="ask for stress after forces, as NPT does"
+    )
+    prof.add_argument(
+        "--leak-calls",
+        type=int,
+        default=400,
+        help="calls in the leak check; 0 skips it (default 400)",
+    )
+    prof.add_argument(
+        "--hotspot-calls",
+        type=int,
+        default=20,
+        help="calls under cProfile/torch.profiler; 0 skips (default 20)",
+    )
     prof.add_argument("--top", type=int, default=15, help="hotspots listed (default 15)")
     prof.add_argument("--out", help="write the profile as JSON here")
     prof.set_defaults(func=_cmd_profile)
 
-    val = sub.add_parser("validate", help="long NVE run: PASS/FAIL on drift, fluctuation, temperature, distances, NaN")
+    val = sub.add_parser(
+        "validate",
+        help="long NVE run: PASS/FAIL on drift, fluctuation, temperature, distances, NaN",
+    )
     val.add_argument("calc", help=calc_help)
     _md_options(val)
-    val.add_argument("--duration-ps", type=float, default=100.0, help="NVE length in ps (default 100)")
+    val.add_argument(
+        "--duration-ps", type=float, default=100.0, help="NVE length in ps (default 100)"
+    )
     _md_run_options(val, timestep_fs=0.5, out="mlff-validate")
-    val.add_argument("--equilibrate-ps", type=float, default=2.0, help="Bussi equilibration before NVE, ps (default 2)")
-    val.add_argument("--sample-interval", type=int, default=10, help="steps between samples (default 10)")
-    val.add_argument("--max-drift", type=float, default=0.05, help="|drift| limit, meV/atom/ps (default 0.05)")
-    val.add_argument("--max-fluctuation", type=float, default=0.5, help="fluctuation limit, meV/atom (default 0.5)")
-    val.add_argument("--temperature-tolerance", type=float, default=0.15, help="relative (default 0.15)")
-    val.add_argument("--min-distance-fraction", type=float, default=0.6,
-                     help="shortest distance limit as a fraction of the starting one (default 0.6)")
+    val.add_argument(
+        "--equilibrate-ps",
+        type=float,
+        default=2.0,
+        help="Bussi equilibration before NVE, ps (default 2)",
+    )
+    val.add_argument(
+        "--sample-interval", type=int, default=10, help="steps between samples (default 10)"
+    )
+    val.add_argument(
+        "--max-drift", type=float, default=0.05, help="|drift| limit, meV/atom/ps (default 0.05)"
+    )
+    val.add_argument(
+        "--max-fluctuation",
+        type=float,
+        default=0.5,
+        help="fluctuation limit, meV/atom (default 0.5)",
+    )
+    val.add_argument(
+        "--temperature-tolerance", type=float, default=0.15, help="relative (default 0.15)"
+    )
+    val.add_argument(
+        "--min-distance-fraction",
+        type=float,
+        default=0.6,
+        help="shortest distance limit as a fraction of the starting one (default 0.6)",
+    )
     val.set_defaults(func=_cmd_validate)
 
 

@@ -39,19 +39,32 @@ class GradientEvaluator:
         else:
             log.info("mlff: eager torch path (compile=False, backend=%r)", model.backend)
 
-    def _call_model(self, positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff: float):
+    def _call_model(
+        self, positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff: float
+    ):
         graph = Graph(positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff)
         return self.model.site_energies_and_grads(graph)
 
     def __call__(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is not None and graph.parent_edges is None:
-            args = (graph.positions, graph.numbers, graph.edge_index, graph.shifts, graph.vectors,
-                    graph.cell, graph.pbc, graph.cutoff)
+            args = (
+                graph.positions,
+                graph.numbers,
+                graph.edge_index,
+                graph.shifts,
+                graph.vectors,
+                graph.cell,
+                graph.pbc,
+                graph.cutoff,
+            )
             try:
                 out = self._compiled(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure means: run eager
-                log.warning("mlff: torch.compile failed (%s: %s); falling back to the eager path",
-                            type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+                log.warning(
+                    "mlff: torch.compile failed (%s: %s); falling back to the eager path",
+                    type(err).__name__,
+                    str(err).splitlines()[0] if str(err) else "",
+                )
                 self._compiled, self.path = None, "eager (compile failed)"
             else:
                 if self.path != "compiled":

@@ -39,12 +39,20 @@ class DistilledCalculator(SiteCalculator):
     ):
         if checkpoint_path is None:
             if not model:
-                raise ValueError("give model=NAME (looked up in the models directory) or checkpoint_path=PATH")
+                raise ValueError(
+                    "give model=NAME (looked up in the models directory) or checkpoint_path=PATH"
+                )
             candidate = models_dir() / model
             try:
                 checkpoint_path = resolve_checkpoint(candidate)
             except FileNotFoundError:
-                known = sorted(p.stem if p.suffix == ".json" else p.name for p in models_dir().glob("*")) if models_dir().is_dir() else []
+                known = (
+                    sorted(
+                        p.stem if p.suffix == ".json" else p.name for p in models_dir().glob("*")
+                    )
+                    if models_dir().is_dir()
+                    else []
+                )
                 raise FileNotFoundError(
                     f"no student named {model!r} in {models_dir()} (set ${MODELS_ENV} to change it); "
                     f"available: {', '.join(known) or 'none'}"

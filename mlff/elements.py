@@ -41,7 +41,9 @@ def species_lookup(elements: Sequence[str]) -> torch.Tensor:
     return table
 
 
-def species_of(numbers: torch.Tensor, table: torch.Tensor, elements: Sequence[str], owner: str) -> torch.Tensor:
+def species_of(
+    numbers: torch.Tensor, table: torch.Tensor, elements: Sequence[str], owner: str
+) -> torch.Tensor:
     """(n_atoms,) species indices of ``numbers``; raises naming any element ``owner`` lacks."""
     species = table[numbers]
     if bool((species < 0).any()):

@@ -175,6 +175,6 @@ def search_cell(cell: np.ndarray, pbc) -> np.ndarray:
     out = np.array(cell, dtype=np.float64)
     periodic = out[pbc]
     # Orthonormal complement of the periodic span, from the SVD's trailing right vectors.
-    basis = np.linalg.svd(periodic)[2][len(periodic):] if len(periodic) else np.eye(3)
+    basis = np.linalg.svd(periodic)[2][len(periodic) :] if len(periodic) else np.eye(3)
     out[~pbc] = basis
     return out

@@ -91,11 +91,11 @@ class Graph:
         """Cell volume, Å^3 (only meaningful for a 3D-periodic graph)."""
         return cell_volume(self.cell.detach().tolist())
 
-    def differentiable(self) -> "Graph":
+    def differentiable(self) -> Graph:
         """A copy whose ``vectors`` is a fresh leaf that requires grad."""
         return replace(self, vectors=self.vectors.detach().requires_grad_(True), _cache={})
 
-    def restrict(self, cutoff: float) -> "Graph":
+    def restrict(self, cutoff: float) -> Graph:
         """The sub-graph of edges shorter than ``cutoff``.
 
         Its vectors are gathered from this graph's vectors, so gradients flow back to the
@@ -113,7 +113,9 @@ class Graph:
             if cutoff <= 0.0:  # e.g. a one-body part: no edge can be inside, skip the norms
                 keep = torch.zeros(0, dtype=torch.long, device=self.device)
             else:
-                keep = torch.nonzero(torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff).squeeze(1)
+                keep = torch.nonzero(
+                    torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff
+                ).squeeze(1)
             sub = replace(
                 self,
                 edge_index=self.edge_index[:, keep],
@@ -144,7 +146,9 @@ class Graph:
             starts = torch.cumsum(counts, 0) - counts
             order = torch.argsort(centers, stable=True)
             slots = torch.empty_like(centers)
-            slots[order] = torch.arange(self.n_edges, device=centers.device) - starts[centers[order]]
+            slots[order] = (
+                torch.arange(self.n_edges, device=centers.device) - starts[centers[order]]
+            )
             cached = (slots, int(counts.max()) if self.n_edges else 0)
             self._cache["slots"] = cached
         return cached
@@ -169,12 +173,36 @@ class EdgeArrays:
             builder while the atoms' numbers cannot have changed.
     """
 
-    __slots__ = ("numbers", "centers", "neighbors", "vectors", "cutoff", "parent_edges", "cache", "_shortest",
-                 "_offsets")
+    __slots__ = (
+        "numbers",
+        "centers",
+        "neighbors",
+        "vectors",
+        "cutoff",
+        "parent_edges",
+        "cache",
+        "_shortest",
+        "_offsets",
+    )
 
-    def __init__(self, numbers, centers, neighbors, vectors, cutoff, parent_edges=None, cache=None,
-                 shortest: float | None = None, offsets: np.ndarray | None = None):
-        self.numbers, self.centers, self.neighbors, self.vectors = numbers, centers, neighbors, vectors
+    def __init__(
+        self,
+        numbers,
+        centers,
+        neighbors,
+        vectors,
+        cutoff,
+        parent_edges=None,
+        cache=None,
+        shortest: float | None = None,
+        offsets: np.ndarray | None = None,
+    ):
+        self.numbers, self.centers, self.neighbors, self.vectors = (
+            numbers,
+            centers,
+            neighbors,
+            vectors,
+        )
         self.cutoff, self.parent_edges = float(cutoff), parent_edges
         self.cache = {} if cache is None else cache
         self._shortest = shortest
@@ -201,7 +229,7 @@ class EdgeArrays:
             self._shortest = float(_shortest_edge(self.vectors))
         return self._shortest
 
-    def restrict(self, cutoff: float) -> "EdgeArrays":
+    def restrict(self, cutoff: float) -> EdgeArrays:
         """The edges shorter than ``cutoff`` (as :meth:`Graph.restrict`)."""
         if cutoff > self.cutoff + 1e-12:
             raise ValueError(
@@ -210,11 +238,26 @@ class EdgeArrays:
         if cutoff >= self.cutoff:
             return self
         if cutoff <= 0.0:  # views, not copies: a one-body part asks for this every step
-            return EdgeArrays(self.numbers, self.centers[:0], self.neighbors[:0], self.vectors[:0], cutoff,
-                              parent_edges=self.centers[:0], cache=self.cache, shortest=np.inf)
+            return EdgeArrays(
+                self.numbers,
+                self.centers[:0],
+                self.neighbors[:0],
+                self.vectors[:0],
+                cutoff,
+                parent_edges=self.centers[:0],
+                cache=self.cache,
+                shortest=np.inf,
+            )
         keep = np.flatnonzero(np.einsum("ij,ij->i", self.vectors, self.vectors) < cutoff * cutoff)
-        return EdgeArrays(self.numbers, self.centers[keep], self.neighbors[keep], self.vectors[keep], cutoff,
-                          parent_edges=keep, cache=self.cache)
+        return EdgeArrays(
+            self.numbers,
+            self.centers[keep],
+            self.neighbors[keep],
+            self.vectors[keep],
+            cutoff,
+            parent_edges=keep,
+            cache=self.cache,
+        )
 
 
 #: vesin refuses cutoffs at or below 1e-6 Å: a shorter search runs at this radius and is
@@ -246,7 +289,11 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
         offsets[:, pbc] = np.floor(fractional[:, pbc]).astype(np.int64)
         positions = positions - offsets.astype(np.float64) @ cell
         fractional = fractional - offsets
-    groups = _separated_groups(positions, cell[~pbc], cutoff) if not pbc.all() else [np.arange(len(positions))]
+    groups = (
+        _separated_groups(positions, cell[~pbc], cutoff)
+        if not pbc.all()
+        else [np.arange(len(positions))]
+    )
     for group in groups:
         _check_group(positions[group], fractional[group], widths, pbc, cutoff)
     reach = max(cutoff, _VESIN_MIN_CUTOFF)
@@ -255,19 +302,29 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
     for group in groups:
         # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
         # lose precision far from the origin.
-        i, j, shifts, vectors = nl.compute(points=positions[group], box=cell, periodic=pbc.tolist(),
-                                           quantities="ijSD")
+        i, j, shifts, vectors = nl.compute(
+            points=positions[group], box=cell, periodic=pbc.tolist(), quantities="ijSD"
+        )
         found.append((group[i], group[j], shifts, vectors))
     i, j, shifts, vectors = (np.concatenate(parts) for parts in zip(*found))
-    shifts = shifts.astype(np.int64) + offsets[i] - offsets[j]  # x' = x − n·cell: S = S' + n_i − n_j
-    keep = np.argsort(i, kind="stable")  # grouped by centre: per-atom kernels read one contiguous run
+    shifts = (
+        shifts.astype(np.int64) + offsets[i] - offsets[j]
+    )  # x' = x − n·cell: S = S' + n_i − n_j
+    keep = np.argsort(
+        i, kind="stable"
+    )  # grouped by centre: per-atom kernels read one contiguous run
     if reach > cutoff:
         keep = keep[np.einsum("ij,ij->i", vectors[keep], vectors[keep]) < cutoff * cutoff]
     return i[keep].astype(np.int64), j[keep].astype(np.int64), shifts[keep], vectors[keep]
 
 
-def _check_group(positions: np.ndarray, fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray,
-                 cutoff: float) -> None:
+def _check_group(
+    positions: np.ndarray,
+    fractional: np.ndarray,
+    widths: np.ndarray,
+    pbc: np.ndarray,
+    cutoff: float,
+) -> None:
     """Refuse a group of atoms (wrapped, from one gap-separated group; ``fractional`` their
     coordinates along the search cell's rows, ``widths`` its :func:`periodic_widths`) that
     vesin cannot bin or that packs more than MAX_NEIGHBOURS neighbours per atom within the
@@ -288,7 +345,9 @@ def _check_group(positions: np.ndarray, fractional: np.ndarray, widths: np.ndarr
         )
 
 
-def _neighbours_per_atom(fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+def _neighbours_per_atom(
+    fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> float:
     """An estimate from above of the neighbours per atom within ``cutoff``: the atoms' count
     times the sphere's volume over the volume they and their images fill near it. Along each
     direction of the search cell that is its width where images are closer than the cutoff,
@@ -318,7 +377,9 @@ def _check_image_count(widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> No
 _VESIN_MAX_CELLS = 1e5
 
 
-def _vesin_cell_counts(positions: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
+def _vesin_cell_counts(
+    positions: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> np.ndarray:
     """(3,) the cell counts vesin's CPU cell list (``CellList::CellList`` in vesin's
     cpu_cell_list.cpp) chooses for this input. When the total exceeds its bound, vesin rescales
     the counts keeping their ratios and truncates; for a very elongated box a count reaches 0
@@ -336,7 +397,9 @@ def _vesin_cell_counts(positions: np.ndarray, widths: np.ndarray, pbc: np.ndarra
     return n
 
 
-def _separated_groups(positions: np.ndarray, open_directions: np.ndarray, cutoff: float) -> list[np.ndarray]:
+def _separated_groups(
+    positions: np.ndarray, open_directions: np.ndarray, cutoff: float
+) -> list[np.ndarray]:
     """Indices of the groups of atoms that gaps wider than ``cutoff`` along the open directions
     (unit vectors orthogonal to the periodic ones, so periodic images keep the gaps) separate."""
     groups = [np.arange(len(positions))]
@@ -358,7 +421,9 @@ def _shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors, pairs, offsets):
+def _pairs_within(
+    positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors, pairs, offsets
+):
     """The candidate pairs (a, j[p], S_p·cell) of a list grouped by centre (atom a's pairs
     are p = pair_start[a] … pair_start[a + 1] − 1) closer than the cutoff, in order: writes
     their (n,) centers, neighbors and, unless ``pairs`` is empty, positions in the list, (n, 3) vectors
@@ -421,16 +486,35 @@ def centre_offsets(centers: np.ndarray, n_atoms: int) -> np.ndarray | None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_numbers, built_pbc, built_cell,
-                       pair_start, j, shift_vectors, cutoff2, half_skin2):
+def _kept_edges_within(
+    positions,
+    numbers,
+    pbc,
+    cell,
+    built_positions,
+    built_numbers,
+    built_pbc,
+    built_cell,
+    pair_start,
+    j,
+    shift_vectors,
+    cutoff2,
+    half_skin2,
+):
     """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
     cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
     than the cutoff (:func:`_pairs_within`) as (n, smallest squared length kept or inf,
     centers (n,), neighbors (n,), vectors (n, 3), centre offsets (n_atoms + 1,)). Returns
     n = -1 and empty arrays where the step needs the general path
     (:meth:`VerletGraphBuilder._pairs`): a rebuild, a strained cell, or an input error to report."""
-    none = (-1, np.inf, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty((0, 3)),
-            np.empty(0, dtype=np.int64))
+    none = (
+        -1,
+        np.inf,
+        np.empty(0, dtype=np.int64),
+        np.empty(0, dtype=np.int64),
+        np.empty((0, 3)),
+        np.empty(0, dtype=np.int64),
+    )
     n_atoms = positions.shape[0]
     if n_atoms != built_positions.shape[0]:
         return none
@@ -452,8 +536,18 @@ def _kept_edges_within(positions, numbers, pbc, cell, built_positions, built_num
     centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
     vectors = np.empty((n_pairs, 3))
     offsets = np.empty(n_atoms + 1, dtype=np.int64)
-    n, shortest = _pairs_within(positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors,
-                                np.empty(0, dtype=np.int64), offsets)
+    n, shortest = _pairs_within(
+        positions,
+        pair_start,
+        j,
+        shift_vectors,
+        cutoff2,
+        centers,
+        neighbors,
+        vectors,
+        np.empty(0, dtype=np.int64),
+        offsets,
+    )
     return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
 
 
@@ -518,8 +612,13 @@ class VerletGraphBuilder:
         skin: Å; 0 rebuilds every call.
     """
 
-    def __init__(self, cutoff: float, skin: float = 0.5, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        cutoff: float,
+        skin: float = 0.5,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+    ):
         if not (np.isfinite(cutoff) and cutoff >= 0):
             raise ValueError(f"cutoff must be a non-negative number of Å, got {cutoff!r}")
         if not (np.isfinite(skin) and skin >= 0):
@@ -528,17 +627,24 @@ class VerletGraphBuilder:
         self._state: dict | None = None
         self.rebuilds = 0
 
-    def _needs_rebuild(self, atoms: Atoms, positions: np.ndarray, same_cell: bool, search: np.ndarray) -> bool:
+    def _needs_rebuild(
+        self, atoms: Atoms, positions: np.ndarray, same_cell: bool, search: np.ndarray
+    ) -> bool:
         state = self._state
         if state is None or self.skin == 0.0 or self.cutoff == 0.0:
             return True
-        if (len(positions) != len(state["positions"]) or not np.array_equal(atoms.numbers, state["numbers"])
-                or not np.array_equal(atoms.pbc, state["pbc"])):
+        if (
+            len(positions) != len(state["positions"])
+            or not np.array_equal(atoms.numbers, state["numbers"])
+            or not np.array_equal(atoms.pbc, state["pbc"])
+        ):
             return True
         if same_cell:
             moved, strain = positions - state["positions"], 0.0
         else:
-            strain_matrix = state["inverse_cell"] @ (search - state["search_cell"])  # E: cell = cell₀ (I + E)
+            strain_matrix = state["inverse_cell"] @ (
+                search - state["search_cell"]
+            )  # E: cell = cell₀ (I + E)
             strain = float(np.sqrt(np.einsum("ij,ij->", strain_matrix, strain_matrix)))  # ≥ ‖E‖₂
             moved = positions - state["fractional"] @ search  # u_a: what the strain does not carry
         largest = float(np.einsum("ij,ij->i", moved, moved).max()) if len(moved) else 0.0
@@ -553,7 +659,11 @@ class VerletGraphBuilder:
         cell = np.array(atoms.cell.array, dtype=np.float64)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         state = self._state
-        same_cell = state is not None and np.array_equal(cell, state["cell"]) and np.array_equal(pbc, state["pbc"])
+        same_cell = (
+            state is not None
+            and np.array_equal(cell, state["cell"])
+            and np.array_equal(pbc, state["pbc"])
+        )
         # Invertible: check_atoms refused degenerate periodic vectors.
         search = state["search_cell"] if same_cell else search_cell(cell, pbc)
         if self._needs_rebuild(atoms, positions, same_cell, search):
@@ -561,9 +671,15 @@ class VerletGraphBuilder:
             i, j, shifts, vectors = _vesin_pairs(positions, search, pbc, reach)
             inverse = np.linalg.inv(search)
             self._state = {
-                "positions": positions.copy(), "numbers": atoms.numbers.copy(), "pbc": pbc.copy(),
-                "cell": cell, "search_cell": search, "inverse_cell": inverse, "fractional": positions @ inverse,
-                "j": j, "shifts": shifts.astype(np.float64),  # cast once per build
+                "positions": positions.copy(),
+                "numbers": atoms.numbers.copy(),
+                "pbc": pbc.copy(),
+                "cell": cell,
+                "search_cell": search,
+                "inverse_cell": inverse,
+                "fractional": positions @ inverse,
+                "j": j,
+                "shifts": shifts.astype(np.float64),  # cast once per build
                 "pair_start": np.searchsorted(i, np.arange(len(positions) + 1)),  # i is sorted
                 "shift_vectors": _shift_vectors(shifts, search),
                 "atom_cache": {},  # species lookups: the numbers are fixed until the next build
@@ -574,19 +690,38 @@ class VerletGraphBuilder:
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
         pairs = np.empty(n_pairs, dtype=np.int64)
-        shift_vectors = state["shift_vectors"] if np.array_equal(cell, state["cell"]) else _shift_vectors(
-            state["shifts"], search)
+        shift_vectors = (
+            state["shift_vectors"]
+            if np.array_equal(cell, state["cell"])
+            else _shift_vectors(state["shifts"], search)
+        )
         offsets = np.empty(len(positions) + 1, dtype=np.int64)
-        n, shortest = _pairs_within(positions, state["pair_start"], state["j"], shift_vectors, self.cutoff**2,
-                                    edge_index[0], edge_index[1], vectors, pairs, offsets)
-        edge_index, shifts, vectors = np.ascontiguousarray(edge_index[:, :n]), state["shifts"][pairs[:n]], vectors[:n]
+        n, shortest = _pairs_within(
+            positions,
+            state["pair_start"],
+            state["j"],
+            shift_vectors,
+            self.cutoff**2,
+            edge_index[0],
+            edge_index[1],
+            vectors,
+            pairs,
+            offsets,
+        )
+        edge_index, shifts, vectors = (
+            np.ascontiguousarray(edge_index[:, :n]),
+            state["shifts"][pairs[:n]],
+            vectors[:n],
+        )
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
             _check_no_overlap(edge_index, shifts, vectors)
         return edge_index, shifts, vectors, float(np.sqrt(shortest)), offsets
 
     def __call__(self, atoms: Atoms) -> Graph:
         edge_index, shifts, vectors, _, _ = self._pairs(atoms)
-        return _graph_from_pairs(atoms, self.cutoff, edge_index, shifts, vectors, self.dtype, self.device)
+        return _graph_from_pairs(
+            atoms, self.cutoff, edge_index, shifts, vectors, self.dtype, self.device
+        )
 
     def edge_arrays(self, atoms: Atoms) -> EdgeArrays:
         """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
@@ -600,16 +735,42 @@ class VerletGraphBuilder:
             positions = atoms.positions
             if positions.dtype == np.float64 and positions.flags.c_contiguous:
                 n, shortest, centers, neighbors, vectors, offsets = _kept_edges_within(
-                    positions, atoms.numbers, atoms.pbc, atoms.cell.array, state["positions"], state["numbers"],
-                    state["pbc"], state["cell"], state["pair_start"], state["j"], state["shift_vectors"],
-                    self.cutoff**2, 0.25 * self.skin**2)
+                    positions,
+                    atoms.numbers,
+                    atoms.pbc,
+                    atoms.cell.array,
+                    state["positions"],
+                    state["numbers"],
+                    state["pbc"],
+                    state["cell"],
+                    state["pair_start"],
+                    state["j"],
+                    state["shift_vectors"],
+                    self.cutoff**2,
+                    0.25 * self.skin**2,
+                )
                 if n >= 0 and shortest >= _OVERLAP2:
-                    return EdgeArrays(state["numbers"], centers, neighbors, vectors.astype(dtype, copy=False),
-                                      self.cutoff, cache=state["atom_cache"], shortest=math.sqrt(shortest),
-                                      offsets=offsets)
+                    return EdgeArrays(
+                        state["numbers"],
+                        centers,
+                        neighbors,
+                        vectors.astype(dtype, copy=False),
+                        self.cutoff,
+                        cache=state["atom_cache"],
+                        shortest=math.sqrt(shortest),
+                        offsets=offsets,
+                    )
         edge_index, shifts, vectors, shortest, offsets = self._pairs(atoms)
-        return EdgeArrays(self._state["numbers"], edge_index[0], edge_index[1], vectors.astype(dtype, copy=False),
-                          self.cutoff, cache=self._state["atom_cache"], shortest=shortest, offsets=offsets)
+        return EdgeArrays(
+            self._state["numbers"],
+            edge_index[0],
+            edge_index[1],
+            vectors.astype(dtype, copy=False),
+            self.cutoff,
+            cache=self._state["atom_cache"],
+            shortest=shortest,
+            offsets=offsets,
+        )
 
 
 def build_graph(

@@ -98,18 +98,27 @@ def model_config(model: SiteModel) -> dict[str, Any]:
         return {"type": "OneBody", "e0": [[e, v] for e, v in model.reference_energies().items()]}
     if isinstance(model, PairModel):
         return {
-            "type": "PairModel", "elements": list(model.elements), "cutoff": model.cutoff,
-            "n_max": model.n_max, "repulsion": model.repulsion is not None,
+            "type": "PairModel",
+            "elements": list(model.elements),
+            "cutoff": model.cutoff,
+            "n_max": model.n_max,
+            "repulsion": model.repulsion is not None,
             "r0": model.radial.transform.r0.tolist(),
         }
     if isinstance(model, ACEModel):
         return {
-            "type": "ACEModel", "elements": list(model.elements), "cutoff": model.cutoff,
-            "n_max": model.n_max, "l_max": model.l_max, "w_l": model.w_l,
+            "type": "ACEModel",
+            "elements": list(model.elements),
+            "cutoff": model.cutoff,
+            "n_max": model.n_max,
+            "l_max": model.l_max,
+            "w_l": model.w_l,
             "max_degree": {str(k): v for k, v in model.max_degree.items()},
             "r0": model.radial.transform.r0.tolist(),
         }
-    raise TypeError(f"no checkpoint format for {type(model).__name__}; known: Stack, OneBody, PairModel, ACEModel")
+    raise TypeError(
+        f"no checkpoint format for {type(model).__name__}; known: Stack, OneBody, PairModel, ACEModel"
+    )
 
 
 # -- config validation -------------------------------------------------------------------------
@@ -174,9 +183,16 @@ def _r0(value: Any, where: str, elements: list[str]) -> None:
     """An (n, n) nested list of numbers that :func:`check_r0` accepts."""
     n = len(elements)
     accepted = f"a symmetric {n} × {n} list of positive bond lengths in Å"
-    if not isinstance(value, list) or len(value) != n or not all(isinstance(row, list) and len(row) == n for row in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != n
+        or not all(isinstance(row, list) and len(row) == n for row in value)
+    ):
         raise _refuse(where, value, accepted)
-    rows = [[_real(x, f"{where}[{i}][{j}]", accepted) for j, x in enumerate(row)] for i, row in enumerate(value)]
+    rows = [
+        [_real(x, f"{where}[{i}][{j}]", accepted) for j, x in enumerate(row)]
+        for i, row in enumerate(value)
+    ]
     try:
         check_r0(torch.tensor(rows, dtype=torch.float64), elements)
     except ValueError as err:
@@ -191,14 +207,18 @@ def _max_degree(value: Any, where: str) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, degree in value.items():
         if isinstance(key, bool) or str(key).strip() not in {str(nu) for nu in ACE_ORDERS}:
-            raise _refuse(f"{where} key", key, f"correlation orders {ACE_ORDERS[0]} to {ACE_ORDERS[-1]}")
+            raise _refuse(
+                f"{where} key", key, f"correlation orders {ACE_ORDERS[0]} to {ACE_ORDERS[-1]}"
+            )
         out[int(str(key).strip())] = _real(degree, f"{where}[{key!r}]")
     return out
 
 
 def _validate_stack(config: dict, where: str, depth: int) -> None:
     if depth > MAX_STACK_DEPTH:
-        raise ValueError(f"{where} is a Stack nested {depth} deep; accepted at most {MAX_STACK_DEPTH}")
+        raise ValueError(
+            f"{where} is a Stack nested {depth} deep; accepted at most {MAX_STACK_DEPTH}"
+        )
     parts = config["parts"]
     if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_STACK_PARTS:
         raise _refuse(f"{where}.parts", parts, f"a list of 1 to {MAX_STACK_PARTS} model configs")
@@ -250,7 +270,9 @@ def _validate_ace(config: dict, where: str, depth: int) -> None:
         )
     bound = basis_size_bound(*size)
     if bound == 0:
-        raise _refuse(f"{where}.max_degree", config["max_degree"], "degrees that admit a basis function")
+        raise _refuse(
+            f"{where}.max_degree", config["max_degree"], "degrees that admit a basis function"
+        )
     if bound > MAX_ACE_BASIS:
         raise ValueError(
             f"{where}: n_max={config['n_max']}, l_max={l_max}, max_degree={degrees} allow up to {bound} "
@@ -258,8 +280,12 @@ def _validate_ace(config: dict, where: str, depth: int) -> None:
         )
 
 
-_VALIDATORS = {"Stack": _validate_stack, "OneBody": _validate_onebody, "PairModel": _validate_pair,
-               "ACEModel": _validate_ace}
+_VALIDATORS = {
+    "Stack": _validate_stack,
+    "OneBody": _validate_onebody,
+    "PairModel": _validate_pair,
+    "ACEModel": _validate_ace,
+}
 
 
 def _validate(config: Any, where: str, depth: int) -> None:
@@ -292,15 +318,31 @@ def _construct(config: dict[str, Any], parts: list[SiteModel]) -> SiteModel:
         return OneBody({e: float(v) for e, v in config["e0"]})
     r0 = torch.tensor(config["r0"], dtype=torch.float64)
     if kind == "PairModel":
-        return PairModel(config["elements"], cutoff=config["cutoff"], n_max=config["n_max"],
-                         repulsion=config["repulsion"], r0=r0)
-    return ACEModel(config["elements"], cutoff=config["cutoff"], n_max=config["n_max"], l_max=config["l_max"],
-                    w_l=config["w_l"], max_degree=config["max_degree"], r0=r0)
+        return PairModel(
+            config["elements"],
+            cutoff=config["cutoff"],
+            n_max=config["n_max"],
+            repulsion=config["repulsion"],
+            r0=r0,
+        )
+    return ACEModel(
+        config["elements"],
+        cutoff=config["cutoff"],
+        n_max=config["n_max"],
+        l_max=config["l_max"],
+        w_l=config["w_l"],
+        max_degree=config["max_degree"],
+        r0=r0,
+    )
 
 
 def _build(config: dict[str, Any], where: str) -> SiteModel:
     """The model of a validated config; a constructor's refusal is named by ``where``."""
-    parts = [_build(p, f"{where}.parts[{k}]") for k, p in enumerate(config["parts"])] if config["type"] == "Stack" else []
+    parts = (
+        [_build(p, f"{where}.parts[{k}]") for k, p in enumerate(config["parts"])]
+        if config["type"] == "Stack"
+        else []
+    )
     try:
         return _construct(config, parts)
     except ValueError as err:
@@ -314,7 +356,9 @@ def model_from_config(config: Any, where: str = "model") -> SiteModel:
     return _build(config, where)
 
 
-def _expected_shapes(config: dict[str, Any], prefix: str = "") -> dict[str, tuple[tuple[int, int], ...]]:
+def _expected_shapes(
+    config: dict[str, Any], prefix: str = ""
+) -> dict[str, tuple[tuple[int, int], ...]]:
     """State-dict key → (smallest, largest) of each dimension, for a validated config. The
     ACE readout's width is known only once its basis is enumerated; its bound stands in."""
     kind = config["type"]
@@ -333,8 +377,13 @@ def _expected_shapes(config: dict[str, Any], prefix: str = "") -> dict[str, tupl
         n_pairs, n_max = n * (n + 1) // 2, config["n_max"]
         shapes[f"{prefix}readout.weight"] = ((n_pairs, n_pairs), (n_max, n_max))
         if config["repulsion"]:
-            shapes.update({f"{prefix}repulsion.z": ((n, n),), f"{prefix}repulsion.r_inner": square,
-                           f"{prefix}repulsion.r_outer": square})
+            shapes.update(
+                {
+                    f"{prefix}repulsion.z": ((n, n),),
+                    f"{prefix}repulsion.r_inner": square,
+                    f"{prefix}repulsion.r_outer": square,
+                }
+            )
         return shapes
     degrees = _max_degree(config["max_degree"], "max_degree")
     width = basis_size_bound(n, config["n_max"], config["l_max"], degrees, float(config["w_l"]))
@@ -385,7 +434,9 @@ def _remove_leftovers(json_path: Path, keep: str) -> None:
                     pass
 
 
-def save_model(model: SiteModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: SiteModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write ``<path>.<hash>.safetensors`` and ``<path>.json``; returns the JSON path.
 
     A model that :func:`load_model` would refuse is refused first (ValueError), before the disk
@@ -399,9 +450,15 @@ def save_model(model: SiteModel, path: str | os.PathLike, metadata: dict[str, An
         validate_config(config)
         model.check_parameters()
     except ValueError as err:
-        raise ValueError(f"refusing to save a checkpoint that load_model would refuse: {err}") from None
-    weights = {k: v.detach().to("cpu", torch.float64).contiguous() for k, v in model.state_dict().items()}
-    digest = hashlib.sha256(b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(weights.items()))).hexdigest()[:12]
+        raise ValueError(
+            f"refusing to save a checkpoint that load_model would refuse: {err}"
+        ) from None
+    weights = {
+        k: v.detach().to("cpu", torch.float64).contiguous() for k, v in model.state_dict().items()
+    }
+    digest = hashlib.sha256(
+        b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(weights.items()))
+    ).hexdigest()[:12]
     weights_name = f"{json_path.stem}.{digest}.safetensors"
     document = {
         "format": "mlff-checkpoint",
@@ -437,7 +494,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     else:
         p = _json_path(p)
     if not p.is_file():
-        raise FileNotFoundError(f"no checkpoint at {p}; expected a run directory with student.json or a .json file")
+        raise FileNotFoundError(
+            f"no checkpoint at {p}; expected a run directory with student.json or a .json file"
+        )
     return p
 
 
@@ -445,15 +504,26 @@ def _read_document(json_path: Path) -> dict[str, Any]:
     """The checkpoint's JSON object, its top-level fields checked (not the model config)."""
     size = json_path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise ValueError(f"{json_path} is {size} bytes; a checkpoint JSON has at most {MAX_JSON_BYTES}")
+        raise ValueError(
+            f"{json_path} is {size} bytes; a checkpoint JSON has at most {MAX_JSON_BYTES}"
+        )
     try:
         document = json.loads(json_path.read_bytes())
-    except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, digit limits, deep nesting
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # JSONDecodeError, bad UTF-8, digit limits, deep nesting
         raise ValueError(f"{json_path} is not valid JSON: {err}") from None
-    found = document.get("format") if isinstance(document, dict) else f"a JSON {type(document).__name__}"
+    found = (
+        document.get("format")
+        if isinstance(document, dict)
+        else f"a JSON {type(document).__name__}"
+    )
     if found != "mlff-checkpoint":
-        raise ValueError(f"{json_path} is not an mlff checkpoint (format={_show(found)}); "
-                         "expected an object with format 'mlff-checkpoint'")
+        raise ValueError(
+            f"{json_path} is not an mlff checkpoint (format={_show(found)}); "
+            "expected an object with format 'mlff-checkpoint'"
+        )
     _integer(document.get("format_version"), f"{json_path}: format_version", 1, FORMAT_VERSION)
     if "model" not in document:
         raise ValueError(f"{json_path} lacks the 'model' config")
@@ -469,7 +539,12 @@ def _weights_path(json_path: Path, name: Any) -> Path:
     Names from before the content-addressed ones (``student.safetensors``) still load; only
     names in :func:`_weights_pattern` are ever removed by :func:`save_model`.
     """
-    plain = isinstance(name, str) and name == Path(name).name and "\\" not in name and not name.startswith(".")
+    plain = (
+        isinstance(name, str)
+        and name == Path(name).name
+        and "\\" not in name
+        and not name.startswith(".")
+    )
     if not (plain and name.endswith(".safetensors")):
         raise ValueError(
             f"{json_path}: weights = {_show(name)}; accepted a plain file name next to the JSON ending in "
@@ -479,15 +554,21 @@ def _weights_path(json_path: Path, name: Any) -> Path:
     try:
         target = Path(os.path.realpath(path))
         if target.parent != Path(os.path.realpath(json_path.parent)):
-            raise ValueError(f"{json_path}: weights {name} is a link to {target}, outside the checkpoint's directory")
+            raise ValueError(
+                f"{json_path}: weights {name} is a link to {target}, outside the checkpoint's directory"
+            )
         if not path.exists():
-            raise FileNotFoundError(f"checkpoint {json_path} names weights {path}, which do not exist")
+            raise FileNotFoundError(
+                f"checkpoint {json_path} names weights {path}, which do not exist"
+            )
         if not path.is_file():
             raise ValueError(f"{json_path}: weights {path} is not a regular file")
     except OSError as err:  # a name too long for the file system, a loop of links, no permission
         if isinstance(err, FileNotFoundError):
             raise
-        raise ValueError(f"{json_path}: weights {_show(name)} cannot be opened: {err.strerror}") from None
+        raise ValueError(
+            f"{json_path}: weights {_show(name)} cannot be opened: {err.strerror}"
+        ) from None
     return path
 
 
@@ -502,19 +583,28 @@ def _check_header(weights_path: Path, expected: dict[str, tuple[tuple[int, int],
     try:
         with safe_open(str(weights_path), "pt") as handle:
             names = handle.keys()
-            header = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in names}
+            header = {
+                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                for k in names
+            }
     except (SafetensorError, OSError) as err:
         raise ValueError(f"not a safetensors file: {err}") from None
     missing = [k for k in expected if k not in header]
     unexpected = [k for k in header if k not in expected]
     if missing or unexpected:
-        found = [f"{what} tensors {_few(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        found = [
+            f"{what} tensors {_few(keys)}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
         raise ValueError(f"{' and '.join(found)}; the config implies {_few(list(expected))}")
     for key, (shape, dtype) in header.items():
         if dtype not in FLOAT_DTYPES:
             raise ValueError(f"tensor {key!r} is {dtype}; accepted {', '.join(FLOAT_DTYPES)}")
         bounds = expected[key]
-        if len(shape) != len(bounds) or not all(lo <= d <= hi for d, (lo, hi) in zip(shape, bounds)):
+        if len(shape) != len(bounds) or not all(
+            lo <= d <= hi for d, (lo, hi) in zip(shape, bounds)
+        ):
             implied = ", ".join(str(lo) if lo == hi else f"{lo} to {hi}" for lo, hi in bounds)
             raise ValueError(f"tensor {key!r} has shape {shape}; the config implies ({implied})")
 
@@ -537,7 +627,9 @@ def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
     try:
         _check_header(weights_path, _expected_shapes(config))
     except ValueError as err:
-        raise ValueError(f"weights {weights_path} do not fit the model in {json_path}: {err}") from None
+        raise ValueError(
+            f"weights {weights_path} do not fit the model in {json_path}: {err}"
+        ) from None
     try:
         model = _build(config, "model")
     except ValueError as err:
@@ -545,7 +637,9 @@ def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
     try:
         model.load_state_dict(load_file(str(weights_path)), strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:  # safetensors and torch raise their own
-        raise ValueError(f"weights {weights_path} do not fit the model in {json_path}: {err}") from None
+        raise ValueError(
+            f"weights {weights_path} do not fit the model in {json_path}: {err}"
+        ) from None
     try:
         model.check_parameters()
     except ValueError as err:

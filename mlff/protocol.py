@@ -106,17 +106,22 @@ def _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial):
         virial[2, 0], virial[2, 1], virial[2, 2] = -w20, -w21, -w22
 
 
-def forces_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                            n_atoms: int) -> np.ndarray:
+def forces_from_edge_arrays(
+    edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, n_atoms: int
+) -> np.ndarray:
     """:func:`forces_from_edge_grads` on numpy arrays: (n_atoms, 3) eV/Å from (n_edges, 3)."""
     # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
     forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
-    _scatter_forces(centers, neighbors, edge_grads, edge_grads, forces, np.empty((0, 3), dtype=edge_grads.dtype))
+    _scatter_forces(
+        centers, neighbors, edge_grads, edge_grads, forces, np.empty((0, 3), dtype=edge_grads.dtype)
+    )
     return forces
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_forces_and_stress(centers, neighbors, edge_grads, vectors, volume, forces, virial, stress):
+def _scatter_forces_and_stress(
+    centers, neighbors, edge_grads, vectors, volume, forces, virial, stress
+):
     """:func:`_scatter_forces`, then the stress (6,) of :func:`stress_from_virial_array`."""
     _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
     for k in range(6):
@@ -124,16 +129,23 @@ def _scatter_forces_and_stress(centers, neighbors, edge_grads, vectors, volume, 
         stress[k] = -0.5 * (virial[a, b] + virial[b, a]) / volume
 
 
-def forces_virial_and_stress_from_edge_arrays(edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                                              vectors: np.ndarray, n_atoms: int,
-                                              volume: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def forces_virial_and_stress_from_edge_arrays(
+    edge_grads: np.ndarray,
+    centers: np.ndarray,
+    neighbors: np.ndarray,
+    vectors: np.ndarray,
+    n_atoms: int,
+    volume: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`forces_from_edge_arrays` (n_atoms, 3) eV/Å, :func:`virial_from_edge_arrays`
     (3, 3) eV and the stress (6,) eV/Å³ of a cell of ``volume`` Å³ (:func:`stress_from_virial_array`)
     in one compiled pass over the edges: a periodic MD step caches the stress with the forces."""
     forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
     virial = np.empty((3, 3), dtype=edge_grads.dtype)
     stress = np.empty(6, dtype=edge_grads.dtype)
-    _scatter_forces_and_stress(centers, neighbors, edge_grads, vectors, float(volume), forces, virial, stress)
+    _scatter_forces_and_stress(
+        centers, neighbors, edge_grads, vectors, float(volume), forces, virial, stress
+    )
     return forces, virial, stress
 
 
@@ -148,8 +160,11 @@ def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
     Trailing dimensions pass through: (n_edges, P, 3) gives (n_atoms, P, 3).
     """
     if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
-        return torch.from_numpy(forces_from_edge_arrays(edge_grads.numpy(), graph.centers.numpy(),
-                                                        graph.neighbors.numpy(), graph.n_atoms))
+        return torch.from_numpy(
+            forces_from_edge_arrays(
+                edge_grads.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), graph.n_atoms
+            )
+        )
     forces = edge_grads.new_zeros((graph.n_atoms,) + tuple(edge_grads.shape[1:]))
     forces.index_add_(0, graph.centers, edge_grads)
     forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
@@ -159,13 +174,15 @@ def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tens
 def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
     """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
     vectors = graph.vectors.detach()
-    if (edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad
-            and edge_grads.dtype == vectors.dtype):
+    if (
+        edge_grads.device.type == "cpu"
+        and edge_grads.ndim == 2
+        and not edge_grads.requires_grad
+        and edge_grads.dtype == vectors.dtype
+    ):
         # numpy's 3x3 product costs a fraction of torch's dispatch on an MD step.
         return torch.from_numpy(virial_from_edge_arrays(edge_grads.numpy(), vectors.numpy()))
     return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
-
-
 
 
 def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> torch.Tensor:
@@ -173,7 +190,12 @@ def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> to
 
     Also accepts a batch of virials (..., 3, 3) → (..., 6).
     """
-    if virial.device.type == "cpu" and virial.ndim == 2 and not virial.requires_grad and not torch.is_tensor(volume):
+    if (
+        virial.device.type == "cpu"
+        and virial.ndim == 2
+        and not virial.requires_grad
+        and not torch.is_tensor(volume)
+    ):
         return torch.from_numpy(stress_from_virial_array(virial.numpy(), volume))
     sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
     return sigma.flatten(-2)[..., _VOIGT]
@@ -210,7 +232,7 @@ class SiteModel(nn.Module):
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"tensor {name!r} contains NaN or inf")
 
-    def set_backend(self, backend: str) -> "SiteModel":
+    def set_backend(self, backend: str) -> SiteModel:
         """Choose how :meth:`site_energies_and_grads` runs (one of :data:`BACKENDS`), for this
         model and every model inside it. Not part of a checkpoint. Returns ``self``."""
         if backend not in BACKENDS:
@@ -252,7 +274,9 @@ class SiteModel(nn.Module):
         species = edges.cache.get(key)
         if species is None:
             table = self.species_table.cpu()
-            species = species_of(torch.from_numpy(edges.numbers), table, self.elements, type(self).__name__).numpy()
+            species = species_of(
+                torch.from_numpy(edges.numbers), table, self.elements, type(self).__name__
+            ).numpy()
             edges.cache[key] = species
         return species
 
@@ -285,7 +309,9 @@ class SiteModel(nn.Module):
         cache, key = graph.atom_cache(), ("species", tuple(self.elements))
         species = cache.get(key)
         if species is None:
-            species = species_of(graph.numbers, self.species_table, self.elements, type(self).__name__)
+            species = species_of(
+                graph.numbers, self.species_table, self.elements, type(self).__name__
+            )
             cache[key] = species
         return species
 
@@ -373,7 +399,7 @@ class LinearSiteModel(SiteModel):
 class ReadoutModel(LinearSiteModel):
     """A linear model whose θ is one :class:`BlockReadout` held in ``self.readout``."""
 
-    readout: "BlockReadout"
+    readout: BlockReadout
 
     def length_basis(self) -> int:
         return len(self.readout)
@@ -396,7 +422,9 @@ class BlockReadout(nn.Module):
         super().__init__()
         self.n_blocks = int(n_blocks)
         self.n_features = int(n_features)
-        self.register_buffer("weight", torch.zeros(self.n_blocks, self.n_features, dtype=torch.float64))
+        self.register_buffer(
+            "weight", torch.zeros(self.n_blocks, self.n_features, dtype=torch.float64)
+        )
 
     def __len__(self) -> int:
         return self.n_blocks * self.n_features

@@ -24,7 +24,9 @@ class Stack(LinearSiteModel):
 
     def __init__(self, models: Sequence[SiteModel]):
         if isinstance(models, SiteModel):
-            raise ValueError(f"Stack expects a list of models, got a single {type(models).__name__}; pass [model]")
+            raise ValueError(
+                f"Stack expects a list of models, got a single {type(models).__name__}; pass [model]"
+            )
         models = list(models)
         if not models or not all(isinstance(m, SiteModel) for m in models):
             raise ValueError(
@@ -33,7 +35,8 @@ class Stack(LinearSiteModel):
         common = [e for e in models[0].elements if all(e in m.elements for m in models)]
         if not common:
             raise ValueError(
-                "the parts share no element: " + "; ".join(f"{type(m).__name__}: {list(m.elements)}" for m in models)
+                "the parts share no element: "
+                + "; ".join(f"{type(m).__name__}: {list(m.elements)}" for m in models)
             )
         super().__init__(common, max(m.cutoff for m in models))
         self.parts = nn.ModuleList(models)
@@ -117,7 +120,9 @@ class Stack(LinearSiteModel):
             bases.append(basis)
             jacs.append(jac)
         if not bases:
-            return graph.vectors.new_zeros(graph.n_atoms, 0), graph.vectors.new_zeros(graph.n_edges, 0, 3)
+            return graph.vectors.new_zeros(graph.n_atoms, 0), graph.vectors.new_zeros(
+                graph.n_edges, 0, 3
+            )
         return torch.cat(bases, dim=1), torch.cat(jacs, dim=1)
 
     def basis_degrees(self) -> torch.Tensor:

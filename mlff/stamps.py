@@ -3,8 +3,8 @@ models' per-call caches share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import operator
+from collections.abc import Sequence
 
 import torch
 
@@ -30,8 +30,13 @@ def is_current(stamp: tuple | None, tensor: torch.Tensor) -> bool:
     checks several stamps every step, and each call into torch costs about a microsecond
     there."""
     # The same object stamped with a version is no inference tensor (they have none).
-    return (stamp is not None and stamp[0] is tensor and stamp[1] is not None and stamp[1] == tensor._version
-            and stamp[2] == tensor.data_ptr())
+    return (
+        stamp is not None
+        and stamp[0] is tensor
+        and stamp[1] is not None
+        and stamp[1] == tensor._version
+        and stamp[2] == tensor.data_ptr()
+    )
 
 
 class TensorStamps:
@@ -53,6 +58,9 @@ class TensorStamps:
 
     def current(self) -> bool:
         tensors = tuple(map(dict.get, self._dicts, self._names))
-        return (self._live and all(map(operator.is_, tensors, self._tensors))
-                and tuple(map(_version, tensors)) == self._versions
-                and tuple(map(_address, tensors)) == self._addresses)
+        return (
+            self._live
+            and all(map(operator.is_, tensors, self._tensors))
+            and tuple(map(_version, tensors)) == self._versions
+            and tuple(map(_address, tensors)) == self._addresses
+        )

@@ -42,12 +42,16 @@ def assert_forces_are_gradients(atoms: Atoms, eps: float = 1e-4, rtol: float = 1
     return err
 
 
-def assert_stress_is_strain_derivative(atoms: Atoms, eps: float = 1e-5, rtol: float = 1e-6) -> float:
+def assert_stress_is_strain_derivative(
+    atoms: Atoms, eps: float = 1e-5, rtol: float = 1e-6
+) -> float:
     """Stress equals (1/V) ∂E/∂ε by central finite differences; returns the relative error."""
     stress = atoms.get_stress(voigt=True)
     reference = calculate_numerical_stress(atoms, eps=eps, voigt=True)
     err = _relative_error(stress, reference)
-    assert err <= rtol, f"stress differs from the strain derivative: relative error {err:.3e} > {rtol:.1e}"
+    assert err <= rtol, (
+        f"stress differs from the strain derivative: relative error {err:.3e} > {rtol:.1e}"
+    )
     return err
 
 
@@ -99,7 +103,9 @@ def random_linear_parameters(
     scale = torch.where(rms > 0, 1.0 / rms.clamp_min(1e-300), torch.ones_like(rms))
     gen = torch.Generator().manual_seed(seed)
     n = model.length_basis()
-    theta = energy_scale / max(n, 1) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) * scale
+    theta = (
+        energy_scale / max(n, 1) ** 0.5 * torch.randn(n, generator=gen, dtype=torch.float64) * scale
+    )
     model.set_linear_parameters(theta)
     return theta
 
@@ -123,7 +129,9 @@ class HarmonicCrystal(Calculator):
 
     def __init__(self, sites, k: float = 1.0, **kwargs):
         super().__init__(**kwargs)
-        self.sites = np.array(sites.positions if isinstance(sites, Atoms) else sites, dtype=np.float64)
+        self.sites = np.array(
+            sites.positions if isinstance(sites, Atoms) else sites, dtype=np.float64
+        )
         if self.sites.ndim != 2 or self.sites.shape[1] != 3:
             raise ValueError(f"sites must have shape (n_atoms, 3), got {self.sites.shape}")
         if not (np.isfinite(k) and k > 0):
@@ -137,6 +145,11 @@ class HarmonicCrystal(Calculator):
             raise PropertyNotImplementedError("stress needs a 3D-periodic cell")
         energies = 0.5 * self.k * np.einsum("ij,ij->i", d, d)
         energy = float(energies.sum())
-        self.results = {"energy": energy, "free_energy": energy, "energies": energies, "forces": -self.k * d}
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": energies,
+            "forces": -self.k * d,
+        }
         if self.atoms.pbc.all():
             self.results["stress"] = np.zeros(6)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-
 from helpers import MODEL_FACTORIES, STRUCTURES
 
 

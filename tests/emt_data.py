@@ -43,5 +43,3 @@ def emt_cu_dataset(seed: int, n_each: int) -> list[Atoms]:
         atoms.rattle(0.05, seed=int(rng.integers(2**31)))
         out.append(label(atoms, "slab"))
     return out
-
-

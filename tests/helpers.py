@@ -23,7 +23,9 @@ def rattled_si() -> Atoms:
 
 def triclinic_sic() -> Atoms:
     atoms = bulk("SiC", "zincblende", a=4.36).repeat((2, 1, 1))
-    cell = atoms.cell.array @ np.array([[1.0, 0.05, -0.04], [0.03, 0.97, 0.06], [-0.02, 0.04, 1.03]])
+    cell = atoms.cell.array @ np.array(
+        [[1.0, 0.05, -0.04], [0.03, 0.97, 0.06], [-0.02, 0.04, 1.03]]
+    )
     atoms.set_cell(cell, scale_atoms=True)
     atoms.rattle(0.05, seed=2)
     return atoms
@@ -69,7 +71,10 @@ def make_pair(repulsion: bool = True) -> PairModel:
 
 def make_ace(max_degree=None) -> ACEModel:
     model = ACEModel(
-        ELEMENTS, cutoff=ACE_CUTOFF, n_max=4, l_max=3,
+        ELEMENTS,
+        cutoff=ACE_CUTOFF,
+        n_max=4,
+        l_max=3,
         max_degree=max_degree or {1: 4, 2: 6, 3: 7, 4: 7},
     )
     _randomize(model, seed=12)
@@ -100,5 +105,3 @@ MODEL_FACTORIES = {
     "ace": make_ace,
     "stack": make_stack,
 }
-
-

@@ -4,11 +4,15 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
+from helpers import ELEMENTS, STRUCTURES, make_ace, make_onebody, make_pair, make_stack
 from scipy.spatial.transform import Rotation
 
-from helpers import ELEMENTS, STRUCTURES, make_ace, make_onebody, make_pair, make_stack
 from mlff import ACEModel, SiteCalculator, StackedCalculator
-from mlff.testing import assert_forces_are_gradients, assert_invariant, assert_stress_is_strain_derivative
+from mlff.testing import (
+    assert_forces_are_gradients,
+    assert_invariant,
+    assert_stress_is_strain_derivative,
+)
 
 
 def test_forces_are_minus_energy_gradient(model, structure):
@@ -72,7 +76,9 @@ def test_permutation_invariance(name):
     moved = atoms[perm]
     moved.calc = StackedCalculator(make_stack().parts)
     assert_invariant(atoms, moved, permutation=perm)
-    np.testing.assert_allclose(moved.get_potential_energies(), atoms.get_potential_energies()[perm], atol=1e-10)
+    np.testing.assert_allclose(
+        moved.get_potential_energies(), atoms.get_potential_energies()[perm], atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("name", ["rattled-si", "triclinic-sic", "small-cell-si"])
@@ -82,7 +88,9 @@ def test_extensivity(name):
     atoms.calc = calc
     big = atoms.repeat((2, 1, 3))
     big.calc = calc
-    assert big.get_potential_energy() == pytest.approx(6 * atoms.get_potential_energy(), rel=1e-10, abs=1e-9)
+    assert big.get_potential_energy() == pytest.approx(
+        6 * atoms.get_potential_energy(), rel=1e-10, abs=1e-9
+    )
     np.testing.assert_allclose(big.get_stress(), atoms.get_stress(), atol=1e-10)
     np.testing.assert_allclose(big.get_forces()[: len(atoms)], atoms.get_forces(), atol=1e-10)
 
@@ -123,9 +131,13 @@ def test_properties_are_honoured_on_the_torch_path():
     assert "forces" in calc.results and "stress" in calc.results  # free with the gradients
     atoms.calc = calc
     atoms.get_stress()
-    assert _CountingACE.gradient_calls == 1, "stress after forces (as NPT asks) must not re-evaluate"
+    assert _CountingACE.gradient_calls == 1, (
+        "stress after forces (as NPT asks) must not re-evaluate"
+    )
     calc.calculate(atoms, ["energy", "forces", "stress"])
-    assert _CountingACE.gradient_calls == 2, "forces and stress must come from one gradient evaluation"
+    assert _CountingACE.gradient_calls == 2, (
+        "forces and stress must come from one gradient evaluation"
+    )
     assert calc.results["stress"].shape == (6,)
 
 
@@ -142,7 +154,9 @@ def test_kernel_path_gives_every_property_from_one_evaluation():
     assert _CountingACE.gradient_calls == 1
     assert set(calc.results) == {"energy", "free_energy", "energies", "forces", "stress"}
     forces, stress = atoms.get_forces(), atoms.get_stress()
-    assert _CountingACE.gradient_calls == 1, "forces and stress after an energy call must not re-evaluate"
+    assert _CountingACE.gradient_calls == 1, (
+        "forces and stress after an energy call must not re-evaluate"
+    )
     reference = SiteCalculator(model, backend="torch")
     reference.calculate(atoms, ["energy", "forces", "stress"])
     assert energy == pytest.approx(reference.results["energy"], abs=1e-10)
@@ -282,7 +296,9 @@ def test_the_calculator_holds_its_own_copy_of_the_atoms(backend):
     atoms.positions[0] += 0.05  # in place: only a copy remembers where the atom was
     moved = atoms.get_forces()
     assert np.abs(moved - before).max() > 1e-3
-    np.testing.assert_allclose(moved, StackedCalculator(make_stack().parts).get_forces(atoms), atol=1e-12)
+    np.testing.assert_allclose(
+        moved, StackedCalculator(make_stack().parts).get_forces(atoms), atol=1e-12
+    )
     assert calc.atoms == atoms
     other = atoms.copy()
     other.positions[1] += 0.05
@@ -352,4 +368,6 @@ def test_float32_calculator_agrees_with_float64():
     c32.calculate(atoms, ["energy", "forces", "stress"])
     scale = np.abs(c64.results["forces"]).max()
     assert np.abs(c32.results["forces"] - c64.results["forces"]).max() < 1e-4 * scale
-    assert abs(c32.results["energy"] - c64.results["energy"]) < 1e-5 * max(1.0, abs(c64.results["energy"]))
+    assert abs(c32.results["energy"] - c64.results["energy"]) < 1e-5 * max(
+        1.0, abs(c64.results["energy"])
+    )

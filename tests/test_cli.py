@@ -16,5 +16,7 @@ def test_basis_command_rejects_unknown_element(capsys):
 
 
 def test_console_script_runs():
-    done = subprocess.run([sys.executable, "-m", "mlff.cli", "version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlff.cli", "version"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stdout.startswith("mlff ")

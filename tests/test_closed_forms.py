@@ -12,7 +12,9 @@ def _compare(model, atoms):
     graph = build_graph(atoms, model.cutoff)
     energies, grads = model.site_energies_and_grads(graph)
     ref_energies, ref_grads = SiteModel.site_energies_and_grads(model, graph)  # generic autograd
-    assert torch.allclose(energies, ref_energies, rtol=0, atol=1e-12 * max(1.0, float(ref_energies.abs().max())))
+    assert torch.allclose(
+        energies, ref_energies, rtol=0, atol=1e-12 * max(1.0, float(ref_energies.abs().max()))
+    )
     scale = float(ref_grads.abs().max())
     assert scale > 0
     assert float((grads - ref_grads).abs().max()) < 1e-10 * scale

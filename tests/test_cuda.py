@@ -10,11 +10,10 @@ import torch
 from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
+from helpers import STRUCTURES, make_stack
 
 from mlff import StackedCalculator
 from mlff.testing import assert_forces_are_gradients, assert_stress_is_strain_derivative
-
-from helpers import STRUCTURES, make_stack
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -23,7 +22,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_cuda_float64_matches_cpu_kernels(name):
     atoms = STRUCTURES[name]()
     atoms.calc = StackedCalculator(make_stack())  # CPU, numba kernels
-    cpu = atoms.get_potential_energy(), atoms.get_forces().copy(), atoms.get_potential_energies().copy()
+    cpu = (
+        atoms.get_potential_energy(),
+        atoms.get_forces().copy(),
+        atoms.get_potential_energies().copy(),
+    )
     atoms.calc = StackedCalculator(make_stack(), device="cuda")
     assert atoms.calc.evaluator.path == "eager"
     assert atoms.get_potential_energy() == pytest.approx(cpu[0], abs=1e-9)

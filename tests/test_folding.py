@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-
 from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
+
 from mlff import OneBody, PairModel, Stack, StackedCalculator, ZBLRepulsion
 from mlff.graph import VerletGraphBuilder
 from mlff.models.folding import StackKernelPlan, onebody_fold_energies, pair_fold_coefficients
 
 
-def _pair(n_max: int = 4, repulsion: bool = False, cutoff: float = ACE_CUTOFF, seed: int = 21) -> PairModel:
+def _pair(
+    n_max: int = 4, repulsion: bool = False, cutoff: float = ACE_CUTOFF, seed: int = 21
+) -> PairModel:
     """A pair part on the ACE part's radial basis; without a ZBL core unless asked (some test
     structures have edges inside the core, which send the call to the torch path)."""
     pair = PairModel(ELEMENTS, cutoff=cutoff, n_max=n_max, repulsion=repulsion)
@@ -27,7 +29,10 @@ def _stack(pair: PairModel, ace=None) -> Stack:
 
 def _on_kernel_path(model, atoms) -> bool:
     """Whether a call on ``atoms`` runs the compiled kernels (no ZBL collision, no refusal)."""
-    return model.kernel_energies_and_grads(VerletGraphBuilder(model.cutoff).edge_arrays(atoms)) is not None
+    return (
+        model.kernel_energies_and_grads(VerletGraphBuilder(model.cutoff).edge_arrays(atoms))
+        is not None
+    )
 
 
 def _results(model, atoms, backend="auto"):
@@ -87,11 +92,14 @@ def _r0_changed(pair):
     return pair
 
 
-@pytest.mark.parametrize("make_pair, why", [
-    (lambda: _pair(n_max=6), "more radial functions than the ACE part"),
-    (lambda: _pair(cutoff=ACE_CUTOFF + 0.5), "another cutoff"),
-    (lambda: _r0_changed(_pair()), "another r0"),
-])
+@pytest.mark.parametrize(
+    "make_pair, why",
+    [
+        (lambda: _pair(n_max=6), "more radial functions than the ACE part"),
+        (lambda: _pair(cutoff=ACE_CUTOFF + 0.5), "another cutoff"),
+        (lambda: _r0_changed(_pair()), "another r0"),
+    ],
+)
 def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
     atoms = STRUCTURES["triclinic-sic"]()
     model = _stack(make_pair())
@@ -118,7 +126,9 @@ def test_the_fold_follows_changes_of_the_parts():
     def check(atol=1e-10):
         assert _on_kernel_path(model, atoms)
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
-        want = _results(model, atoms, backend="torch")  # a torch-backend calculator copies the model
+        want = _results(
+            model, atoms, backend="torch"
+        )  # a torch-backend calculator copies the model
         assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=atol)
         np.testing.assert_allclose(calc.results["forces"], want["forces"], rtol=0, atol=atol)
         return calc.results["energy"]
@@ -207,15 +217,18 @@ def test_one_body_energies_ride_in_the_ace_kernel():
     onebody = OneBody({"Si": -0.7, "O": -4.0, "H": -1.1, "C": -2.3})
     extra = onebody_fold_energies(make_ace(), onebody)
     torch.testing.assert_close(extra, torch.tensor([-1.1, -2.3, -0.7], dtype=torch.float64))
-    lonely = Atoms("CSiH", positions=[[0, 0, 0], [1.9, 0, 0], [30, 30, 30]], cell=[40, 40, 40], pbc=True)
+    lonely = Atoms(
+        "CSiH", positions=[[0, 0, 0], [1.9, 0, 0], [30, 30, 30]], cell=[40, 40, 40], pbc=True
+    )
     for atoms in [*(make() for make in STRUCTURES.values()), lonely]:
         model = Stack([onebody, make_ace()])
         model.parts[0].kernel_energies_and_grads = _Refuse()
         got = _results(model, atoms)
         assert model._kernel_plan.folded == {0}
         _assert_same(got, _results(model, atoms, backend="torch"))
-    assert _results(model, lonely)["energy"] - _results(Stack([make_ace()]), lonely)["energy"] == pytest.approx(
-        -1.1 - 2.3 - 0.7, abs=1e-12)
+    assert _results(model, lonely)["energy"] - _results(Stack([make_ace()]), lonely)[
+        "energy"
+    ] == pytest.approx(-1.1 - 2.3 - 0.7, abs=1e-12)
 
 
 def test_a_one_body_part_without_every_ace_element_runs_on_its_own():

@@ -12,8 +12,8 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.neighborlist import neighbor_list
-
 from helpers import make_stack
+
 from mlff import StackedCalculator, build_graph
 from mlff.geometry import MAX_COORDINATE, check_cell, periodic_widths, search_cell
 from mlff.graph import VerletGraphBuilder
@@ -21,7 +21,9 @@ from mlff.graph import VerletGraphBuilder
 
 def _edge_set(graph):
     shifts = np.rint(graph.shifts.numpy()).astype(int)
-    return sorted((int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts))
+    return sorted(
+        (int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)
+    )
 
 
 def _si_cell(entry=None, value=None, pbc=(True, True, True)) -> Atoms:
@@ -48,17 +50,35 @@ BAD_GEOMETRIES = {
     "nan-cell": (lambda: _si_cell((0, 0), np.nan), r"cell entry \[0\]\[0\] is nan"),
     "inf-cell": (lambda: _si_cell((1, 1), np.inf), r"cell entry \[1\]\[1\] is inf"),
     "huge-cell": (lambda: _si_cell((2, 2), 1e300), r"cell entry \[2\]\[2\] is 1e\+300 Å"),
-    "collinear-periodic-vectors": (_collinear_slab, r"periodic cell vectors \[0, 1\] are linearly dependent"),
-    "nan-open-vector": (lambda: _si_cell((2, 2), np.nan, (True, True, False)), r"cell entry \[2\]\[2\] is nan"),
-    "inf-open-vector": (lambda: _si_cell((2, 1), -np.inf, (True, True, False)), r"cell entry \[2\]\[1\] is -inf"),
+    "collinear-periodic-vectors": (
+        _collinear_slab,
+        r"periodic cell vectors \[0, 1\] are linearly dependent",
+    ),
+    "nan-open-vector": (
+        lambda: _si_cell((2, 2), np.nan, (True, True, False)),
+        r"cell entry \[2\]\[2\] is nan",
+    ),
+    "inf-open-vector": (
+        lambda: _si_cell((2, 1), -np.inf, (True, True, False)),
+        r"cell entry \[2\]\[1\] is -inf",
+    ),
     "elongated-periodic-cell": (lambda: _si_cell((2, 2), 1e7), "cannot bin 8 atoms"),
     "atom-far-along-periodic": (
         lambda: Atoms("Si2", positions=[[0, 0, 0], [1e12 * 5.43, 0, 0]], cell=[5.43] * 3, pbc=True),
         r"atoms \[1\] lie 5.43e\+12 Å from the origin",
     ),
-    "negative-Z": (lambda: Atoms(numbers=[14, -3], positions=[[0, 0, 0], [2, 0, 0]]), r"atomic numbers \[-3\]"),
-    "Z-above-118": (lambda: Atoms(numbers=[14, 119], positions=[[0, 0, 0], [2, 0, 0]]), r"atomic numbers \[119\]"),
-    "Z-zero": (lambda: Atoms(numbers=[0, 14], positions=[[0, 0, 0], [2, 0, 0]]), r"atoms \[0\].*numbers \[0\]"),
+    "negative-Z": (
+        lambda: Atoms(numbers=[14, -3], positions=[[0, 0, 0], [2, 0, 0]]),
+        r"atomic numbers \[-3\]",
+    ),
+    "Z-above-118": (
+        lambda: Atoms(numbers=[14, 119], positions=[[0, 0, 0], [2, 0, 0]]),
+        r"atomic numbers \[119\]",
+    ),
+    "Z-zero": (
+        lambda: Atoms(numbers=[0, 14], positions=[[0, 0, 0], [2, 0, 0]]),
+        r"atoms \[0\].*numbers \[0\]",
+    ),
 }
 
 
@@ -96,13 +116,19 @@ def test_bad_geometries_raise_in_python_and_never_kill_the_process():
                 print("refused", name, flush=True)
     """)
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    result = subprocess.run([sys.executable, "-c", script, tests_dir], capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"exit {result.returncode}; last output:\n{result.stdout[-500:]}{result.stderr[-2000:]}"
+    result = subprocess.run(
+        [sys.executable, "-c", script, tests_dir], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, (
+        f"exit {result.returncode}; last output:\n{result.stdout[-500:]}{result.stderr[-2000:]}"
+    )
     for name in BAD_GEOMETRIES:
         assert f"refused {name}" in result.stdout
 
 
-@pytest.mark.parametrize("open_vector", [[0.0, 0.0, 0.0], [5.43, 0.0, 0.0], [3.0, 1.0, 1e-3], [0.0, 0.0, 9e7]])
+@pytest.mark.parametrize(
+    "open_vector", [[0.0, 0.0, 0.0], [5.43, 0.0, 0.0], [3.0, 1.0, 1e-3], [0.0, 0.0, 9e7]]
+)
 def test_vector_along_an_open_direction_does_not_change_the_edges(open_vector):
     slab = fcc111("Cu", (2, 2, 3), vacuum=6.0)
     slab.pbc = (True, True, False)
@@ -134,7 +160,11 @@ def test_atoms_far_along_open_directions_keep_their_neighbours(distance):
     slab = fcc111("Cu", (3, 3, 3), vacuum=8.0)
     slab.pbc = (True, True, False)
     cell = slab.cell.array.copy()
-    cell[0] += [0.0, 0.0, 0.3]  # periodic vectors with a component along z: gaps must be measured normal to them
+    cell[0] += [
+        0.0,
+        0.0,
+        0.3,
+    ]  # periodic vectors with a component along z: gaps must be measured normal to them
     slab.set_cell(cell, scale_atoms=False)
     flown = slab + Atoms("Cu", positions=[[1.0, 1.0, distance]])
     i, j, shifts = neighbor_list("ijS", slab, 5.0)
@@ -164,10 +194,16 @@ def test_atoms_many_widths_away_along_a_periodic_direction_keep_their_neighbours
     the search wrapped them into the cell."""
     from test_geometry_fuzz import _brute_force_edges
 
-    atoms = Atoms("Si2", positions=[[0.0, 0.0, 0.5], [1.0, 1.0, far]], cell=np.diag([6.0, 6.0, thickness]), pbc=True)
+    atoms = Atoms(
+        "Si2",
+        positions=[[0.0, 0.0, 0.5], [1.0, 1.0, far]],
+        cell=np.diag([6.0, 6.0, thickness]),
+        pbc=True,
+    )
     graph = build_graph(atoms, 3.0)
     assert graph.n_edges > 0 and set(map(tuple, _edge_set(graph))) == {
-        (i, j, *s) for i, j, s in _brute_force_edges(atoms, 3.0)}
+        (i, j, *s) for i, j, s in _brute_force_edges(atoms, 3.0)
+    }
 
 
 @pytest.mark.timeout(30)
@@ -190,7 +226,9 @@ def test_input_packed_beyond_physics_is_refused_before_the_search():
     atoms.set_cell(atoms.cell.array * 0.05, scale_atoms=True)
     with pytest.raises(ValueError, match="packed so densely .* at most 1e\\+04 are accepted"):
         build_graph(atoms, 5.0)
-    atoms.set_cell(atoms.cell.array * 10.0, scale_atoms=True)  # half the lattice constant: absurd but computable
+    atoms.set_cell(
+        atoms.cell.array * 10.0, scale_atoms=True
+    )  # half the lattice constant: absurd but computable
     assert build_graph(atoms, 5.0).n_edges == 8 * 190
 
 
@@ -209,10 +247,20 @@ def test_cell_thinner_than_the_search_allows_is_refused():
 
 def test_periodic_widths_and_search_cell():
     cell = np.array([[4.0, 0, 0], [1.0, 3.0, 0], [0.5, 0.5, 2.0]])
-    np.testing.assert_allclose(periodic_widths(cell, [True] * 3), [24 / np.linalg.norm(np.cross(cell[1], cell[2])),
-                                                                   24 / np.linalg.norm(np.cross(cell[2], cell[0])), 2.0])
-    np.testing.assert_allclose(periodic_widths(cell, [True, True, False]), [12 / np.sqrt(10), 3.0, np.inf])
-    np.testing.assert_allclose(periodic_widths(cell, [False, True, False]), [np.inf, np.sqrt(10), np.inf])
+    np.testing.assert_allclose(
+        periodic_widths(cell, [True] * 3),
+        [
+            24 / np.linalg.norm(np.cross(cell[1], cell[2])),
+            24 / np.linalg.norm(np.cross(cell[2], cell[0])),
+            2.0,
+        ],
+    )
+    np.testing.assert_allclose(
+        periodic_widths(cell, [True, True, False]), [12 / np.sqrt(10), 3.0, np.inf]
+    )
+    np.testing.assert_allclose(
+        periodic_widths(cell, [False, True, False]), [np.inf, np.sqrt(10), np.inf]
+    )
     for pbc in ([True, True, False], [False, True, False], [False] * 3):
         search = search_cell(cell, pbc)
         np.testing.assert_array_equal(search[pbc], cell[pbc])

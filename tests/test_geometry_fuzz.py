@@ -9,10 +9,10 @@ The default profile takes a few seconds; ``-m slow`` runs a longer one.
 import numpy as np
 import pytest
 from ase import Atoms
+from helpers import ELEMENTS, make_stack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import ELEMENTS, make_stack
 from mlff import StackedCalculator, build_graph
 from mlff.graph import VerletGraphBuilder
 
@@ -32,7 +32,9 @@ def _corrupt(draw, values: np.ndarray, extremes) -> np.ndarray:
 
 @st.composite
 def _cells(draw) -> np.ndarray:
-    kind = draw(st.sampled_from(["box", "tilted", "zero", "collinear", "coplanar", "random", "thin"]))
+    kind = draw(
+        st.sampled_from(["box", "tilted", "zero", "collinear", "coplanar", "random", "thin"])
+    )
     rows = np.array(draw(st.lists(_SANE, min_size=9, max_size=9))).reshape(3, 3)
     if kind == "box":
         rows = np.diag(draw(st.lists(st.floats(1.0, 12.0), min_size=3, max_size=3)))
@@ -55,7 +57,9 @@ def _atoms(draw, valid_numbers: bool = False) -> Atoms:
     numbers = np.array(draw(st.lists(st.sampled_from([1, 6, 14]), min_size=n, max_size=n)))
     if not valid_numbers:
         numbers = _corrupt(draw, numbers, st.sampled_from([-3, -1, 0, 119, 125]))
-    positions = np.array(draw(st.lists(st.floats(-4.0, 4.0), min_size=3 * n, max_size=3 * n))).reshape(n, 3)
+    positions = np.array(
+        draw(st.lists(st.floats(-4.0, 4.0), min_size=3 * n, max_size=3 * n))
+    ).reshape(n, 3)
     pbc = draw(st.lists(st.booleans(), min_size=3, max_size=3))
     atoms = Atoms(numbers=np.ones(n, dtype=int), positions=np.zeros((n, 3)), pbc=pbc)
     atoms.numbers[:] = numbers  # past ASE's own checks: the boundary under test is mlff's
@@ -70,7 +74,7 @@ def _brute_force_edges(atoms: Atoms, cutoff: float) -> set:
     directions)."""
     pbc, cell = atoms.pbc, atoms.cell.array
     basis = cell.copy()
-    basis[~pbc] = np.linalg.svd(cell[pbc])[2][pbc.sum():] if pbc.any() else np.eye(3)[~pbc]
+    basis[~pbc] = np.linalg.svd(cell[pbc])[2][pbc.sum() :] if pbc.any() else np.eye(3)[~pbc]
     fractional = atoms.positions @ np.linalg.inv(basis)
     widths = 1.0 / np.linalg.norm(np.linalg.inv(basis), axis=0)  # distances between lattice planes
     edges = set()
@@ -82,7 +86,9 @@ def _brute_force_edges(atoms: Atoms, cutoff: float) -> set:
                     ranges.append([0])
                     continue
                 centre, reach = fractional[i, d] - fractional[j, d], cutoff / widths[d] + 1
-                ranges.append(range(int(np.floor(centre - reach)), int(np.ceil(centre + reach)) + 1))
+                ranges.append(
+                    range(int(np.floor(centre - reach)), int(np.ceil(centre + reach)) + 1)
+                )
             for shift in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T:
                 r = atoms.positions[j] - atoms.positions[i] + shift @ cell
                 if (i != j or shift.any()) and r @ r < cutoff * cutoff:
@@ -114,8 +120,13 @@ def _graph_or_refusal(atoms: Atoms, cutoff: float = CUTOFF):
         return None
 
 
-FAST = settings(max_examples=250, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FAST = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 LONG = settings(FAST, max_examples=5000)
 
 
@@ -151,7 +162,9 @@ def _calculator_is_finite_or_refuses(atoms: Atoms) -> None:
     except ValueError:
         # The calculator searches at its model's cutoff plus the Verlet skin (0.5 Å).
         reach = _CALCULATOR.model.cutoff + 0.5
-        assert _graph_or_refusal(atoms, reach) is None or set(atoms.get_chemical_symbols()) - set(ELEMENTS)
+        assert _graph_or_refusal(atoms, reach) is None or set(atoms.get_chemical_symbols()) - set(
+            ELEMENTS
+        )
         return
     # Random geometries put atoms inside one another: energies are large, never NaN.
     assert np.isfinite(energy) and np.isfinite(atoms.get_forces()).all()

@@ -4,13 +4,19 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
-
 from helpers import STRUCTURES
+
 from mlff import build_graph
 
 
 def _edge_set(i, j, shifts):
-    return sorted(zip(np.asarray(i).tolist(), np.asarray(j).tolist(), map(tuple, np.rint(shifts).astype(int).tolist())))
+    return sorted(
+        zip(
+            np.asarray(i).tolist(),
+            np.asarray(j).tolist(),
+            map(tuple, np.rint(shifts).astype(int).tolist()),
+        )
+    )
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
@@ -20,7 +26,9 @@ def test_edges_match_ase_neighbor_list(name, cutoff):
     graph = build_graph(atoms, cutoff)
     i, j, shifts, dist_vec = neighbor_list("ijSD", atoms, cutoff)
     assert graph.n_edges == len(i)
-    assert _edge_set(graph.centers, graph.neighbors, graph.shifts.numpy()) == _edge_set(i, j, shifts)
+    assert _edge_set(graph.centers, graph.neighbors, graph.shifts.numpy()) == _edge_set(
+        i, j, shifts
+    )
     # r_ij = x_j - x_i + S·cell, the sign convention everything else relies on.
     pos, cell = atoms.positions, atoms.cell.array
     expected = pos[graph.neighbors] - pos[graph.centers] + graph.shifts.numpy() @ cell
@@ -34,7 +42,9 @@ def test_small_cell_sees_its_own_images():
     assert graph.n_atoms == 1
     assert graph.n_edges == len(neighbor_list("i", atoms, 6.0)) > 50
     assert (graph.centers == graph.neighbors).all()
-    assert not (graph.shifts == 0).all(dim=1).any(), "an atom must never be its own neighbour at zero shift"
+    assert not (graph.shifts == 0).all(dim=1).any(), (
+        "an atom must never be its own neighbour at zero shift"
+    )
 
 
 def test_full_list_is_symmetric():
@@ -109,18 +119,24 @@ def test_dtype_and_device_are_honoured():
 
 def _graph_edges(graph):
     shifts = np.rint(graph.shifts.numpy()).astype(int)
-    return {(int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)}
+    return {
+        (int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)
+    }
 
 
 @pytest.mark.parametrize("repeat", [1, 2])
 def test_verlet_builder_matches_fresh_lists_along_a_trajectory(repeat):
     from mlff.graph import VerletGraphBuilder
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)  # repeat 1: cell < cutoff + skin
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(
+        repeat
+    )  # repeat 1: cell < cutoff + skin
     builder = VerletGraphBuilder(4.0, skin=0.6)
     rng = np.random.default_rng(0)
     for step in range(40):
-        atoms.positions += rng.normal(0, 0.04, atoms.positions.shape)  # a random walk: rebuilds happen
+        atoms.positions += rng.normal(
+            0, 0.04, atoms.positions.shape
+        )  # a random walk: rebuilds happen
         graph, fresh = builder(atoms), build_graph(atoms, 4.0)
         assert _graph_edges(graph) == _graph_edges(fresh)
         order = np.lexsort(graph.edge_index.numpy()[::-1])
@@ -146,13 +162,17 @@ def test_verlet_builder_follows_a_changing_cell(repeat, scale_atoms):
         atoms.positions += rng.normal(0, 0.01, atoms.positions.shape)
         graph, fresh = builder(atoms), build_graph(atoms, 4.0)
         assert _graph_edges(graph) == _graph_edges(fresh)
-        key = lambda g: np.lexsort(np.column_stack([g.edge_index.numpy().T, np.rint(g.shifts.numpy())]).T[::-1])  # noqa: E731
+        key = lambda g: np.lexsort(
+            np.column_stack([g.edge_index.numpy().T, np.rint(g.shifts.numpy())]).T[::-1]
+        )  # noqa: E731
         assert torch.allclose(graph.vectors[key(graph)], fresh.vectors[key(fresh)], atol=1e-12)
         assert torch.allclose(graph.cell, fresh.cell)
     assert 1 < builder.rebuilds < 30
 
 
-@pytest.mark.parametrize("edge, factor", [(3.0, 0.995), (7.0, 0.99)], ids=["small-cell", "compressed-box"])
+@pytest.mark.parametrize(
+    "edge, factor", [(3.0, 0.995), (7.0, 0.99)], ids=["small-cell", "compressed-box"]
+)
 def test_verlet_builder_sees_new_images_as_the_cell_shrinks(edge, factor):
     """One atom in a shrinking cube: pairs with image shifts never listed before come inside
     the cutoff, and the list must notice from the strain alone."""
@@ -189,8 +209,13 @@ def test_verlet_builder_rebuilds_on_cell_and_species_changes():
 
 def _edge_vectors(centers, neighbors, vectors):
     """(i, j, vector to 1e-9 Å) of every edge: the pairs and their images, order-free."""
-    return sorted(zip(np.asarray(centers).tolist(), np.asarray(neighbors).tolist(),
-                      map(tuple, np.round(np.asarray(vectors), 9).tolist())))
+    return sorted(
+        zip(
+            np.asarray(centers).tolist(),
+            np.asarray(neighbors).tolist(),
+            map(tuple, np.round(np.asarray(vectors), 9).tolist()),
+        )
+    )
 
 
 @pytest.mark.parametrize("repeat", [1, 2])
@@ -208,28 +233,39 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
     rng = np.random.default_rng(2)
     for step in range(60):
         if step == 20:
-            atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.003, (3, 3))), scale_atoms=True)
+            atoms.set_cell(
+                atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.003, (3, 3))), scale_atoms=True
+            )
         if step == 30:
             atoms.numbers[1] = 6
         if step == 40:
             atoms = atoms.repeat((2, 1, 1)) if repeat == 1 else atoms[:-1]
         if step == 50:
             atoms.pbc = [True, False, True]
-        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)  # rebuilds between the changes too
+        atoms.positions += rng.normal(
+            0, 0.08, atoms.positions.shape
+        )  # rebuilds between the changes too
         edges, fresh = builder.edge_arrays(atoms), build_graph(atoms, 4.0)
         assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
-            fresh.centers, fresh.neighbors, fresh.vectors), step
+            fresh.centers, fresh.neighbors, fresh.vectors
+        ), step
         np.testing.assert_array_equal(edges.numbers, atoms.numbers)
         assert np.all(np.diff(edges.centers) >= 0)  # grouped by centre, as the kernels read them
         lengths = np.linalg.norm(edges.vectors, axis=1)
-        assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), step  # the ZBL core checks read it
+        assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), (
+            step
+        )  # the ZBL core checks read it
         sub = edges.restrict(2.4)
-        assert sub.shortest == (pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf)
+        assert sub.shortest == (
+            pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf
+        )
         assert edges.restrict(0.0).shortest == np.inf
         counts = np.bincount(edges.centers, minlength=len(atoms))  # where each centre's edges begin
         np.testing.assert_array_equal(edges.offsets, np.concatenate([[0], np.cumsum(counts)]))
-        np.testing.assert_array_equal(sub.offsets, np.concatenate(
-            [[0], np.cumsum(np.bincount(sub.centers, minlength=len(atoms)))]))
+        np.testing.assert_array_equal(
+            sub.offsets,
+            np.concatenate([[0], np.cumsum(np.bincount(sub.centers, minlength=len(atoms)))]),
+        )
     assert 6 < builder.rebuilds < 50
     assert builder.rebuilds <= len(general) < 40  # most steps were one pass on the kept list
 
@@ -254,4 +290,5 @@ def test_edge_arrays_refuse_bad_positions_on_a_kept_list():
     assert builder.rebuilds == 1
     fresh = build_graph(close, 4.0)
     assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
-        fresh.centers, fresh.neighbors, fresh.vectors)
+        fresh.centers, fresh.neighbors, fresh.vectors
+    )

@@ -33,8 +33,13 @@ from mlff.models.radial import default_r0
 
 def test_round_trip_gives_bit_identical_predictions(tmp_path):
     stack = make_stack()
-    path = save_model(stack, tmp_path / "run" / "student", metadata={"teacher": "emt", "errors": {"forces": 1.5}})
-    assert path.name == "student.json" and len(list((tmp_path / "run").glob("student.*.safetensors"))) == 1
+    path = save_model(
+        stack, tmp_path / "run" / "student", metadata={"teacher": "emt", "errors": {"forces": 1.5}}
+    )
+    assert (
+        path.name == "student.json"
+        and len(list((tmp_path / "run").glob("student.*.safetensors"))) == 1
+    )
     loaded, metadata = load_model(tmp_path / "run")
     assert metadata == {"teacher": "emt", "errors": {"forces": 1.5}}
     for name in STRUCTURES:
@@ -146,8 +151,12 @@ def _weights(run: Path) -> Path:
 def test_a_poisoned_checkpoint_never_touches_files_outside_its_directory(run, tmp_path, poison):
     outside = tmp_path / "results.csv"
     outside.write_text("precious\n")
-    names = {"relative": "../results.csv", "absolute": str(outside), "symlink": f"student.{HEX}.safetensors",
-             "symlinked-directory": "link/results.csv"}
+    names = {
+        "relative": "../results.csv",
+        "absolute": str(outside),
+        "symlink": f"student.{HEX}.safetensors",
+        "symlinked-directory": "link/results.csv",
+    }
     if poison == "symlink":
         (run / names["symlink"]).symlink_to(outside)
     if poison == "symlinked-directory":
@@ -155,12 +164,22 @@ def test_a_poisoned_checkpoint_never_touches_files_outside_its_directory(run, tm
     document = _document(run)
     document["weights"] = names[poison]
     _write_document(run, document)
-    expected = "outside the checkpoint's directory" if poison == "symlink" else "accepted a plain file name next to the JSON"
-    with pytest.raises(ValueError, match=re.escape(repr(names[poison])) + ".*" + expected if poison != "symlink"
-                       else f"weights {names['symlink']} is a link to .*results.csv, " + expected):
+    expected = (
+        "outside the checkpoint's directory"
+        if poison == "symlink"
+        else "accepted a plain file name next to the JSON"
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(repr(names[poison])) + ".*" + expected
+        if poison != "symlink"
+        else f"weights {names['symlink']} is a link to .*results.csv, " + expected,
+    ):
         load_model(run)
     if poison != "symlink":
-        with pytest.raises(ValueError, match=re.escape(r"'student.<12 lowercase hex digits>.safetensors'")):
+        with pytest.raises(
+            ValueError, match=re.escape(r"'student.<12 lowercase hex digits>.safetensors'")
+        ):
             load_model(run)
     model = make_stack()
     model.set_linear_parameters(torch.zeros(model.length_basis(), dtype=torch.float64))
@@ -169,16 +188,31 @@ def test_a_poisoned_checkpoint_never_touches_files_outside_its_directory(run, tm
     assert not load_model(run)[0].get_linear_parameters().any()
 
 
-@pytest.mark.parametrize("name", [
-    f"sub/student.{HEX}.safetensors", f"student.{HEX}.safetensors\n", f"./student.{HEX}.safetensors",
-    "../student.safetensors", "/etc/passwd", f".student.{HEX}.safetensors", "student.json", "results.csv",
-    f"sub\\student.{HEX}.safetensors", 5, None, ["x"],
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"sub/student.{HEX}.safetensors",
+        f"student.{HEX}.safetensors\n",
+        f"./student.{HEX}.safetensors",
+        "../student.safetensors",
+        "/etc/passwd",
+        f".student.{HEX}.safetensors",
+        "student.json",
+        "results.csv",
+        f"sub\\student.{HEX}.safetensors",
+        5,
+        None,
+        ["x"],
+    ],
+)
 def test_load_refuses_weights_names_that_are_not_plain_files_next_to_the_json(run, name):
     document = _document(run)
     document["weights"] = name
     _write_document(run, document)
-    with pytest.raises(ValueError, match=re.escape(f"weights = {name!r}; accepted a plain file name next to the JSON")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"weights = {name!r}; accepted a plain file name next to the JSON"),
+    ):
         load_model(run)
 
 
@@ -199,12 +233,24 @@ def test_checkpoints_with_older_weights_names_still_load(run, name):
 def test_save_removes_leftovers_of_this_checkpoint_and_nothing_else(run, tmp_path):
     outside = tmp_path / "outside.safetensors"
     outside.write_text("keep")
-    leftovers = [".student.json.abcd_123", f".student.{HEX}.safetensors.x9yz0a_b", f"student.{HEX}.safetensors",
-                 f"student.{'f' * 12}.safetensors"]
-    decoys = [".student.json.abc", ".student.json.abcd1234.bak", f"student.{HEX}.safetensors.bak",
-              f"other.{HEX}.safetensors", ".other.json.abcd1234", f"student.{HEX}c.safetensors",
-              f"student.{HEX.upper()}.safetensors", "notes.txt", f"xstudent.{HEX}.safetensors",
-              f".student.{HEX}.safetensors.ABCD1234"]
+    leftovers = [
+        ".student.json.abcd_123",
+        f".student.{HEX}.safetensors.x9yz0a_b",
+        f"student.{HEX}.safetensors",
+        f"student.{'f' * 12}.safetensors",
+    ]
+    decoys = [
+        ".student.json.abc",
+        ".student.json.abcd1234.bak",
+        f"student.{HEX}.safetensors.bak",
+        f"other.{HEX}.safetensors",
+        ".other.json.abcd1234",
+        f"student.{HEX}c.safetensors",
+        f"student.{HEX.upper()}.safetensors",
+        "notes.txt",
+        f"xstudent.{HEX}.safetensors",
+        f".student.{HEX}.safetensors.ABCD1234",
+    ]
     for name in leftovers + decoys:
         (run / name).write_text("x")
     (run / f"student.{'c' * 12}.safetensors").mkdir()
@@ -212,9 +258,14 @@ def test_save_removes_leftovers_of_this_checkpoint_and_nothing_else(run, tmp_pat
     path = save_model(make_stack(), run / "student")
     names = {p.name for p in run.iterdir()}
     assert not names & set(leftovers)
-    assert set(decoys) | {f"student.{'c' * 12}.safetensors", f"student.{'d' * 12}.safetensors"} <= names
-    assert names - set(decoys) - {f"student.{'c' * 12}.safetensors", f"student.{'d' * 12}.safetensors"} == {
-        "student.json", json.loads(path.read_text())["weights"]}
+    assert (
+        set(decoys) | {f"student.{'c' * 12}.safetensors", f"student.{'d' * 12}.safetensors"}
+        <= names
+    )
+    assert names - set(decoys) - {
+        f"student.{'c' * 12}.safetensors",
+        f"student.{'d' * 12}.safetensors",
+    } == {"student.json", json.loads(path.read_text())["weights"]}
     assert outside.read_text() == "keep"
 
 
@@ -240,19 +291,34 @@ save_model(model, path)
 
 
 @pytest.mark.parametrize("kill_at", [".safetensors", ".json"])
-def test_a_save_killed_between_writes_keeps_the_previous_checkpoint_and_the_next_save_cleans_up(tmp_path, kill_at):
-    done = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(tmp_path / "student"), kill_at],
-                          capture_output=True, text=True, timeout=240, check=False)
+def test_a_save_killed_between_writes_keeps_the_previous_checkpoint_and_the_next_save_cleans_up(
+    tmp_path, kill_at
+):
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_SAVE, str(tmp_path / "student"), kill_at],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert any(n.startswith(f".student{kill_at}" if kill_at == ".json" else ".student.") for n in names), names
-    assert len([n for n in names if n.endswith(".safetensors")]) == (2 if kill_at == ".json" else 1), names
+    assert any(
+        n.startswith(f".student{kill_at}" if kill_at == ".json" else ".student.") for n in names
+    ), names
+    assert len([n for n in names if n.endswith(".safetensors")]) == (
+        2 if kill_at == ".json" else 1
+    ), names
     model, _ = load_model(tmp_path)
     assert not model.get_linear_parameters().any()  # the first save, whole
     model.set_linear_parameters(torch.full((model.length_basis(),), 2.0, dtype=torch.float64))
     path = save_model(model, tmp_path / "student")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["student.json", json.loads(path.read_text())["weights"]])
-    assert torch.equal(load_model(tmp_path)[0].get_linear_parameters(), model.get_linear_parameters())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["student.json", json.loads(path.read_text())["weights"]]
+    )
+    assert torch.equal(
+        load_model(tmp_path)[0].get_linear_parameters(), model.get_linear_parameters()
+    )
 
 
 def _set(document: dict, keys: tuple, value) -> None:
@@ -271,42 +337,146 @@ def _deep_stack(depth: int) -> dict:
 
 _ALL_ELEMENTS = list(chemical_symbols[1:119])
 _ABSURD = {
-    "cutoff": (("model", "parts", 1, "cutoff"), 1e4,
-               r"model\.parts\[1\]\.cutoff = 10000\.0; accepted numbers greater than 0 and at most 20\.0"),
-    "negative cutoff": (("model", "parts", 2, "cutoff"), -1.0, r"model\.parts\[2\]\.cutoff = -1\.0"),
-    "nan cutoff": (("model", "parts", 2, "cutoff"), float("nan"), r"model\.parts\[2\]\.cutoff = nan"),
-    "l_max": (("model", "parts", 2, "l_max"), 10**6, r"model\.parts\[2\]\.l_max = 1000000; accepted integers 0 to 8"),
-    "n_max": (("model", "parts", 2, "n_max"), 10**9, r"model\.parts\[2\]\.n_max = 1000000000; accepted integers 1 to 64"),
-    "pair n_max": (("model", "parts", 1, "n_max"), 0, r"model\.parts\[1\]\.n_max = 0; accepted integers 1 to 64"),
-    "huge int": (("model", "parts", 1, "n_max"), 10**200, r"model\.parts\[1\]\.n_max = <an integer of 665 bits>"),
-    "max_degree": (("model", "parts", 2, "max_degree"), {"1": 1e9, "2": 1e9, "3": 1e9, "4": 1e9},
-                   r"model\.parts\[2\]: .* allow up to 510812 basis functions per element; accepted at most 200000"),
-    "big one-particle basis": (("model", "parts", 2), {
-        "type": "ACEModel", "elements": ["H", "C", "Si"], "cutoff": 5.0, "n_max": 64, "l_max": 8, "w_l": 1.5,
-        "max_degree": {"1": 1e9, "2": 1e9, "3": 1e9}, "r0": default_r0(["H", "C", "Si"]).tolist()},
-        (r"model\.parts\[2\]: 3 elements, n_max=64, l_max=8, .* would enumerate 8\.63e\+08 factor multisets; "
-         r"accepted at most 1e\+07")),
-    "basis": (("model", "parts", 2), {"type": "ACEModel", "elements": ["Si"], "cutoff": 5.0, "n_max": 16, "l_max": 8,
-                                      "w_l": 0.5, "max_degree": {"3": 40}, "r0": [[2.2]]},
-              r"model\.parts\[2\]: .* allow up to \d+ basis functions per element; accepted at most 200000"),
-    "order 5": (("model", "parts", 2, "max_degree"), {"5": 3.0}, r"model\.parts\[2\]\.max_degree key = '5'"),
-    "inf degree": (("model", "parts", 2, "max_degree", "1"), float("inf"), r"model\.parts\[2\]\.max_degree\['1'\] = inf"),
-    "w_l": (("model", "parts", 2, "w_l"), -1.5, r"model\.parts\[2\]\.w_l = -1\.5; accepted a finite number >= 0"),
-    "thousands of elements": (("model", "parts", 1, "elements"), ["Si"] * 2000,
-                              r"model\.parts\[1\]\.elements = \['Si', .*; accepted a list of 1 to 118 element symbols"),
-    "duplicate element": (("model", "parts", 1, "elements"), ["H", "C", "H"],
-                          r"model\.parts\[1\]\.elements\[2\] = 'H'; accepted each element once"),
-    "unknown element": (("model", "parts", 2, "elements"), ["H", "C", "Zz"], r"model\.parts\[2\]\.elements\[2\] = 'Zz'"),
-    "every element": (("model", "parts", 2), {"type": "ACEModel", "elements": _ALL_ELEMENTS, "cutoff": 5.0, "n_max": 10,
-                                              "l_max": 3, "w_l": 1.5, "max_degree": {"1": 10, "2": 15, "3": 14},
-                                              "r0": default_r0(_ALL_ELEMENTS).tolist()},
-                      r"model\.parts\[2\]: 118 elements.* would enumerate"),
-    "deep stack": (("model",), _deep_stack(6), r"model\.parts\[0\]\.parts\[0\]\.parts\[0\] is a Stack nested 4 deep"),
-    "wide stack": (("model", "parts"), [{"type": "OneBody", "e0": [["Si", 0.0]]}] * 17,
-                   r"model\.parts = .*; accepted a list of 1 to 16 model configs"),
-    "e0 inf": (("model", "parts", 0, "e0", 1, 1), float("inf"), r"model\.parts\[0\]\.e0\[1\]\[1\] = inf"),
-    "r0 negative": (("model", "parts", 1, "r0", 0, 0), -1.0, r"model\.parts\[1\]\.r0: r0 must be a symmetric"),
-    "r0 ragged": (("model", "parts", 1, "r0", 2), [1.0], r"model\.parts\[1\]\.r0 = .*; accepted a symmetric 3 × 3 list"),
+    "cutoff": (
+        ("model", "parts", 1, "cutoff"),
+        1e4,
+        r"model\.parts\[1\]\.cutoff = 10000\.0; accepted numbers greater than 0 and at most 20\.0",
+    ),
+    "negative cutoff": (
+        ("model", "parts", 2, "cutoff"),
+        -1.0,
+        r"model\.parts\[2\]\.cutoff = -1\.0",
+    ),
+    "nan cutoff": (
+        ("model", "parts", 2, "cutoff"),
+        float("nan"),
+        r"model\.parts\[2\]\.cutoff = nan",
+    ),
+    "l_max": (
+        ("model", "parts", 2, "l_max"),
+        10**6,
+        r"model\.parts\[2\]\.l_max = 1000000; accepted integers 0 to 8",
+    ),
+    "n_max": (
+        ("model", "parts", 2, "n_max"),
+        10**9,
+        r"model\.parts\[2\]\.n_max = 1000000000; accepted integers 1 to 64",
+    ),
+    "pair n_max": (
+        ("model", "parts", 1, "n_max"),
+        0,
+        r"model\.parts\[1\]\.n_max = 0; accepted integers 1 to 64",
+    ),
+    "huge int": (
+        ("model", "parts", 1, "n_max"),
+        10**200,
+        r"model\.parts\[1\]\.n_max = <an integer of 665 bits>",
+    ),
+    "max_degree": (
+        ("model", "parts", 2, "max_degree"),
+        {"1": 1e9, "2": 1e9, "3": 1e9, "4": 1e9},
+        r"model\.parts\[2\]: .* allow up to 510812 basis functions per element; accepted at most 200000",
+    ),
+    "big one-particle basis": (
+        ("model", "parts", 2),
+        {
+            "type": "ACEModel",
+            "elements": ["H", "C", "Si"],
+            "cutoff": 5.0,
+            "n_max": 64,
+            "l_max": 8,
+            "w_l": 1.5,
+            "max_degree": {"1": 1e9, "2": 1e9, "3": 1e9},
+            "r0": default_r0(["H", "C", "Si"]).tolist(),
+        },
+        (
+            r"model\.parts\[2\]: 3 elements, n_max=64, l_max=8, .* would enumerate 8\.63e\+08 factor multisets; "
+            r"accepted at most 1e\+07"
+        ),
+    ),
+    "basis": (
+        ("model", "parts", 2),
+        {
+            "type": "ACEModel",
+            "elements": ["Si"],
+            "cutoff": 5.0,
+            "n_max": 16,
+            "l_max": 8,
+            "w_l": 0.5,
+            "max_degree": {"3": 40},
+            "r0": [[2.2]],
+        },
+        r"model\.parts\[2\]: .* allow up to \d+ basis functions per element; accepted at most 200000",
+    ),
+    "order 5": (
+        ("model", "parts", 2, "max_degree"),
+        {"5": 3.0},
+        r"model\.parts\[2\]\.max_degree key = '5'",
+    ),
+    "inf degree": (
+        ("model", "parts", 2, "max_degree", "1"),
+        float("inf"),
+        r"model\.parts\[2\]\.max_degree\['1'\] = inf",
+    ),
+    "w_l": (
+        ("model", "parts", 2, "w_l"),
+        -1.5,
+        r"model\.parts\[2\]\.w_l = -1\.5; accepted a finite number >= 0",
+    ),
+    "thousands of elements": (
+        ("model", "parts", 1, "elements"),
+        ["Si"] * 2000,
+        r"model\.parts\[1\]\.elements = \['Si', .*; accepted a list of 1 to 118 element symbols",
+    ),
+    "duplicate element": (
+        ("model", "parts", 1, "elements"),
+        ["H", "C", "H"],
+        r"model\.parts\[1\]\.elements\[2\] = 'H'; accepted each element once",
+    ),
+    "unknown element": (
+        ("model", "parts", 2, "elements"),
+        ["H", "C", "Zz"],
+        r"model\.parts\[2\]\.elements\[2\] = 'Zz'",
+    ),
+    "every element": (
+        ("model", "parts", 2),
+        {
+            "type": "ACEModel",
+            "elements": _ALL_ELEMENTS,
+            "cutoff": 5.0,
+            "n_max": 10,
+            "l_max": 3,
+            "w_l": 1.5,
+            "max_degree": {"1": 10, "2": 15, "3": 14},
+            "r0": default_r0(_ALL_ELEMENTS).tolist(),
+        },
+        r"model\.parts\[2\]: 118 elements.* would enumerate",
+    ),
+    "deep stack": (
+        ("model",),
+        _deep_stack(6),
+        r"model\.parts\[0\]\.parts\[0\]\.parts\[0\] is a Stack nested 4 deep",
+    ),
+    "wide stack": (
+        ("model", "parts"),
+        [{"type": "OneBody", "e0": [["Si", 0.0]]}] * 17,
+        r"model\.parts = .*; accepted a list of 1 to 16 model configs",
+    ),
+    "e0 inf": (
+        ("model", "parts", 0, "e0", 1, 1),
+        float("inf"),
+        r"model\.parts\[0\]\.e0\[1\]\[1\] = inf",
+    ),
+    "r0 negative": (
+        ("model", "parts", 1, "r0", 0, 0),
+        -1.0,
+        r"model\.parts\[1\]\.r0: r0 must be a symmetric",
+    ),
+    "r0 ragged": (
+        ("model", "parts", 1, "r0", 2),
+        [1.0],
+        r"model\.parts\[1\]\.r0 = .*; accepted a symmetric 3 × 3 list",
+    ),
 }
 
 
@@ -324,17 +494,40 @@ def test_absurd_configs_are_refused_fast_naming_the_field(run, case):
 
 _MALFORMED = {
     "a list": ([], r"is not an mlff checkpoint \(format='a JSON list'\)"),
-    "format_version string": ({"format_version": "1"}, r"format_version = '1'; accepted integers 1 to 1"),
-    "format_version newer": ({"format_version": 2}, r"format_version = 2; accepted integers 1 to 1"),
+    "format_version string": (
+        {"format_version": "1"},
+        r"format_version = '1'; accepted integers 1 to 1",
+    ),
+    "format_version newer": (
+        {"format_version": 2},
+        r"format_version = 2; accepted integers 1 to 1",
+    ),
     "model 3": ({"model": 3}, r"model = 3; accepted a JSON object with a 'type'"),
-    "model type": ({"model": {"parts": []}}, r"model\.type = None; accepted one of Stack, OneBody, PairModel, ACEModel"),
-    "parts x": ({"model": {"type": "Stack", "parts": "x"}}, r"model\.parts = 'x'; accepted a list of 1 to 16"),
+    "model type": (
+        {"model": {"parts": []}},
+        r"model\.type = None; accepted one of Stack, OneBody, PairModel, ACEModel",
+    ),
+    "parts x": (
+        {"model": {"type": "Stack", "parts": "x"}},
+        r"model\.parts = 'x'; accepted a list of 1 to 16",
+    ),
     "parts empty": ({"model": {"type": "Stack", "parts": []}}, r"model\.parts = \[\]"),
-    "e0 dict": ({"model": {"type": "OneBody", "e0": {"Si": "a"}}},
-                r"model\.e0 = \{'Si': 'a'\}; accepted a list of 1 to 118 \[element, E0 in eV\] pairs"),
-    "e0 string": ({"model": {"type": "OneBody", "e0": [["Si", "a"]]}}, r"model\.e0\[0\]\[1\] = 'a'; accepted a finite"),
-    "e0 bool": ({"model": {"type": "OneBody", "e0": [["Si", True]]}}, r"model\.e0\[0\]\[1\] = True"),
-    "e0 symbol": ({"model": {"type": "OneBody", "e0": [[14, 1.0]]}}, r"model\.e0\[0\]\[0\] = 14; accepted chemical"),
+    "e0 dict": (
+        {"model": {"type": "OneBody", "e0": {"Si": "a"}}},
+        r"model\.e0 = \{'Si': 'a'\}; accepted a list of 1 to 118 \[element, E0 in eV\] pairs",
+    ),
+    "e0 string": (
+        {"model": {"type": "OneBody", "e0": [["Si", "a"]]}},
+        r"model\.e0\[0\]\[1\] = 'a'; accepted a finite",
+    ),
+    "e0 bool": (
+        {"model": {"type": "OneBody", "e0": [["Si", True]]}},
+        r"model\.e0\[0\]\[1\] = True",
+    ),
+    "e0 symbol": (
+        {"model": {"type": "OneBody", "e0": [[14, 1.0]]}},
+        r"model\.e0\[0\]\[0\] = 14; accepted chemical",
+    ),
     "weights 5": ({"weights": 5}, r"weights = 5; accepted a plain file name"),
     "metadata list": ({"metadata": [1]}, r"metadata = \[1\]; accepted a JSON object"),
 }
@@ -353,19 +546,50 @@ def test_malformed_checkpoints_raise_value_error_naming_the_field(run, case):
         load_model(run)
 
 
-@pytest.mark.parametrize(("keys", "value", "message"), [
-    (("model", "parts", 1, "cutoff"), "3.0", r"model\.parts\[1\]\.cutoff = '3\.0'"),
-    (("model", "parts", 1, "cutoff"), True, r"model\.parts\[1\]\.cutoff = True"),
-    (("model", "parts", 1, "cutoff"), [4.5], r"model\.parts\[1\]\.cutoff = \[4\.5\]"),
-    (("model", "parts", 1, "repulsion"), 1, r"model\.parts\[1\]\.repulsion = 1; accepted true or false"),
-    (("model", "parts", 2, "l_max"), 3.0, r"model\.parts\[2\]\.l_max = 3\.0; accepted integers 0 to 8"),
-    (("model", "parts", 2, "max_degree"), [4, 6], r"model\.parts\[2\]\.max_degree = \[4, 6\]"),
-    (("model", "parts", 2, "max_degree"), {"1": -5.0},
-     r"model\.parts\[2\]\.max_degree = \{'1': -5\.0\}; accepted degrees that admit a basis function"),
-    (("model", "parts", 1, "n_max", ), None, r"model\.parts\[1\]\.n_max = None"),
-    (("model", "parts", 1, "extra"), 1, r"model\.parts\[1\] \(PairModel\) has unknown keys \['extra'\]"),
-    (("model", "parts", 0, "e0", 0), ["Si"], r"model\.parts\[0\]\.e0\[0\] = \['Si'\]; accepted an \[element, E0"),
-])
+@pytest.mark.parametrize(
+    ("keys", "value", "message"),
+    [
+        (("model", "parts", 1, "cutoff"), "3.0", r"model\.parts\[1\]\.cutoff = '3\.0'"),
+        (("model", "parts", 1, "cutoff"), True, r"model\.parts\[1\]\.cutoff = True"),
+        (("model", "parts", 1, "cutoff"), [4.5], r"model\.parts\[1\]\.cutoff = \[4\.5\]"),
+        (
+            ("model", "parts", 1, "repulsion"),
+            1,
+            r"model\.parts\[1\]\.repulsion = 1; accepted true or false",
+        ),
+        (
+            ("model", "parts", 2, "l_max"),
+            3.0,
+            r"model\.parts\[2\]\.l_max = 3\.0; accepted integers 0 to 8",
+        ),
+        (("model", "parts", 2, "max_degree"), [4, 6], r"model\.parts\[2\]\.max_degree = \[4, 6\]"),
+        (
+            ("model", "parts", 2, "max_degree"),
+            {"1": -5.0},
+            r"model\.parts\[2\]\.max_degree = \{'1': -5\.0\}; accepted degrees that admit a basis function",
+        ),
+        (
+            (
+                "model",
+                "parts",
+                1,
+                "n_max",
+            ),
+            None,
+            r"model\.parts\[1\]\.n_max = None",
+        ),
+        (
+            ("model", "parts", 1, "extra"),
+            1,
+            r"model\.parts\[1\] \(PairModel\) has unknown keys \['extra'\]",
+        ),
+        (
+            ("model", "parts", 0, "e0", 0),
+            ["Si"],
+            r"model\.parts\[0\]\.e0\[0\] = \['Si'\]; accepted an \[element, E0",
+        ),
+    ],
+)
 def test_wrong_types_in_the_config_raise_value_error_naming_the_field(run, keys, value, message):
     document = _document(run)
     _set(document, keys, value)
@@ -376,10 +600,12 @@ def test_wrong_types_in_the_config_raise_value_error_naming_the_field(run, keys,
 
 def test_missing_keys_raise_value_error_naming_them(run):
     original = _document(run)
-    for keys, message in [(("model", "parts", 2, "r0"), r"model\.parts\[2\] \(ACEModel\) lacks \['r0'\]"),
-                          (("model",), r"lacks the 'model' config"),
-                          (("format_version",), r"format_version = None"),
-                          (("weights",), r"weights = None")]:
+    for keys, message in [
+        (("model", "parts", 2, "r0"), r"model\.parts\[2\] \(ACEModel\) lacks \['r0'\]"),
+        (("model",), r"lacks the 'model' config"),
+        (("format_version",), r"format_version = None"),
+        (("weights",), r"weights = None"),
+    ]:
         document = json.loads(json.dumps(original))
         target = document
         for key in keys[:-1]:
@@ -415,45 +641,88 @@ def _rewrite_weights(run: Path, change) -> None:
 def _poke(key: str, index: tuple, value: float):
     def change(state):
         state[key][index] = value
+
     return change
 
 
 def _symmetric(key: str, value: float):
     def change(state):
         state[key][0, 1] = state[key][1, 0] = value
+
     return change
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (_poke("parts.2.readout.weight", (1, 5), float("nan")), r"tensor 'parts\.2\.readout\.weight' contains NaN or inf"),
-    (_poke("parts.1.readout.weight", (0, 0), float("inf")), r"tensor 'parts\.1\.readout\.weight' contains NaN or inf"),
-    (_poke("parts.0.e0", (1,), float("nan")), r"tensor 'parts\.0\.e0' contains NaN or inf"),
-    (_poke("parts.1.radial.transform.r0", (0, 0), float("inf")), r"tensor 'parts\.1\.radial\.transform\.r0' contains"),
-    (_symmetric("parts.2.radial.transform.r0", -1.0),
-     r"tensor 'parts\.2\.radial\.transform\.r0': r0 must be a symmetric \(3, 3\) tensor of positive bond lengths"),
-    (_poke("parts.1.radial.transform.r0", (0, 1), 3.0), r"tensor 'parts\.1\.radial\.transform\.r0': r0 must be a symmetric"),
-    (_symmetric("parts.1.repulsion.r_inner", 5.0),
-     r"tensors 'parts\.1\.repulsion\.r_inner' and 'parts\.1\.repulsion\.r_outer': need finite 0 < r_inner < r_outer"),
-    (_poke("parts.1.repulsion.r_inner", (2, 2), 0.0), r"tensors 'parts\.1\.repulsion\.r_inner' and"),
-    (_poke("parts.1.repulsion.z", (0,), 92.0),
-     r"tensor 'parts\.1\.repulsion\.z' = \[92\.0, 6\.0, 14\.0\]; expected the atomic numbers \[1\.0, 6\.0, 14\.0\]"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            _poke("parts.2.readout.weight", (1, 5), float("nan")),
+            r"tensor 'parts\.2\.readout\.weight' contains NaN or inf",
+        ),
+        (
+            _poke("parts.1.readout.weight", (0, 0), float("inf")),
+            r"tensor 'parts\.1\.readout\.weight' contains NaN or inf",
+        ),
+        (_poke("parts.0.e0", (1,), float("nan")), r"tensor 'parts\.0\.e0' contains NaN or inf"),
+        (
+            _poke("parts.1.radial.transform.r0", (0, 0), float("inf")),
+            r"tensor 'parts\.1\.radial\.transform\.r0' contains",
+        ),
+        (
+            _symmetric("parts.2.radial.transform.r0", -1.0),
+            r"tensor 'parts\.2\.radial\.transform\.r0': r0 must be a symmetric \(3, 3\) tensor of positive bond lengths",
+        ),
+        (
+            _poke("parts.1.radial.transform.r0", (0, 1), 3.0),
+            r"tensor 'parts\.1\.radial\.transform\.r0': r0 must be a symmetric",
+        ),
+        (
+            _symmetric("parts.1.repulsion.r_inner", 5.0),
+            r"tensors 'parts\.1\.repulsion\.r_inner' and 'parts\.1\.repulsion\.r_outer': need finite 0 < r_inner < r_outer",
+        ),
+        (
+            _poke("parts.1.repulsion.r_inner", (2, 2), 0.0),
+            r"tensors 'parts\.1\.repulsion\.r_inner' and",
+        ),
+        (
+            _poke("parts.1.repulsion.z", (0,), 92.0),
+            r"tensor 'parts\.1\.repulsion\.z' = \[92\.0, 6\.0, 14\.0\]; expected the atomic numbers \[1\.0, 6\.0, 14\.0\]",
+        ),
+    ],
+)
 def test_invalid_weights_are_refused_naming_the_tensor(run, change, message):
     _rewrite_weights(run, change)
     with pytest.raises(ValueError, match=rf"weights {re.escape(_weights(run).name)}: {message}"):
         load_model(run)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda s: s.update({"parts.2.readout.weight": torch.zeros(3, 100_000, dtype=torch.float64)}),
-     r"tensor 'parts\.2\.readout\.weight' has shape \(3, 100000\); the config implies \(3, 1 to \d+\)"),
-    (lambda s: s.update({"parts.1.readout.weight": torch.zeros(6, dtype=torch.float64)}),
-     r"tensor 'parts\.1\.readout\.weight' has shape \(6,\); the config implies \(6, 6\)"),
-    (lambda s: s.update({"parts.0.e0": torch.zeros(3, dtype=torch.int64)}), r"tensor 'parts\.0\.e0' is I64; accepted F16"),
-    (lambda s: s.update({"parts.9.extra": torch.zeros(1, dtype=torch.float64)}), r"unexpected tensors \['parts\.9\.extra'\]; the config implies \['parts\.0\.e0', .* and 3 more$"),
-    (lambda s: s.pop("parts.1.repulsion.z"), r"missing tensors \['parts\.1\.repulsion\.z'\]"),
-])
-def test_weights_whose_header_does_not_fit_the_config_are_refused_before_reading(run, change, message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.update(
+                {"parts.2.readout.weight": torch.zeros(3, 100_000, dtype=torch.float64)}
+            ),
+            r"tensor 'parts\.2\.readout\.weight' has shape \(3, 100000\); the config implies \(3, 1 to \d+\)",
+        ),
+        (
+            lambda s: s.update({"parts.1.readout.weight": torch.zeros(6, dtype=torch.float64)}),
+            r"tensor 'parts\.1\.readout\.weight' has shape \(6,\); the config implies \(6, 6\)",
+        ),
+        (
+            lambda s: s.update({"parts.0.e0": torch.zeros(3, dtype=torch.int64)}),
+            r"tensor 'parts\.0\.e0' is I64; accepted F16",
+        ),
+        (
+            lambda s: s.update({"parts.9.extra": torch.zeros(1, dtype=torch.float64)}),
+            r"unexpected tensors \['parts\.9\.extra'\]; the config implies \['parts\.0\.e0', .* and 3 more$",
+        ),
+        (lambda s: s.pop("parts.1.repulsion.z"), r"missing tensors \['parts\.1\.repulsion\.z'\]"),
+    ],
+)
+def test_weights_whose_header_does_not_fit_the_config_are_refused_before_reading(
+    run, change, message
+):
     _rewrite_weights(run, change)
     with pytest.raises(ValueError, match=r"do not fit the model in .*student\.json: " + message):
         load_model(run)
@@ -471,8 +740,11 @@ def test_save_refuses_a_model_that_load_would_refuse(tmp_path):
     stack = make_stack()
     theta = stack.get_linear_parameters()
     theta[-1] = float("nan")
-    stack.parts[2].readout.weight.view(-1).copy_(theta[-stack.parts[2].length_basis():])
-    with pytest.raises(ValueError, match=r"refusing to save .*tensor 'parts\.2\.readout\.weight' contains NaN or inf"):
+    stack.parts[2].readout.weight.view(-1).copy_(theta[-stack.parts[2].length_basis() :])
+    with pytest.raises(
+        ValueError,
+        match=r"refusing to save .*tensor 'parts\.2\.readout\.weight' contains NaN or inf",
+    ):
         save_model(stack, tmp_path / "student")
     assert not list(tmp_path.iterdir())
 
@@ -490,12 +762,15 @@ def test_model_config_round_trips_and_implies_the_state_shapes(saved_stack):
         assert key == "parts.2.readout.weight" or all(lo == hi for lo, hi in shapes[key])
 
 
-@pytest.mark.parametrize(("n_elements", "n_max", "l_max", "max_degree", "w_l"), [
-    (1, 10, 3, {1: 10, 2: 15, 3: 14}, 1.5),
-    (3, 4, 3, {1: 4, 2: 6, 3: 7, 4: 7}, 1.5),
-    (2, 5, 2, {2: 8, 4: 9}, 0.0),
-    (1, 6, 4, {1: 9, 3: 12, 4: 11}, 1.0),
-])
+@pytest.mark.parametrize(
+    ("n_elements", "n_max", "l_max", "max_degree", "w_l"),
+    [
+        (1, 10, 3, {1: 10, 2: 15, 3: 14}, 1.5),
+        (3, 4, 3, {1: 4, 2: 6, 3: 7, 4: 7}, 1.5),
+        (2, 5, 2, {2: 8, 4: 9}, 0.0),
+        (1, 6, 4, {1: 9, 3: 12, 4: 11}, 1.0),
+    ],
+)
 def test_basis_size_bound_is_an_upper_bound(n_elements, n_max, l_max, max_degree, w_l):
     elements = ("H", "C", "Si")[:n_elements]
     actual = len(enumerate_ace_basis(elements, n_max, l_max, max_degree, w_l))
@@ -529,7 +804,9 @@ def test_a_dotted_checkpoint_name_is_its_own_checkpoint(tmp_path):
     save_model(first, tmp_path / "model")
     path = save_model(second, tmp_path / "model.v2")
     assert path.name == "model.v2.json"
-    assert torch.equal(load_model(tmp_path / "model")[0].get_linear_parameters(), first.get_linear_parameters())
+    assert torch.equal(
+        load_model(tmp_path / "model")[0].get_linear_parameters(), first.get_linear_parameters()
+    )
     assert not load_model(tmp_path / "model.v2")[0].get_linear_parameters().any()
     assert load_model(tmp_path / "model.v2.json")[0] is not None
 

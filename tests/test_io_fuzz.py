@@ -18,24 +18,70 @@ from mlff.io import model_config, validate_config
 
 OUTSIDE = "@OUTSIDE@"  # replaced by the directory that holds the run directory
 HOSTILE_NAMES = [
-    "../outside.txt", f"{OUTSIDE}/outside.txt", "../sibling/student.0123456789ab.safetensors",
-    "student.0123456789ab.safetensors", "student.safetensors", "sibling/../student.json", "/dev/zero", ".",
+    "../outside.txt",
+    f"{OUTSIDE}/outside.txt",
+    "../sibling/student.0123456789ab.safetensors",
+    "student.0123456789ab.safetensors",
+    "student.safetensors",
+    "sibling/../student.json",
+    "/dev/zero",
+    ".",
 ]
 ATOMS = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(10**30), max_value=10**30),
     st.sampled_from([0, 1, -1, 8, 64, 65, 2**63, 10**400]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([1e300, -1e300, 1e-300, 20.0, 20.000001]),
     st.text(max_size=12),
-    st.sampled_from(["Si", "H", "C", "X", "Zz", "Stack", "OneBody", "PairModel", "ACEModel", "1", "4", "5",
-                     *HOSTILE_NAMES]),
+    st.sampled_from(
+        [
+            "Si",
+            "H",
+            "C",
+            "X",
+            "Zz",
+            "Stack",
+            "OneBody",
+            "PairModel",
+            "ACEModel",
+            "1",
+            "4",
+            "5",
+            *HOSTILE_NAMES,
+        ]
+    ),
 )
 JSON_VALUES = st.recursive(
     ATOMS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["type", "parts", "e0", "elements", "cutoff", "n_max", "l_max", "w_l", "max_degree", "r0",
-                         "repulsion", "1", "2", "3", "4", "x"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "parts",
+                    "e0",
+                    "elements",
+                    "cutoff",
+                    "n_max",
+                    "l_max",
+                    "w_l",
+                    "max_degree",
+                    "r0",
+                    "repulsion",
+                    "1",
+                    "2",
+                    "3",
+                    "4",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=8,
 )
 
@@ -76,7 +122,9 @@ def _mutate(data, document):
     elif action == "delete":
         del parent[path[-1]]
     elif isinstance(parent, dict):
-        parent[data.draw(st.sampled_from(["weights", "model", "type", "extra", "parts", "1", "5"]))] = data.draw(JSON_VALUES)
+        parent[
+            data.draw(st.sampled_from(["weights", "model", "type", "extra", "parts", "1", "5"]))
+        ] = data.draw(JSON_VALUES)
     return document
 
 
@@ -84,11 +132,13 @@ def _mutate(data, document):
 def template(tmp_path_factory):
     """(student, saved run directory) of a small stack with every model type."""
     elements = ["Si", "C"]
-    student = Stack([
-        OneBody({"Si": -1.0, "C": -2.0}),
-        PairModel(elements, cutoff=4.0, n_max=3, repulsion=True),
-        ACEModel(elements, cutoff=3.5, n_max=2, l_max=1, max_degree={1: 2, 2: 3}),
-    ])
+    student = Stack(
+        [
+            OneBody({"Si": -1.0, "C": -2.0}),
+            PairModel(elements, cutoff=4.0, n_max=3, repulsion=True),
+            ACEModel(elements, cutoff=3.5, n_max=2, l_max=1, max_degree={1: 2, 2: 3}),
+        ]
+    )
     run = tmp_path_factory.mktemp("fuzz-template") / "run"
     save_model(student, run / "student")
     return student, run
@@ -131,19 +181,31 @@ def _load_and_save_over(template, data) -> None:
             assert isinstance(metadata, dict)
         path = save_model(student, run / "student")
         assert _snapshot(root, run) == before
-        assert sorted(p.name for p in run.iterdir()) == sorted(["student.json", json.loads(path.read_text())["weights"]])
+        assert sorted(p.name for p in run.iterdir()) == sorted(
+            ["student.json", json.loads(path.read_text())["weights"]]
+        )
 
 
-@settings(max_examples=100, deadline=timedelta(seconds=5), derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_mutated_checkpoints_load_or_are_refused_and_touch_nothing_outside(template, data):
     _load_and_save_over(template, data)
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, deadline=timedelta(seconds=10), derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=2000,
+    deadline=timedelta(seconds=10),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_mutated_checkpoints_long_run(template, data):
     _load_and_save_over(template, data)

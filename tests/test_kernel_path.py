@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
+
 from mlff import SiteCalculator, StackedCalculator
 from mlff.graph import EdgeArrays, VerletGraphBuilder
 from mlff.protocol import SiteModel
@@ -42,7 +42,9 @@ def test_kernel_path_matches_the_torch_path(name):
 
 def test_kernel_path_in_float32():
     atoms = STRUCTURES["triclinic-sic"]()
-    f32 = _results(StackedCalculator(make_stack(), dtype=torch.float32), atoms, ["energy", "forces", "stress"])
+    f32 = _results(
+        StackedCalculator(make_stack(), dtype=torch.float32), atoms, ["energy", "forces", "stress"]
+    )
     f64 = _results(StackedCalculator(make_stack()), atoms, ["energy", "forces", "stress"])
     assert f32["forces"].dtype == np.float64  # ASE gets float64 whatever the evaluation dtype
     assert abs(f32["energy"] - f64["energy"]) < 1e-4 * len(atoms)
@@ -57,7 +59,9 @@ def test_a_hard_collision_falls_back_to_the_torch_path_for_the_zbl_core():
     core = pair.core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     fast = _results(SiteCalculator(pair), atoms, ["energy", "forces", "stress"])
-    reference = _results(SiteCalculator(pair, backend="torch"), atoms, ["energy", "forces", "stress"])
+    reference = _results(
+        SiteCalculator(pair, backend="torch"), atoms, ["energy", "forces", "stress"]
+    )
     assert fast["energy"] > 1.0  # the core repels
     assert fast["energy"] == pytest.approx(reference["energy"], rel=1e-12)
     np.testing.assert_allclose(fast["forces"], reference["forces"], rtol=1e-12, atol=1e-10)
@@ -140,6 +144,11 @@ def test_kernels_leave_torchs_thread_count_alone(threads, numba_threads):
     import sys
 
     env = dict(os.environ, NUMBA_NUM_THREADS=str(numba_threads))
-    done = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(threads)], capture_output=True, text=True,
-                          timeout=240, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -5,8 +5,8 @@ from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from mlff import ACEModel, OneBody, PairModel, StackedCalculator
-from mlff.thermal import thermalize
 from mlff.testing import random_linear_parameters
+from mlff.thermal import thermalize
 
 
 def _morse_pair(cutoff: float = 5.0) -> PairModel:

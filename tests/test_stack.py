@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import STRUCTURES, make_ace, make_onebody, make_pair, make_stack
+
 from mlff import SiteCalculator, Stack, StackedCalculator, build_graph, forces_from_edge_grads
 from mlff.models import PairModel
 
@@ -67,7 +67,9 @@ def test_parameters_round_trip_and_concatenate_in_order():
     theta = torch.randn(stack.length_basis(), dtype=torch.float64)
     stack.set_linear_parameters(theta)
     torch.testing.assert_close(stack.get_linear_parameters(), theta, rtol=0, atol=0)
-    torch.testing.assert_close(pair.get_linear_parameters(), theta[: pair.length_basis()], rtol=0, atol=0)
+    torch.testing.assert_close(
+        pair.get_linear_parameters(), theta[: pair.length_basis()], rtol=0, atol=0
+    )
     with pytest.raises(ValueError, match=r"expects θ of shape"):
         stack.set_linear_parameters(theta[:-1])
     with pytest.raises(ValueError, match="NaN"):

@@ -48,7 +48,9 @@ class DistillConfig:
     seed: int = 0
     target_atoms: int = 64
     budget: int = 400  # teacher calls for training labels
-    initial: dict = field(default_factory=lambda: {"rattle": 40, "strain": 24, "vacancy": 16, "surface": 16})
+    initial: dict = field(
+        default_factory=lambda: {"rattle": 40, "strain": 24, "vacancy": 16, "surface": 16}
+    )
     rounds: int = 8
     per_round: int = 32
     patience: int = 2
@@ -69,38 +71,56 @@ class DistillConfig:
     timing_steps: int = 6
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "DistillConfig":
+    def from_mapping(cls, data: Mapping[str, Any]) -> DistillConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         config = cls(**dict(data))
         config.validate()
         return config
 
     def validate(self) -> None:
         minimum = {"committee_size": 2, "rounds": 0}
-        for name in ("budget", "rounds", "per_round", "target_atoms", "md_steps", "md_interval", "committee_size"):
+        for name in (
+            "budget",
+            "rounds",
+            "per_round",
+            "target_atoms",
+            "md_steps",
+            "md_interval",
+            "committee_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < minimum.get(name, 1):
-                raise ValueError(f"{name} must be an integer >= {minimum.get(name, 1)}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be an integer >= {minimum.get(name, 1)}, got {value!r}"
+                )
         if self.timestep <= 0 or self.cutoff <= 0:
-            raise ValueError(f"timestep and cutoff must be positive, got {self.timestep} and {self.cutoff}")
+            raise ValueError(
+                f"timestep and cutoff must be positive, got {self.timestep} and {self.cutoff}"
+            )
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
         for name in ("initial", "validation", "round_candidates"):
             unknown = sorted(set(getattr(self, name)) - set(GENERATORS))
             if unknown:
-                raise ValueError(f"unknown generator(s) {', '.join(unknown)} in {name}; known: {', '.join(GENERATORS)}")
+                raise ValueError(
+                    f"unknown generator(s) {', '.join(unknown)} in {name}; known: {', '.join(GENERATORS)}"
+                )
 
 
 def build_student(elements, e0: Mapping[str, float], config: DistillConfig) -> Stack:
     """OneBody(E0) + PairModel + ACEModel at the run's cutoff."""
-    return Stack([
-        OneBody(dict(e0)),
-        PairModel(elements, cutoff=config.cutoff, **config.pair),
-        ACEModel(elements, cutoff=config.cutoff, **config.ace),
-    ])
+    return Stack(
+        [
+            OneBody(dict(e0)),
+            PairModel(elements, cutoff=config.cutoff, **config.pair),
+            ACEModel(elements, cutoff=config.cutoff, **config.ace),
+        ]
+    )
 
 
 def check_student(elements, config: DistillConfig) -> None:
@@ -110,14 +130,24 @@ def check_student(elements, config: DistillConfig) -> None:
     validate_config(model_config(student), where="student")
 
 
-def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int, timestep: float, seed: int,
-               config_type: str) -> list[tuple[Atoms, str, dict]]:
+def _md_frames(
+    atoms: Atoms,
+    calc,
+    temperature: float,
+    steps: int,
+    interval: int,
+    timestep: float,
+    seed: int,
+    config_type: str,
+) -> list[tuple[Atoms, str, dict]]:
     """Langevin MD frames every ``interval`` steps; stops early if the structure falls apart."""
     work = atoms.copy()
     work.calc = calc
     rng = np.random.default_rng(seed)
     thermalize(work, temperature, rng=rng)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False)
+    dyn = Langevin(
+        work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
+    )
     frames = []
     for block in range(steps // interval):
         dyn.run(interval)
@@ -127,7 +157,18 @@ def _md_frames(atoms: Atoms, calc, temperature: float, steps: int, interval: int
             break
         frame = work.copy()
         frame.calc = None
-        frames.append((frame, config_type, {"generator": "md", "temperature": temperature, "step": (block + 1) * interval, "seed": seed}))
+        frames.append(
+            (
+                frame,
+                config_type,
+                {
+                    "generator": "md",
+                    "temperature": temperature,
+                    "step": (block + 1) * interval,
+                    "seed": seed,
+                },
+            )
+        )
     return frames
 
 
@@ -138,15 +179,27 @@ def _initial_candidates(seed_atoms: Atoms, config: DistillConfig) -> list[tuple[
     return out
 
 
-def _validation_set(seed_atoms: Atoms, teacher, name: str, out: Path, config: DistillConfig) -> list[Atoms]:
+def _validation_set(
+    seed_atoms: Atoms, teacher, name: str, out: Path, config: DistillConfig
+) -> list[Atoms]:
     """Held-out configurations labelled by the teacher: teacher MD frames, vacancies, strains.
 
     Kept in ``validation.db`` under a key that includes a hash of the settings that define the
     set, and marked complete only once every structure is labelled, so a killed run finishes
     it on rerun and changed settings get a fresh set.
     """
-    recipe = {k: getattr(config, k) for k in ("structure", "target_atoms", "seed", "timestep", "validation",
-                                              "validation_md", "validation_md_steps")}
+    recipe = {
+        k: getattr(config, k)
+        for k in (
+            "structure",
+            "target_atoms",
+            "seed",
+            "timestep",
+            "validation",
+            "validation_md",
+            "validation_md_steps",
+        )
+    }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
     store = LabelStore(out / "validation.db", teacher=f"{name}:validation:{key}")
     marker = out / f"validation-{key}.complete"
@@ -154,10 +207,22 @@ def _validation_set(seed_atoms: Atoms, teacher, name: str, out: Path, config: Di
         candidates = []
         for k, (temperature, count) in enumerate(config.validation_md.items()):
             interval = max(1, config.validation_md_steps // max(1, int(count)))
-            candidates.extend(_md_frames(seed_atoms, teacher, float(temperature), interval * int(count), interval,
-                                         config.timestep, config.seed + 7919 + k, f"md_{temperature}K"))
+            candidates.extend(
+                _md_frames(
+                    seed_atoms,
+                    teacher,
+                    float(temperature),
+                    interval * int(count),
+                    interval,
+                    config.timestep,
+                    config.seed + 7919 + k,
+                    f"md_{temperature}K",
+                )
+            )
         for k, (gen, count) in enumerate(config.validation.items()):
-            candidates.extend(GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 500 + k))
+            candidates.extend(
+                GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 500 + k)
+            )
         store.label(candidates, teacher)
         marker.write_text(json.dumps(recipe, indent=2, default=str))
     return store.configurations()
@@ -184,7 +249,9 @@ def _time_side_by_side(calcs: dict, atoms: Atoms, steps: dict, rounds: int = 3) 
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: bool = True, log=print) -> dict:
+def distill(
+    config: DistillConfig | Mapping[str, Any], teacher=None, progress: bool = True, log=print
+) -> dict:
     """Run (or resume) a distillation; returns the report dictionary."""
     if not isinstance(config, DistillConfig):
         config = DistillConfig.from_mapping(config)
@@ -199,24 +266,42 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
     check_student(elements, config)
     name = teacher_name(requested)  # the store key: labels of different teachers never mix
     store = LabelStore(out / "labels.db", teacher=name)
-    log(f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), store {len(store)} labels")
+    log(
+        f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), store {len(store)} labels"
+    )
 
     validation = _validation_set(seed_atoms, teacher, name, out, config)
-    calls = store.label(_initial_candidates(seed_atoms, config), teacher, progress=progress,
-                        budget=max(0, config.budget - len(store)))
+    calls = store.label(
+        _initial_candidates(seed_atoms, config),
+        teacher,
+        progress=progress,
+        budget=max(0, config.budget - len(store)),
+    )
     curve, best, stale, result = [], np.inf, 0, None
     for round_index in range(config.rounds + 1):
         train = store.configurations()
         e0 = estimate_e0(train, elements)
         student = build_student(elements, e0, config)
-        result = fit(student, train, solver=BLR(), weights=Weights(**config.weights), test=validation)
+        result = fit(
+            student, train, solver=BLR(), weights=Weights(**config.weights), test=validation
+        )
         test = result.errors["test"]
-        curve.append({"round": round_index, "teacher_calls": len(store),
-                      "energy_rmse": test.rmse("energy"), "forces_rmse": test.rmse("forces"),
-                      "stress_rmse": test.rows["all"].get("stress", {}).get("rmse")})
-        log(f"round {round_index}: {len(store)} labels, validation E {test.rmse('energy'):.2f} meV/atom, "
-            f"F {test.rmse('forces'):.1f} meV/Å")
-        save_model(student, out / "student", metadata=_metadata(name, config, elements, result, len(store)))
+        curve.append(
+            {
+                "round": round_index,
+                "teacher_calls": len(store),
+                "energy_rmse": test.rmse("energy"),
+                "forces_rmse": test.rmse("forces"),
+                "stress_rmse": test.rows["all"].get("stress", {}).get("rmse"),
+            }
+        )
+        log(
+            f"round {round_index}: {len(store)} labels, validation E {test.rmse('energy'):.2f} meV/atom, "
+            f"F {test.rmse('forces'):.1f} meV/Å"
+        )
+        save_model(
+            student, out / "student", metadata=_metadata(name, config, elements, result, len(store))
+        )
         score = test.rmse("forces")
         if score < best * 0.98:
             best, stale = score, 0
@@ -227,14 +312,38 @@ def distill(config: DistillConfig | Mapping[str, Any], teacher=None, progress: b
         calc = result.calculator(committee_size=config.committee_size, seed=round_index)
         candidates = []
         for k, temperature in enumerate(config.md_temperatures):
-            candidates.extend(_md_frames(seed_atoms, calc, float(temperature), config.md_steps, config.md_interval,
-                                         config.timestep, config.seed * 100 + round_index * 10 + k, f"md_{int(temperature)}K"))
+            candidates.extend(
+                _md_frames(
+                    seed_atoms,
+                    calc,
+                    float(temperature),
+                    config.md_steps,
+                    config.md_interval,
+                    config.timestep,
+                    config.seed * 100 + round_index * 10 + k,
+                    f"md_{int(temperature)}K",
+                )
+            )
         vac = next(vacancies(seed_atoms, 1, seed=config.seed + round_index))[0]
-        candidates.extend(_md_frames(vac, calc, float(max(config.md_temperatures)), config.md_steps, config.md_interval,
-                                     config.timestep, config.seed * 100 + round_index * 10 + 9, "md_vacancy"))
+        candidates.extend(
+            _md_frames(
+                vac,
+                calc,
+                float(max(config.md_temperatures)),
+                config.md_steps,
+                config.md_interval,
+                config.timestep,
+                config.seed * 100 + round_index * 10 + 9,
+                "md_vacancy",
+            )
+        )
         # Fresh generator structures compete with the MD frames for the committee's attention.
         for k, (gen, count) in enumerate(config.round_candidates.items()):
-            candidates.extend(GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 100 * (round_index + 1) + k))
+            candidates.extend(
+                GENERATORS[gen](
+                    seed_atoms, int(count), seed=config.seed * 1000 + 100 * (round_index + 1) + k
+                )
+            )
         n_new = min(config.per_round, config.budget - len(store))
         picked = select_by_committee(candidates, calc, n_new)
         calls += store.label([c for c, _ in picked], teacher, progress=progress)
@@ -253,13 +362,18 @@ def _metadata(name: str, config: DistillConfig, elements, result, n_labels: int)
     }
 
 
-def _report(name, config, elements, result, curve, teacher, out: Path, calls: int, validation) -> dict:
+def _report(
+    name, config, elements, result, curve, teacher, out: Path, calls: int, validation
+) -> dict:
     from mlff.calculators import SiteCalculator
     from mlff.distill.report import write_report
 
     timing_cell = supercell(seed_structure(config.structure), config.timing_atoms)
-    steps = _time_side_by_side({"student": SiteCalculator(result.model), "teacher": teacher}, timing_cell,
-                               {"student": max(3, config.timing_steps * 10), "teacher": config.timing_steps})
+    steps = _time_side_by_side(
+        {"student": SiteCalculator(result.model), "teacher": teacher},
+        timing_cell,
+        {"student": max(3, config.timing_steps * 10), "teacher": config.timing_steps},
+    )
     student_step, teacher_step = steps["student"], steps["teacher"]
     report = {
         "teacher": name,

@@ -30,7 +30,10 @@ def parity_data(calculator, dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]
             f_pred.append(probe.get_forces().reshape(-1))
     return {
         "energy": (np.array(e_ref), np.array(e_pred)),
-        "forces": (np.concatenate(f_ref) if f_ref else np.zeros(0), np.concatenate(f_pred) if f_pred else np.zeros(0)),
+        "forces": (
+            np.concatenate(f_ref) if f_ref else np.zeros(0),
+            np.concatenate(f_pred) if f_pred else np.zeros(0),
+        ),
     }
 
 
@@ -79,7 +82,10 @@ def _plots(report: dict, result, validation, out: Path) -> list[str]:
 def write_report(report: dict, result, out: Path, validation) -> None:
     """Write report.json, report.md and the PNG plots (parity on ``validation``) into ``out``."""
     images = _plots(report, result, validation, out) if validation else []
-    _atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, default=str)))
+    _atomic_write(
+        out / "report.json",
+        lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, default=str)),
+    )
     speed = report["speed"]
     lines = [
         f"# Distilled student: {report['structure']} from {report['teacher']}",
@@ -92,7 +98,9 @@ def write_report(report: dict, result, out: Path, validation) -> None:
         "Validation (held out, teacher-labelled):",
         "",
         "```",
-        str(ErrorTable.from_dict(report["errors"]["test"])) if "test" in report["errors"] else "(none)",
+        str(ErrorTable.from_dict(report["errors"]["test"]))
+        if "test" in report["errors"]
+        else "(none)",
         "```",
         "",
         "Training:",
@@ -115,6 +123,9 @@ def write_report(report: dict, result, out: Path, validation) -> None:
         "| round | teacher calls | E RMSE (meV/atom) | F RMSE (meV/Å) |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {c['round']} | {c['teacher_calls']} | {c['energy_rmse']:.2f} | {c['forces_rmse']:.1f} |" for c in report["learning_curve"]]
+    lines += [
+        f"| {c['round']} | {c['teacher_calls']} | {c['energy_rmse']:.2f} | {c['forces_rmse']:.1f} |"
+        for c in report["learning_curve"]
+    ]
     lines += [""] + [f"![{name}]({name})" for name in images]
     _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

@@ -22,7 +22,9 @@ def _quartz() -> Atoms:
     from ase.spacegroup import crystal
 
     return crystal(
-        ("Si", "O"), basis=[(0.4697, 0.0, 0.0), (0.4135, 0.2669, 0.1191)], spacegroup=154,
+        ("Si", "O"),
+        basis=[(0.4697, 0.0, 0.0), (0.4135, 0.2669, 0.1191)],
+        spacegroup=154,
         cellpar=[4.916, 4.916, 5.405, 90, 90, 120],
     )
 
@@ -70,7 +72,9 @@ def _rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def rattled(atoms: Atoms, n: int, sigma: Sequence[float] = (0.02, 0.15), seed: int = 0) -> Iterator[Candidate]:
+def rattled(
+    atoms: Atoms, n: int, sigma: Sequence[float] = (0.02, 0.15), seed: int = 0
+) -> Iterator[Candidate]:
     """Gaussian displacements with σ drawn uniformly from ``sigma`` (Å)."""
     rng = _rng(seed)
     for k in range(n):
@@ -80,7 +84,9 @@ def rattled(atoms: Atoms, n: int, sigma: Sequence[float] = (0.02, 0.15), seed: i
         yield out, "rattle", {"generator": "rattle", "sigma": s, "seed": seed, "index": k}
 
 
-def strained(atoms: Atoms, n: int, max_strain: float = 0.05, rattle: float = 0.03, seed: int = 0) -> Iterator[Candidate]:
+def strained(
+    atoms: Atoms, n: int, max_strain: float = 0.05, rattle: float = 0.03, seed: int = 0
+) -> Iterator[Candidate]:
     """Random symmetric strains with components up to ``max_strain``, plus a small rattle."""
     rng = _rng(seed)
     for k in range(n):
@@ -89,7 +95,11 @@ def strained(atoms: Atoms, n: int, max_strain: float = 0.05, rattle: float = 0.0
         out = atoms.copy()
         out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
         out.positions += rng.normal(0.0, rattle, out.positions.shape)
-        yield out, "strain", {"generator": "strain", "strain": eps.tolist(), "seed": seed, "index": k}
+        yield (
+            out,
+            "strain",
+            {"generator": "strain", "strain": eps.tolist(), "seed": seed, "index": k},
+        )
 
 
 def vacancies(atoms: Atoms, n: int, rattle: float = 0.05, seed: int = 0) -> Iterator[Candidate]:
@@ -105,7 +115,9 @@ def vacancies(atoms: Atoms, n: int, rattle: float = 0.05, seed: int = 0) -> Iter
         yield out, "vacancy", {"generator": "vacancy", "site": site, "seed": seed, "index": k}
 
 
-def surfaces(atoms: Atoms, n: int, vacuum: float = 8.0, rattle: float = 0.05, seed: int = 0) -> Iterator[Candidate]:
+def surfaces(
+    atoms: Atoms, n: int, vacuum: float = 8.0, rattle: float = 0.05, seed: int = 0
+) -> Iterator[Candidate]:
     """A slab: the cell is opened by ``vacuum`` Å along a random lattice direction (still 3D
     periodic, so stress stays defined), then rattled."""
     rng = _rng(seed)
@@ -117,4 +129,8 @@ def surfaces(atoms: Atoms, n: int, vacuum: float = 8.0, rattle: float = 0.05, se
         cell[axis] *= 1.0 + vacuum / np.linalg.norm(cell[axis])
         out.set_cell(cell, scale_atoms=False)
         out.positions += rng.normal(0.0, rattle, out.positions.shape)
-        yield out, "surface", {"generator": "surface", "axis": axis, "vacuum": vacuum, "seed": seed, "index": k}
+        yield (
+            out,
+            "surface",
+            {"generator": "surface", "axis": axis, "vacuum": vacuum, "seed": seed, "index": k},
+        )

@@ -68,7 +68,9 @@ class LabelStore:
             raise ValueError("atoms must carry teacher results (energy and forces) to be stored")
         labelled = atoms.copy()
         extra = {"stress": results["stress"]} if "stress" in results and atoms.pbc.all() else {}
-        labelled.calc = SinglePointCalculator(labelled, energy=results["energy"], forces=results["forces"], **extra)
+        labelled.calc = SinglePointCalculator(
+            labelled, energy=results["energy"], forces=results["forces"], **extra
+        )
         self.db.write(
             labelled,
             key_value_pairs={"hash": key, "teacher": self.teacher, "config_type": str(config_type)},
@@ -76,15 +78,22 @@ class LabelStore:
         )
         return True
 
-    def label(self, structures: Iterable[tuple[Atoms, str, Mapping[str, Any]]], teacher, progress: bool = False,
-              budget: int | None = None) -> int:
+    def label(
+        self,
+        structures: Iterable[tuple[Atoms, str, Mapping[str, Any]]],
+        teacher,
+        progress: bool = False,
+        budget: int | None = None,
+    ) -> int:
         """Label and store each (atoms, config_type, meta) not yet stored; returns how many
         teacher calls were made. Each label is committed before the next call starts."""
         from tqdm.auto import tqdm
 
         items = list(structures)
         calls = 0
-        for atoms, config_type, meta in tqdm(items, desc="labelling", unit="config", disable=not progress):
+        for atoms, config_type, meta in tqdm(
+            items, desc="labelling", unit="config", disable=not progress
+        ):
             if budget is not None and calls >= budget:
                 break
             if atoms in self:

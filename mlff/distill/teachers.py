@@ -51,9 +51,13 @@ def get_teacher(teacher: str | BaseCalculator, device: str = "cpu") -> BaseCalcu
         try:
             from chgnet.model.dynamics import CHGNetCalculator
         except ImportError:
-            raise ImportError("the CHGNet teacher needs the chgnet package: pip install 'mlff[chgnet]'") from None
+            raise ImportError(
+                "the CHGNet teacher needs the chgnet package: pip install 'mlff[chgnet]'"
+            ) from None
         return CHGNetCalculator(use_device=device)
-    raise ValueError(f"unknown teacher {teacher!r}; named teachers: {', '.join(TEACHERS)}, or pass an ASE calculator")
+    raise ValueError(
+        f"unknown teacher {teacher!r}; named teachers: {', '.join(TEACHERS)}, or pass an ASE calculator"
+    )
 
 
 def teacher_name(teacher: str | BaseCalculator) -> str:

@@ -69,9 +69,13 @@ class Weights:
             items = factor.items() if isinstance(factor, Mapping) else [("all", factor)]
             for prop, value in items:
                 if prop not in (*PROPERTIES, "all"):
-                    raise ValueError(f"config_type {ctype!r}: unknown property {prop!r}; use {PROPERTIES}")
+                    raise ValueError(
+                        f"config_type {ctype!r}: unknown property {prop!r}; use {PROPERTIES}"
+                    )
                 if not (np.isfinite(value) and value >= 0):
-                    raise ValueError(f"config_type {ctype!r}: weight {value!r} must be a finite number >= 0")
+                    raise ValueError(
+                        f"config_type {ctype!r}: weight {value!r} must be a finite number >= 0"
+                    )
 
     def weight(self, prop: str, config_type: str) -> float:
         factor = self.per_config_type.get(config_type, 1.0)
@@ -122,7 +126,9 @@ class NormalEquations:
 
 def _check_model(model) -> None:
     if not isinstance(model, LinearSiteModel):
-        raise TypeError(f"assembly needs a LinearSiteModel (a linear model or a Stack), got {type(model).__name__}")
+        raise TypeError(
+            f"assembly needs a LinearSiteModel (a linear model or a Stack), got {type(model).__name__}"
+        )
 
 
 def _graph(atoms: Atoms, model: LinearSiteModel):
@@ -142,7 +148,9 @@ def _virial_rows(jac: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     return torch.stack([full[:, a, b] for a, b in _VOIGT])
 
 
-def energy_forces_virial_basis(atoms: Atoms, model: LinearSiteModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def energy_forces_virial_basis(
+    atoms: Atoms, model: LinearSiteModel
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Energy row (P,), force rows (n_atoms, 3, P) and virial rows (6, P, Voigt), unnormalised.
 
     E = row·θ + E_fixed, F = rows·θ + F_fixed, W = rows·θ + W_fixed with W = −σ·V.
@@ -155,7 +163,9 @@ def energy_forces_virial_basis(atoms: Atoms, model: LinearSiteModel) -> tuple[np
     return basis.sum(0).numpy(), forces.permute(0, 2, 1).numpy(), virial.numpy()
 
 
-def _fixed_parts(atoms: Atoms, model: LinearSiteModel, graph) -> tuple[float, np.ndarray, np.ndarray]:
+def _fixed_parts(
+    atoms: Atoms, model: LinearSiteModel, graph
+) -> tuple[float, np.ndarray, np.ndarray]:
     g = graph.differentiable()
     with torch.enable_grad():
         energy = model.fixed_site_energies(g).sum()
@@ -203,7 +213,13 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
         comps.append(np.arange(6, dtype=np.int32))
     if not blocks:
         p = model.length_basis()
-        return (np.zeros((0, p)), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int32))
+        return (
+            np.zeros((0, p)),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0, np.int8),
+            np.zeros(0, np.int32),
+        )
     A, y = np.concatenate(blocks), np.concatenate(targets)
     _check_finite_rows(A, y, np.concatenate(props))
     return (A, y, np.concatenate(wts), np.concatenate(props), np.concatenate(comps))
@@ -300,7 +316,9 @@ def assemble(
     configs = []
     for index, atoms in enumerate(dataset):
         try:
-            check_atoms(atoms)  # before any basis evaluation, and so that Z < 1 is not read as an element
+            check_atoms(
+                atoms
+            )  # before any basis evaluation, and so that Z < 1 is not read as an element
             _check_elements(atoms, model, index)
             labels = read_labels(atoms, index)
         except Exception as error:
@@ -329,13 +347,20 @@ def assemble(
             bar.update(len(chunk))
     else:
         with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
-            for chunk, result in zip(chunks, pool.map(_work, [(model, c, weights, normal_equations) for c in chunks])):
+            for chunk, result in zip(
+                chunks, pool.map(_work, [(model, c, weights, normal_equations) for c in chunks])
+            ):
                 results.append(result)
                 bar.update(len(chunk))
     bar.close()
     if normal_equations:
         ata = sum(r[0] for r in results)
-        return NormalEquations(ata, sum(r[1] for r in results), float(sum(r[2] for r in results)), int(sum(r[3] for r in results)))
+        return NormalEquations(
+            ata,
+            sum(r[1] for r in results),
+            float(sum(r[2] for r in results)),
+            int(sum(r[3] for r in results)),
+        )
     rows = [item for r in results for item in r]
     config = np.concatenate([np.full(len(r[2]), r[0], dtype=np.int64) for r in rows])
     return LinearProblem(
@@ -354,7 +379,11 @@ def _row_counts(configs, weights: Weights) -> dict[str, list[int]]:
     """Per property: [labelled rows, rows with a non-zero weight]."""
     counts = {prop: [0, 0] for prop in PROPERTIES}
     for _, atoms, labels in configs:
-        present = {"energy": labels.energy is not None, "forces": labels.forces is not None, "virial": labels.stress is not None}
+        present = {
+            "energy": labels.energy is not None,
+            "forces": labels.forces is not None,
+            "virial": labels.stress is not None,
+        }
         rows = {"energy": 1, "forces": 3 * len(atoms), "virial": 6}
         for prop in PROPERTIES:
             if present[prop]:

@@ -55,7 +55,9 @@ class FitResult:
             parts.append(f"BLR noise (weighted rows): {self.solution.noise_std:.4g}")
         rank = self.solution.info.get("rank")
         if rank is not None and rank < p:
-            parts.append(f"the data determine {rank} of {p} directions; the prior or cut decides the rest")
+            parts.append(
+                f"the data determine {rank} of {p} directions; the prior or cut decides the rest"
+            )
         for name, table in self.errors.items():
             parts.append(f"\n{name} errors\n{table}")
         return "\n".join(parts)
@@ -91,7 +93,14 @@ def fit(
             raise ValueError(f"prior must be an array, None or 'smoothness', got {prior!r}")
         prior = smoothness_prior(model)
     train = list(train)
-    problem = assemble(train, model, weights, normal_equations=normal_equations, n_workers=n_workers, progress=progress)
+    problem = assemble(
+        train,
+        model,
+        weights,
+        normal_equations=normal_equations,
+        n_workers=n_workers,
+        progress=progress,
+    )
     solution = solver.solve(problem, prior)
     model.set_linear_parameters(torch.from_numpy(np.ascontiguousarray(solution.theta)))
     from mlff.calculators import SiteCalculator

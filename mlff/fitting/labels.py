@@ -63,13 +63,19 @@ def read_labels(atoms: Atoms, index: int) -> Labels:
         if stress.shape in ((3, 3), (9,)):
             stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
         if stress.shape != (6,):
-            raise ValueError(f"configuration {index}: stress has shape {stress.shape}; expected (6,), (3, 3) or (9,)")
+            raise ValueError(
+                f"configuration {index}: stress has shape {stress.shape}; expected (6,), (3, 3) or (9,)"
+            )
         if not atoms.pbc.all():
             stress = None  # no virial rows for non-periodic configurations
     if energy is not None and energy.size != 1:
-        raise ValueError(f"configuration {index}: the energy label has shape {energy.shape}; expected one number (eV)")
+        raise ValueError(
+            f"configuration {index}: the energy label has shape {energy.shape}; expected one number (eV)"
+        )
     if forces is not None and forces.shape != (len(atoms), 3):
-        raise ValueError(f"configuration {index}: forces have shape {forces.shape}; expected ({len(atoms)}, 3)")
+        raise ValueError(
+            f"configuration {index}: forces have shape {forces.shape}; expected ({len(atoms)}, 3)"
+        )
     for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
         if value is not None and not np.isfinite(value).all():
             raise ValueError(f"configuration {index}: the {name} label contains NaN or inf")

@@ -12,7 +12,9 @@ from mlff.fitting.labels import read_labels
 __all__ = ["estimate_e0"]
 
 
-def estimate_e0(dataset: Iterable[Atoms], elements: Sequence[str] | None = None) -> dict[str, float]:
+def estimate_e0(
+    dataset: Iterable[Atoms], elements: Sequence[str] | None = None
+) -> dict[str, float]:
     """E0 per element (eV) by least squares of total energies on element counts.
 
     The ACE and pair bases have no constant function, so the per-atom energy level must come
@@ -31,7 +33,9 @@ def estimate_e0(dataset: Iterable[Atoms], elements: Sequence[str] | None = None)
         symbols = atoms.get_chemical_symbols()
         unknown = sorted(set(symbols) - set(elements))
         if unknown:
-            raise ValueError(f"configuration {index} contains {', '.join(unknown)}, not in elements {elements}")
+            raise ValueError(
+                f"configuration {index} contains {', '.join(unknown)}, not in elements {elements}"
+            )
         rows.append([symbols.count(e) for e in elements])
         energies.append(labels.energy)
     if not rows:
@@ -39,6 +43,8 @@ def estimate_e0(dataset: Iterable[Atoms], elements: Sequence[str] | None = None)
     counts = np.array(rows, dtype=float)
     missing = [e for e, c in zip(elements, counts.sum(0)) if c == 0]
     if missing:
-        raise ValueError(f"no labelled configuration contains {', '.join(missing)}; E0 cannot be estimated for it")
+        raise ValueError(
+            f"no labelled configuration contains {', '.join(missing)}; E0 cannot be estimated for it"
+        )
     e0, *_ = np.linalg.lstsq(counts, np.array(energies), rcond=None)
     return {e: float(v) for e, v in zip(elements, e0)}

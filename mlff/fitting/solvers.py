@@ -78,7 +78,11 @@ def _row_name(problem: LinearProblem, row: int) -> str:
 
 
 def _check_finite_rows(problem: LinearProblem) -> None:
-    for name, values in (("the design matrix A", problem.A), ("the targets y", problem.y), ("the weights w", problem.w)):
+    for name, values in (
+        ("the design matrix A", problem.A),
+        ("the targets y", problem.y),
+        ("the weights w", problem.w),
+    ):
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
@@ -91,11 +95,19 @@ def _check_finite_rows(problem: LinearProblem) -> None:
 def _check_problem(problem) -> None:
     """Refuse, before any work, a problem with nothing to fit or with NaN/inf in it."""
     if isinstance(problem, NormalEquations):
-        for name, values in (("AᵀW²A", problem.AtA), ("AᵀW²y", problem.Aty), ("yᵀW²y", problem.yty)):
+        for name, values in (
+            ("AᵀW²A", problem.AtA),
+            ("AᵀW²y", problem.Aty),
+            ("yᵀW²y", problem.yty),
+        ):
             if not np.all(np.isfinite(values)):
-                raise ValueError(f"the normal equations' {name} contains NaN/inf; every entry must be finite")
+                raise ValueError(
+                    f"the normal equations' {name} contains NaN/inf; every entry must be finite"
+                )
         if problem.n_rows == 0:
-            raise ValueError("nothing to fit: the normal equations were accumulated from 0 rows (no labels)")
+            raise ValueError(
+                "nothing to fit: the normal equations were accumulated from 0 rows (no labels)"
+            )
         if not np.any(problem.AtA) and problem.yty == 0:
             raise ValueError(
                 f"nothing to fit: the normal equations of {problem.n_rows} rows are all zero "
@@ -103,7 +115,9 @@ def _check_problem(problem) -> None:
             )
         return
     if problem.n_rows == 0:
-        raise ValueError("nothing to fit: the problem has no rows (no configuration has an energy, forces or stress label)")
+        raise ValueError(
+            "nothing to fit: the problem has no rows (no configuration has an energy, forces or stress label)"
+        )
     _check_finite_rows(problem)
     if not np.any(problem.w):
         raise ValueError(
@@ -142,7 +156,9 @@ def _prior(prior, problem) -> np.ndarray:
     else:
         prior = np.asarray(prior, dtype=float)
         if prior.shape != (p,) or not np.all(np.isfinite(prior)) or np.any(prior <= 0):
-            raise ValueError(f"prior must be {p} positive finite numbers (one per parameter), got shape {prior.shape}")
+            raise ValueError(
+                f"prior must be {p} positive finite numbers (one per parameter), got shape {prior.shape}"
+            )
     return prior * _column_scale(problem)
 
 
@@ -157,12 +173,18 @@ def _scaled_rows(problem, prior, name: str) -> tuple[np.ndarray, np.ndarray, np.
 
 def _rows_note(n_rows: int, n_params: int) -> str:
     """'; underdetermined: 7 rows for 392 parameters' when there are fewer rows than parameters."""
-    return f"; the problem is underdetermined: {n_rows} rows for {n_params} parameters" if n_rows < n_params else ""
+    return (
+        f"; the problem is underdetermined: {n_rows} rows for {n_params} parameters"
+        if n_rows < n_params
+        else ""
+    )
 
 
 def _finite(theta: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(theta)):
-        warnings.warn(f"{name}: the solution was not finite; returning zeros", LinAlgWarning, stacklevel=3)
+        warnings.warn(
+            f"{name}: the solution was not finite; returning zeros", LinAlgWarning, stacklevel=3
+        )
         return np.zeros_like(theta)
     return theta
 
@@ -188,7 +210,9 @@ class QR:
         if self.lambda_ > 0 and problem.n_rows < problem.n_params:
             warnings.warn(
                 f"QR: {_rows_note(problem.n_rows, problem.n_params)[2:]}; the ridge (lambda_={self.lambda_:g}) "
-                "decides the directions the rows leave open", LinAlgWarning, stacklevel=2,
+                "decides the directions the rows leave open",
+                LinAlgWarning,
+                stacklevel=2,
             )
         if isinstance(problem, NormalEquations):
             # Jacobi scaling first: the normal equations square the condition number.
@@ -202,7 +226,9 @@ class QR:
             except np.linalg.LinAlgError:
                 warnings.warn(
                     f"QR: normal equations are singular{_rows_note(problem.n_rows, problem.n_params)}; "
-                    "using least squares (raise lambda_ for a unique solution)", LinAlgWarning, stacklevel=2,
+                    "using least squares (raise lambda_ for a unique solution)",
+                    LinAlgWarning,
+                    stacklevel=2,
                 )
                 z = scipy.linalg.lstsq(lhs, rhs)[0]
             return Solution(_finite(z / d, "QR"), info={"lambda": self.lambda_})
@@ -215,7 +241,9 @@ class QR:
         if A.shape[0] < A.shape[1] or diag.min() <= 1e-13 * diag.max():
             warnings.warn(
                 f"QR: the problem is rank deficient{_rows_note(problem.n_rows, problem.n_params)}; returning "
-                "the least-norm solution (raise lambda_ or use RRQR)", LinAlgWarning, stacklevel=2,
+                "the least-norm solution (raise lambda_ or use RRQR)",
+                LinAlgWarning,
+                stacklevel=2,
             )
             theta = scipy.linalg.lstsq(A, y)[0]
         else:
@@ -237,7 +265,11 @@ class RRQR:
         rank = int(np.sum(diag > self.rtol * diag[0])) if diag.size and diag[0] > 0 else 0
         if rank < problem.n_params:
             note = _rows_note(problem.n_rows, problem.n_params)
-            warnings.warn(f"RRQR: kept {rank} of {problem.n_params} directions{note}", LinAlgWarning, stacklevel=2)
+            warnings.warn(
+                f"RRQR: kept {rank} of {problem.n_params} directions{note}",
+                LinAlgWarning,
+                stacklevel=2,
+            )
         z = np.zeros(problem.n_params)
         if rank:
             z[piv[:rank]] = scipy.linalg.solve_triangular(r[:rank, :rank], (q.T @ y)[:rank])
@@ -259,7 +291,9 @@ class TruncatedSVD:
         if rank < problem.n_params:
             note = _rows_note(problem.n_rows, problem.n_params)
             warnings.warn(
-                f"TruncatedSVD: kept {rank} of {problem.n_params} directions{note}", LinAlgWarning, stacklevel=2
+                f"TruncatedSVD: kept {rank} of {problem.n_params} directions{note}",
+                LinAlgWarning,
+                stacklevel=2,
             )
         z = vt[keep].T @ ((u[:, keep].T @ y) / s[keep])
         return Solution(_finite(z / gamma, "TruncatedSVD"), info={"rank": rank})
@@ -343,16 +377,24 @@ class BLR:
                 converged = True
                 break
         at_floor = bool(beta >= beta_max * (1 - 1e-9))
-        opt = _Optimum(float(np.log(alpha.mean())), float(np.log(beta)), converged and not at_floor, at_floor)
+        opt = _Optimum(
+            float(np.log(alpha.mean())), float(np.log(beta)), converged and not at_floor, at_floor
+        )
         cov, ok = _ard_covariance(ata, alpha, beta)
         singular += not ok
         if singular:
             warnings.warn(
                 f"BLR(ard): the posterior precision was numerically singular in {singular} of {it + 2} "
-                "inversions; used a pseudo-inverse there", LinAlgWarning, stacklevel=3,
+                "inversions; used a pseudo-inverse there",
+                LinAlgWarning,
+                stacklevel=3,
             )
         _warn_degenerate(
-            "BLR(ard)", spec, opt, f"the MacKay updates did not converge in {self.max_iter} iterations", stacklevel=4
+            "BLR(ard)",
+            spec,
+            opt,
+            f"the MacKay updates did not converge in {self.max_iter} iterations",
+            stacklevel=4,
         )
         mean = beta * cov @ aty
         return Solution(
@@ -405,7 +447,9 @@ def _spectrum(problem, gamma, rtol: float) -> _Spectrum:
         proj = vecs.T @ (problem.Aty / gamma)
         b = np.where(keep, proj / np.sqrt(np.where(keep, lam, 1.0)), 0.0)
         r_perp = max(problem.yty - float(b @ b), 0.0)
-        return _Spectrum(np.where(keep, lam, 0.0), vecs, b, r_perp, float(problem.yty), problem.n_rows)
+        return _Spectrum(
+            np.where(keep, lam, 0.0), vecs, b, r_perp, float(problem.yty), problem.n_rows
+        )
     A, y = _weighted(problem)
     p = problem.n_params
     # Fewer rows than parameters: the full V completes the basis with the null space.
@@ -417,7 +461,9 @@ def _spectrum(problem, gamma, rtol: float) -> _Spectrum:
     keep = _data_range(lam, rtol)
     b[~keep] = 0.0
     perp = y - u[:, :k] @ b[:k]
-    return _Spectrum(np.where(keep, lam, 0.0), vt.T, b, float(perp @ perp), float(y @ y), problem.n_rows)
+    return _Spectrum(
+        np.where(keep, lam, 0.0), vt.T, b, float(perp @ perp), float(y @ y), problem.n_rows
+    )
 
 
 def _posterior(spec: _Spectrum, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -450,7 +496,11 @@ class _Optimum:
         return float(np.exp(-0.5 * self.log_beta))
 
     def info(self, spec: _Spectrum) -> dict:
-        return {"converged": bool(self.converged), "rank": spec.rank, "noise_at_floor": bool(self.noise_at_floor)}
+        return {
+            "converged": bool(self.converged),
+            "rank": spec.rank,
+            "noise_at_floor": bool(self.noise_at_floor),
+        }
 
 
 def _target_scale(spec: _Spectrum) -> float:
@@ -474,7 +524,13 @@ def _maximise_evidence(spec: _Spectrum) -> _Optimum:
         denom = beta * lam + alpha
         misfit = r_perp + np.sum((b * alpha / denom) ** 2)
         z2 = np.sum(lam * (beta * b / denom) ** 2)
-        value = 0.5 * p * x[0] + 0.5 * n * x[1] - 0.5 * beta * misfit - 0.5 * alpha * z2 - 0.5 * np.sum(np.log(denom))
+        value = (
+            0.5 * p * x[0]
+            + 0.5 * n * x[1]
+            - 0.5 * beta * misfit
+            - 0.5 * alpha * z2
+            - 0.5 * np.sum(np.log(denom))
+        )
         return -value
 
     lam_mean = float(np.mean(lam))
@@ -489,10 +545,14 @@ def _maximise_evidence(spec: _Spectrum) -> _Optimum:
             best = res
     at_bound = [abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(best.x, bounds)]
     at_floor = abs(best.x[1] - bounds[1][1]) < 1e-6
-    return _Optimum(float(best.x[0]), float(best.x[1]), bool(best.success and not any(at_bound)), bool(at_floor))
+    return _Optimum(
+        float(best.x[0]), float(best.x[1]), bool(best.success and not any(at_bound)), bool(at_floor)
+    )
 
 
-def _warn_degenerate(name: str, spec: _Spectrum, opt: _Optimum, not_converged: str, stacklevel: int = 3) -> None:
+def _warn_degenerate(
+    name: str, spec: _Spectrum, opt: _Optimum, not_converged: str, stacklevel: int = 3
+) -> None:
     """One LinAlgWarning for a fit with fewer rows than parameters, that did not converge, or
     whose data determine fewer than half of the directions.
 

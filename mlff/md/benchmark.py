@@ -23,7 +23,13 @@ from ase.calculators.calculator import BaseCalculator
 
 from mlff.md.calculators import check_compatible
 from mlff.md.drift import energy_drift
-from mlff.md.ensembles import ENSEMBLES, MDSettings, check_structure_for, initialize_velocities, resolve_ensembles
+from mlff.md.ensembles import (
+    ENSEMBLES,
+    MDSettings,
+    check_structure_for,
+    initialize_velocities,
+    resolve_ensembles,
+)
 from mlff.md.environment import environment_info
 from mlff.md.memory import MB, peak_rss_bytes
 from mlff.md.runner import MDRun
@@ -75,20 +81,26 @@ class BenchmarkSettings:
         _whole("interleave_block", self.interleave_block, 0)
         _whole("sample_interval", self.sample_interval, 1)
         _whole("pressure_interval", self.pressure_interval, 0)
-        if self.time_limit_s is not None and not (math.isfinite(self.time_limit_s) and self.time_limit_s > 0):
-            raise ValueError(f"time_limit_s must be a positive number of seconds or None, got {self.time_limit_s!r}")
+        if self.time_limit_s is not None and not (
+            math.isfinite(self.time_limit_s) and self.time_limit_s > 0
+        ):
+            raise ValueError(
+                f"time_limit_s must be a positive number of seconds or None, got {self.time_limit_s!r}"
+            )
         for ensemble in self.ensembles:
             self.for_ensemble(ensemble)  # e.g. a thermostat at 0 K is refused here
 
     @classmethod
-    def from_options(cls, **options) -> "BenchmarkSettings":
+    def from_options(cls, **options) -> BenchmarkSettings:
         """Settings from flat keywords: :class:`MDSettings` fields go to ``md``, the rest here."""
         md = {k: options.pop(k) for k in _MD_FIELDS if k in options}
         known = {f.name for f in fields(cls)} - {"md"}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown benchmark setting(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(known | set(_MD_FIELDS)))}")
+            raise ValueError(
+                f"unknown benchmark setting(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known | set(_MD_FIELDS)))}"
+            )
         return cls(md=MDSettings(**md), **options)
 
     def for_ensemble(self, ensemble: str) -> MDSettings:
@@ -117,14 +129,19 @@ def _memory(run: MDRun, warmup: int) -> dict:
         "rss_peak_MB": finite_or_none(np.nanmax(rss) / MB) if np.isfinite(rss).any() else None,
         "rss_final_MB": finite_or_none(rss[-1] / MB) if rss.size else None,
         "rss_growth_MB_per_1000_steps": _growth_per_1000(a["step"], a["rss_attributed"], warmup),
-        "cuda_allocated_initial_MB": None, "cuda_allocated_peak_MB": None,
-        "cuda_allocated_final_MB": None, "cuda_growth_MB_per_1000_steps": None,
+        "cuda_allocated_initial_MB": None,
+        "cuda_allocated_peak_MB": None,
+        "cuda_allocated_final_MB": None,
+        "cuda_growth_MB_per_1000_steps": None,
     }
     cuda = a["cuda_bytes"]
     if np.isfinite(cuda).any():
-        out.update(cuda_allocated_initial_MB=finite_or_none(cuda[0] / MB), cuda_allocated_peak_MB=float(np.nanmax(cuda) / MB),
-                   cuda_allocated_final_MB=finite_or_none(cuda[-1] / MB),
-                   cuda_growth_MB_per_1000_steps=_growth_per_1000(a["step"], cuda, warmup))
+        out.update(
+            cuda_allocated_initial_MB=finite_or_none(cuda[0] / MB),
+            cuda_allocated_peak_MB=float(np.nanmax(cuda) / MB),
+            cuda_allocated_final_MB=finite_or_none(cuda[-1] / MB),
+            cuda_growth_MB_per_1000_steps=_growth_per_1000(a["step"], cuda, warmup),
+        )
     return out
 
 
@@ -141,8 +158,12 @@ def _series(run: MDRun, n_atoms: int) -> dict:
     conserved = a["energy_conserved"] / n_atoms
     return {
         "time_ps": (a["time_fs"] * 1e-3).tolist(),
-        "energy_total_eV_per_atom": [finite_or_none(x) for x in (a["energy_potential"] + a["energy_kinetic"]) / n_atoms],
-        "energy_conserved_eV_per_atom": [finite_or_none(x) for x in conserved] if run.conserved else None,
+        "energy_total_eV_per_atom": [
+            finite_or_none(x) for x in (a["energy_potential"] + a["energy_kinetic"]) / n_atoms
+        ],
+        "energy_conserved_eV_per_atom": [finite_or_none(x) for x in conserved]
+        if run.conserved
+        else None,
         "temperature_K": [finite_or_none(x) for x in a["temperature_K"]],
         "volume_A3_per_atom": [finite_or_none(x) for x in a["volume_A3"] / n_atoms],
         "pressure_time_ps": (a["pressure_step"] * run.settings.timestep_fs * 1e-3).tolist(),
@@ -172,8 +193,11 @@ def run_metrics(run: MDRun, n_atoms: int, warmup: int, series: bool = True) -> d
         "energy": _energy(run, n_atoms),
         "temperature_K": summary(run.series.temperature_K),
         "pressure_GPa": summary(run.series.pressure_GPa),
-        "volume_A3_per_atom": ({**summary(volume), "initial": float(volume[0]), "final": float(volume[-1])}
-                               if np.isfinite(volume).any() else None),
+        "volume_A3_per_atom": (
+            {**summary(volume), "initial": float(volume[0]), "final": float(volume[-1])}
+            if np.isfinite(volume).any()
+            else None
+        ),
     }
     if series:
         out["series"] = _series(run, n_atoms)
@@ -212,10 +236,23 @@ class BenchmarkResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BenchmarkResult":
+    def from_dict(cls, data: Mapping) -> BenchmarkResult:
         check_schema(data)
-        return cls(**{k: data[k] for k in ("environment", "settings", "calculators", "cases", "created",
-                                           "process", "schema", "schema_version")})
+        return cls(
+            **{
+                k: data[k]
+                for k in (
+                    "environment",
+                    "settings",
+                    "calculators",
+                    "cases",
+                    "created",
+                    "process",
+                    "schema",
+                    "schema_version",
+                )
+            }
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (a temporary file in the same directory, then a rename)."""
@@ -229,19 +266,23 @@ class BenchmarkResult:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "BenchmarkResult":
+    def load(cls, path: str | Path) -> BenchmarkResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def case(self, size, ensemble: str) -> dict:
         for case in self.cases:
             if case["size"] == size and case["ensemble"] == ensemble:
                 return case
-        raise KeyError(f"no case ({size!r}, {ensemble!r}); have {[(c['size'], c['ensemble']) for c in self.cases]}")
+        raise KeyError(
+            f"no case ({size!r}, {ensemble!r}); have {[(c['size'], c['ensemble']) for c in self.cases]}"
+        )
 
     def table(self) -> str:
         """A plain-text summary, one row per (case, calculator)."""
-        head = (f"{'size':>6} {'N':>5} {'ensemble':<11} {'calculator':<14} {'p50 ms':>9} {'p99 ms':>9} "
-                f"{'steps/s':>8} {'us/atom':>8} {'drift':>9} {'ratio':>7}  note")
+        head = (
+            f"{'size':>6} {'N':>5} {'ensemble':<11} {'calculator':<14} {'p50 ms':>9} {'p99 ms':>9} "
+            f"{'steps/s':>8} {'us/atom':>8} {'drift':>9} {'ratio':>7}  note"
+        )
         rows = [head, "-" * len(head)]
         for case in self.cases:
             ratio = (case.get("speed_ratio") or {}).get("p50", {})
@@ -288,17 +329,28 @@ def run_benchmark(
         raise ValueError("give at least one calculator (name → ASE calculator)")
     for name, calc in calculators.items():
         if not isinstance(calc, BaseCalculator):
-            raise ValueError(f"calculator {name!r} is a {type(calc).__name__}, not an ASE calculator")
+            raise ValueError(
+                f"calculator {name!r} is a {type(calc).__name__}, not an ASE calculator"
+            )
     if len({id(calc) for calc in calculators.values()}) < len(calculators):
-        raise ValueError(f"calculators {', '.join(calculators)} include the same object twice; interleaved runs "
-                         "need one calculator object each (build a second one)")
+        raise ValueError(
+            f"calculators {', '.join(calculators)} include the same object twice; interleaved runs "
+            "need one calculator object each (build a second one)"
+        )
     reference = reference or ("teacher" if "teacher" in calculators else next(iter(calculators)))
     if reference not in calculators:
-        raise ValueError(f"reference {reference!r} is not one of the calculators: {', '.join(calculators)}")
+        raise ValueError(
+            f"reference {reference!r} is not one of the calculators: {', '.join(calculators)}"
+        )
     label = structure.get_chemical_formula() if isinstance(structure, Atoms) else str(structure)
     settings = BenchmarkSettings.from_options(
-        structure=label, sizes=(sizes,) if isinstance(sizes, (str, int)) else tuple(sizes),
-        ensembles=(ensembles,) if isinstance(ensembles, str) else tuple(ensembles), steps=steps, warmup=warmup, **md)
+        structure=label,
+        sizes=(sizes,) if isinstance(sizes, (str, int)) else tuple(sizes),
+        ensembles=(ensembles,) if isinstance(ensembles, str) else tuple(ensembles),
+        steps=steps,
+        warmup=warmup,
+        **md,
+    )
     cells = {size: sized_structure(structure, size) for size in settings.sizes}
     needs_stress = any(settings.for_ensemble(e).kind == "NPT" for e in settings.ensembles)
     for size, atoms in cells.items():
@@ -308,9 +360,15 @@ def run_benchmark(
             check_compatible(calc, atoms, name, stress=needs_stress)
 
     result = BenchmarkResult(
-        environment=environment_info(), settings=settings.to_dict(),
-        calculators={name: dict((calculator_info or {}).get(name, {"class": type(calc).__name__}),
-                                reference=name == reference) for name, calc in calculators.items()},
+        environment=environment_info(),
+        settings=settings.to_dict(),
+        calculators={
+            name: dict(
+                (calculator_info or {}).get(name, {"class": type(calc).__name__}),
+                reference=name == reference,
+            )
+            for name, calc in calculators.items()
+        },
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     total = len(cells) * len(settings.ensembles) * len(calculators) * settings.steps
@@ -322,9 +380,18 @@ def run_benchmark(
                 md_settings = settings.for_ensemble(ensemble)
                 start = atoms.copy()
                 initialize_velocities(start, md_settings.temperature_K, seed=md_settings.seed)
-                runs = {name: MDRun(start, calc, md_settings, settings.steps, settings.sample_interval,
-                                    settings.pressure_interval, settings.time_limit_s)
-                        for name, calc in calculators.items()}
+                runs = {
+                    name: MDRun(
+                        start,
+                        calc,
+                        md_settings,
+                        settings.steps,
+                        settings.sample_interval,
+                        settings.pressure_interval,
+                        settings.time_limit_s,
+                    )
+                    for name, calc in calculators.items()
+                }
                 block = settings.interleave_block or settings.steps
                 while not all(run.finished for run in runs.values()):
                     for run in runs.values():
@@ -332,21 +399,33 @@ def run_benchmark(
                             before = run.done_steps
                             run.advance(block)
                             bar.update(run.done_steps - before)
-                bar.total -= sum(run.steps - run.done_steps for run in runs.values())  # stopped early
+                bar.total -= sum(
+                    run.steps - run.done_steps for run in runs.values()
+                )  # stopped early
                 bar.refresh()
-                metrics = {name: run_metrics(run, len(start), settings.warmup, series) for name, run in runs.items()}
+                metrics = {
+                    name: run_metrics(run, len(start), settings.warmup, series)
+                    for name, run in runs.items()
+                }
                 case = {
-                    "size": size, "n_atoms": len(start), "formula": start.get_chemical_formula(),
-                    "ensemble": ensemble, "kind": md_settings.kind, "integrator": md_settings.integrator,
-                    "runs": metrics, "speed_ratio": _speed_ratio(metrics, reference),
+                    "size": size,
+                    "n_atoms": len(start),
+                    "formula": start.get_chemical_formula(),
+                    "ensemble": ensemble,
+                    "kind": md_settings.kind,
+                    "integrator": md_settings.integrator,
+                    "runs": metrics,
+                    "speed_ratio": _speed_ratio(metrics, reference),
                 }
                 result.cases.append(case)
                 if log:
                     for name, m in metrics.items():
                         p50 = (m["latency_s"] or {}).get("p50")
-                        log(f"{size} ({len(start)} atoms) {ensemble}: {name} "
+                        log(
+                            f"{size} ({len(start)} atoms) {ensemble}: {name} "
                             f"{'-' if p50 is None else f'{p50 * 1e3:.3f} ms/step'}"
-                            + (f" [{m['stopped']}]" if m["stopped"] else ""))
+                            + (f" [{m['stopped']}]" if m["stopped"] else "")
+                        )
     peak = peak_rss_bytes()
     result.process = {"peak_rss_MB": None if peak is None else peak / MB}
     return result

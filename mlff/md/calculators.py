@@ -16,9 +16,20 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-__all__ = ["LoadedCalculator", "load_calculator", "parse_dtype", "check_compatible", "calculator_elements"]
+__all__ = [
+    "LoadedCalculator",
+    "load_calculator",
+    "parse_dtype",
+    "check_compatible",
+    "calculator_elements",
+]
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "double": torch.float64, "float": torch.float32}
+_DTYPES = {
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "double": torch.float64,
+    "float": torch.float32,
+}
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -51,8 +62,13 @@ class LoadedCalculator:
         return info
 
 
-def load_calculator(spec: str, device: str = "cpu", dtype: str | torch.dtype = "float64",
-                    name: str | None = None, backend: str = "auto") -> LoadedCalculator:
+def load_calculator(
+    spec: str,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float64",
+    name: str | None = None,
+    backend: str = "auto",
+) -> LoadedCalculator:
     """Build the calculator a spec names (see the module docstring). ``dtype`` and ``backend``
     (see :class:`~mlff.calculators.SiteCalculator`) apply to students; teachers run as they are."""
     from mlff.distilled import DistilledCalculator
@@ -63,12 +79,20 @@ def load_calculator(spec: str, device: str = "cpu", dtype: str | torch.dtype = "
         from mlff.distill.teachers import get_teacher
 
         teacher = text.split(":", 1)[1]
-        return LoadedCalculator(name or teacher.lower(), get_teacher(teacher, device=device), text, "teacher")
+        return LoadedCalculator(
+            name or teacher.lower(), get_teacher(teacher, device=device), text, "teacher"
+        )
     path = text.split(":", 1)[1] if text.lower().startswith("student:") else text
     if os.path.exists(path):
-        calc = DistilledCalculator(checkpoint_path=path, device=device, dtype=torch_dtype, backend=backend)
+        calc = DistilledCalculator(
+            checkpoint_path=path, device=device, dtype=torch_dtype, backend=backend
+        )
         label = os.path.basename(os.path.normpath(path))
-        label = os.path.basename(os.path.dirname(os.path.abspath(path))) if label == "student.json" else label
+        label = (
+            os.path.basename(os.path.dirname(os.path.abspath(path)))
+            if label == "student.json"
+            else label
+        )
         return LoadedCalculator(name or label.removesuffix(".json"), calc, text, "student")
     if os.sep in path or path.endswith(".json"):
         raise FileNotFoundError(
@@ -94,7 +118,9 @@ def calculator_elements(calc: BaseCalculator) -> tuple[str, ...] | None:
     return _supported(calc)
 
 
-def check_compatible(calc: BaseCalculator, atoms: Atoms, name: str = "calculator", stress: bool = False) -> None:
+def check_compatible(
+    calc: BaseCalculator, atoms: Atoms, name: str = "calculator", stress: bool = False
+) -> None:
     """Raise ``ValueError`` before any MD if ``calc`` cannot run ``atoms``: an element it does not
     know, stress it cannot give (``stress=True``, for NPT), or a trial energy/forces call that
     fails or is not finite. The trial runs on a copy; ``atoms`` is left alone."""
@@ -103,11 +129,15 @@ def check_compatible(calc: BaseCalculator, atoms: Atoms, name: str = "calculator
     if known is not None:
         missing = sorted(set(atoms.get_chemical_symbols()) - set(known))
         if missing:
-            raise ValueError(f"{name} ({type(calc).__name__}) cannot handle element(s) {', '.join(missing)} "
-                             f"in {formula}; it knows: {', '.join(known)}")
+            raise ValueError(
+                f"{name} ({type(calc).__name__}) cannot handle element(s) {', '.join(missing)} "
+                f"in {formula}; it knows: {', '.join(known)}"
+            )
     if stress and "stress" not in getattr(calc, "implemented_properties", ()):
-        raise ValueError(f"{name} ({type(calc).__name__}) gives no stress, which NPT needs; "
-                         f"it implements: {', '.join(calc.implemented_properties)}")
+        raise ValueError(
+            f"{name} ({type(calc).__name__}) gives no stress, which NPT needs; "
+            f"it implements: {', '.join(calc.implemented_properties)}"
+        )
     probe = atoms.copy()
     probe.calc = calc
     try:
@@ -117,10 +147,14 @@ def check_compatible(calc: BaseCalculator, atoms: Atoms, name: str = "calculator
         if stress:
             values.append(probe.get_stress())
     except Exception as err:  # any failure of the model on this structure, reported up front
-        raise ValueError(f"{name} ({type(calc).__name__}) cannot handle {formula} ({len(atoms)} atoms): "
-                         f"{type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"{name} ({type(calc).__name__}) cannot handle {formula} ({len(atoms)} atoms): "
+            f"{type(err).__name__}: {err}"
+        ) from err
     finally:
         if hasattr(calc, "reset"):
             calc.reset()  # the MD starts from a cold calculator
     if not all(np.isfinite(v).all() for v in values):
-        raise ValueError(f"{name} ({type(calc).__name__}) gives non-finite energy, forces or stress on {formula}")
+        raise ValueError(
+            f"{name} ({type(calc).__name__}) gives non-finite energy, forces or stress on {formula}"
+        )

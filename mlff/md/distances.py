@@ -19,7 +19,9 @@ def min_distance(atoms: Atoms, cutoff: float | None = None) -> float | None:
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
     for c in cutoffs:
         nl = vesin.NeighborList(cutoff=float(c), full_list=False)
-        distances = nl.compute(points=positions, box=atoms.cell.array, periodic=atoms.pbc.tolist(), quantities="d")
+        distances = nl.compute(
+            points=positions, box=atoms.cell.array, periodic=atoms.pbc.tolist(), quantities="d"
+        )
         distances = np.asarray(distances[0] if isinstance(distances, (list, tuple)) else distances)
         if distances.size:
             return float(distances.min())

@@ -24,8 +24,17 @@ from ase.md.md import MolecularDynamics
 
 from mlff.md._resolve import resolve_list
 
-__all__ = ["ENSEMBLES", "EnsembleSpec", "MDSettings", "resolve_ensemble", "resolve_ensembles", "make_integrator",
-           "initialize_velocities", "conserved_energy", "check_structure_for"]
+__all__ = [
+    "ENSEMBLES",
+    "EnsembleSpec",
+    "MDSettings",
+    "resolve_ensemble",
+    "resolve_ensembles",
+    "make_integrator",
+    "initialize_velocities",
+    "conserved_energy",
+    "check_structure_for",
+]
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ class EnsembleSpec:
 
     kind: str
     integrator: str
-    build: Callable[[Atoms, "MDSettings", np.random.Generator], MolecularDynamics]
+    build: Callable[[Atoms, MDSettings, np.random.Generator], MolecularDynamics]
 
 
 def _nve(atoms, s, rng):
@@ -46,21 +55,34 @@ def _nve(atoms, s, rng):
 def _langevin(atoms, s, rng):
     from ase.md.langevin import Langevin
 
-    return Langevin(atoms, s.timestep_fs * units.fs, temperature_K=s.temperature_K,
-                    friction=s.friction_per_fs / units.fs, fixcm=False, rng=rng)
+    return Langevin(
+        atoms,
+        s.timestep_fs * units.fs,
+        temperature_K=s.temperature_K,
+        friction=s.friction_per_fs / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
 
 
 def _bussi(atoms, s, rng):
     from ase.md.bussi import Bussi
 
-    return Bussi(atoms, s.timestep_fs * units.fs, temperature_K=s.temperature_K, taut=s.taut_fs * units.fs, rng=rng)
+    return Bussi(
+        atoms,
+        s.timestep_fs * units.fs,
+        temperature_K=s.temperature_K,
+        taut=s.taut_fs * units.fs,
+        rng=rng,
+    )
 
 
 def _nose_hoover(atoms, s, rng):
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
-    return NoseHooverChainNVT(atoms, s.timestep_fs * units.fs, temperature_K=s.temperature_K,
-                              tdamp=s.taut_fs * units.fs)
+    return NoseHooverChainNVT(
+        atoms, s.timestep_fs * units.fs, temperature_K=s.temperature_K, tdamp=s.taut_fs * units.fs
+    )
 
 
 def _mtk(cls_name: str):
@@ -68,8 +90,14 @@ def _mtk(cls_name: str):
         from ase.md import nose_hoover_chain
 
         cls = getattr(nose_hoover_chain, cls_name)
-        return cls(atoms, s.timestep_fs * units.fs, temperature_K=s.temperature_K,
-                   pressure_au=s.pressure_GPa * units.GPa, tdamp=s.taut_fs * units.fs, pdamp=s.pdamp_fs * units.fs)
+        return cls(
+            atoms,
+            s.timestep_fs * units.fs,
+            temperature_K=s.temperature_K,
+            pressure_au=s.pressure_GPa * units.GPa,
+            tdamp=s.taut_fs * units.fs,
+            pdamp=s.pdamp_fs * units.fs,
+        )
 
     return build
 
@@ -129,9 +157,14 @@ class MDSettings:
         object.__setattr__(self, "ensemble", resolve_ensemble(self.ensemble))
         for name in ("timestep_fs", "friction_per_fs", "taut_fs", "pdamp_fs"):
             _positive(name, getattr(self, name))
-        if not (isinstance(self.temperature_K, (int, float)) and math.isfinite(self.temperature_K)
-                and self.temperature_K >= 0):
-            raise ValueError(f"temperature_K must be a finite number >= 0 K, got {self.temperature_K!r}")
+        if not (
+            isinstance(self.temperature_K, (int, float))
+            and math.isfinite(self.temperature_K)
+            and self.temperature_K >= 0
+        ):
+            raise ValueError(
+                f"temperature_K must be a finite number >= 0 K, got {self.temperature_K!r}"
+            )
         if self.kind != "NVE" and self.temperature_K == 0:
             raise ValueError(f"ensemble {self.ensemble!r} needs temperature_K > 0, got 0")
         if not (isinstance(self.pressure_GPa, (int, float)) and math.isfinite(self.pressure_GPa)):
@@ -141,7 +174,7 @@ class MDSettings:
 
     @property
     def kind(self) -> str:
-        """"NVE", "NVT" or "NPT"."""
+        """ "NVE", "NVT" or "NPT"."""
         return ENSEMBLES[self.ensemble].kind
 
     @property
@@ -149,7 +182,7 @@ class MDSettings:
         """The ASE integrator class name."""
         return ENSEMBLES[self.ensemble].integrator
 
-    def replace(self, **changes) -> "MDSettings":
+    def replace(self, **changes) -> MDSettings:
         return MDSettings(**{**asdict(self), **changes})
 
     def to_dict(self) -> dict:
@@ -182,7 +215,9 @@ def initialize_velocities(atoms: Atoms, temperature_K: float, seed: int = 0) -> 
             ZeroRotation(atoms)
 
 
-def make_integrator(atoms: Atoms, settings: MDSettings, rng: np.random.Generator | None = None) -> MolecularDynamics:
+def make_integrator(
+    atoms: Atoms, settings: MDSettings, rng: np.random.Generator | None = None
+) -> MolecularDynamics:
     """The ASE integrator for ``settings`` on ``atoms``. Set the velocities first: the
     Nosé–Hoover/MTK integrators copy positions and momenta when they are built."""
     check_structure_for(settings, atoms)
@@ -200,7 +235,10 @@ def conserved_energy(dyn: MolecularDynamics) -> tuple[str, Callable[[], float]] 
     if hasattr(dyn, "get_conserved_energy"):
         return "extended energy", dyn.get_conserved_energy
     if isinstance(dyn, Bussi):
-        return "total energy - thermostat work", lambda: dyn.atoms.get_total_energy() - dyn.transferred_energy
+        return (
+            "total energy - thermostat work",
+            lambda: dyn.atoms.get_total_energy() - dyn.transferred_energy,
+        )
     if type(dyn) is VelocityVerlet:
         return "total energy", dyn.atoms.get_total_energy
     return None

@@ -36,15 +36,26 @@ def git_revision(path: str | os.PathLike | None = None) -> dict | None:
     mlff package), or ``None`` outside a checkout or without git."""
     where = Path(path) if path is not None else Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
+        sha = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if sha.returncode != 0:
             return None
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"revision": sha.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
+    return {
+        "revision": sha.stdout.strip(),
+        "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None,
+    }
 
 
 def environment_info() -> dict:
@@ -55,8 +66,11 @@ def environment_info() -> dict:
     packages.update({name: _version(name) for name in _PACKAGES})
     cuda = {"available": torch.cuda.is_available()}
     if cuda["available"]:
-        cuda.update(device_count=torch.cuda.device_count(), device_name=torch.cuda.get_device_name(0),
-                    cuda_version=torch.version.cuda)
+        cuda.update(
+            device_count=torch.cuda.device_count(),
+            device_name=torch.cuda.get_device_name(0),
+            cuda_version=torch.version.cuda,
+        )
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     machine = {
         "platform": platform.platform(),

@@ -58,10 +58,19 @@ def _label(ax, title: str, xlabel: str, ylabel: str, legend_size: int = 7) -> No
 def _grid(result, plt, width: float = 3.6, height: float = 2.8):
     sizes = list(dict.fromkeys(c["size"] for c in result.cases))
     ensembles = list(dict.fromkeys(c["ensemble"] for c in result.cases))
-    fig, axes = plt.subplots(len(sizes), len(ensembles), figsize=(width * len(ensembles), height * len(sizes)),
-                             squeeze=False)
-    cells = {(c["size"], c["ensemble"]): (axes[sizes.index(c["size"]), ensembles.index(c["ensemble"])], c)
-             for c in result.cases}
+    fig, axes = plt.subplots(
+        len(sizes),
+        len(ensembles),
+        figsize=(width * len(ensembles), height * len(sizes)),
+        squeeze=False,
+    )
+    cells = {
+        (c["size"], c["ensemble"]): (
+            axes[sizes.index(c["size"]), ensembles.index(c["ensemble"])],
+            c,
+        )
+        for c in result.cases
+    }
     return fig, cells
 
 
@@ -77,12 +86,16 @@ def plot_benchmark(result, out: str | Path) -> list[Path]:
 
     fig, cells = _grid(result, plt)
     for (size, ensemble), (ax, case) in cells.items():
-        runs = {n: m for n, m in case["runs"].items() if m.get("series") and m["series"]["latency_s"]}
-        all_ms = np.concatenate([np.asarray(m["series"]["latency_s"]) * 1e3 for m in runs.values()] or [np.ones(1)])
+        runs = {
+            n: m for n, m in case["runs"].items() if m.get("series") and m["series"]["latency_s"]
+        }
+        all_ms = np.concatenate(
+            [np.asarray(m["series"]["latency_s"]) * 1e3 for m in runs.values()] or [np.ones(1)]
+        )
         lo, hi = max(all_ms.min(), 1e-4), max(all_ms.max(), 1e-4) * 1.01
         bins = np.geomspace(lo, hi, 40) if _scale(ax, "x", [lo, hi]) else np.linspace(lo, hi, 40)
         for name, m in runs.items():
-            ms = np.asarray(m["series"]["latency_s"][m["warmup_steps"]:]) * 1e3
+            ms = np.asarray(m["series"]["latency_s"][m["warmup_steps"] :]) * 1e3
             ax.hist(ms, bins=bins, alpha=0.6, color=colors[name], label=name)
         _label(ax, f"{size} ({case['n_atoms']} atoms), {ensemble}", "time per step (ms)", "steps")
     paths.append(_save(fig, out / "latency_histogram.png"))
@@ -93,11 +106,22 @@ def plot_benchmark(result, out: str | Path) -> list[Path]:
             s = m.get("series")
             if not s or not s["time_ps"]:
                 continue
-            key = "energy_conserved_eV_per_atom" if s["energy_conserved_eV_per_atom"] else "energy_total_eV_per_atom"
+            key = (
+                "energy_conserved_eV_per_atom"
+                if s["energy_conserved_eV_per_atom"]
+                else "energy_total_eV_per_atom"
+            )
             e = np.array([np.nan if v is None else v for v in s[key]])
-            ax.plot(s["time_ps"], (e - e[0]) * 1e3, color=colors[name], lw=1,
-                    label=f"{name} ({'conserved' if key.startswith('energy_conserved') else 'total'})")
-        _label(ax, f"{size} ({case['n_atoms']} atoms), {ensemble}", "time (ps)", "E − E(0) (meV/atom)")
+            ax.plot(
+                s["time_ps"],
+                (e - e[0]) * 1e3,
+                color=colors[name],
+                lw=1,
+                label=f"{name} ({'conserved' if key.startswith('energy_conserved') else 'total'})",
+            )
+        _label(
+            ax, f"{size} ({case['n_atoms']} atoms), {ensemble}", "time (ps)", "E − E(0) (meV/atom)"
+        )
     paths.append(_save(fig, out / "energy.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
@@ -106,13 +130,22 @@ def plot_benchmark(result, out: str | Path) -> list[Path]:
     sizes, times = [], []
     for name in names:
         for k, ensemble in enumerate(ensembles):
-            points = sorted((c["n_atoms"], c["runs"][name]["latency_s"]["p50"] * 1e3) for c in result.cases
-                            if c["ensemble"] == ensemble and c["runs"][name]["latency_s"])
+            points = sorted(
+                (c["n_atoms"], c["runs"][name]["latency_s"]["p50"] * 1e3)
+                for c in result.cases
+                if c["ensemble"] == ensemble and c["runs"][name]["latency_s"]
+            )
             if points:
                 n, t = zip(*points)
                 sizes += n
                 times += t
-                ax.plot(n, t, marker=markers[k % len(markers)], color=colors[name], label=f"{name}, {ensemble}")
+                ax.plot(
+                    n,
+                    t,
+                    marker=markers[k % len(markers)],
+                    color=colors[name],
+                    label=f"{name}, {ensemble}",
+                )
     _scale(ax, "x", sizes)
     _scale(ax, "y", times)
     _label(ax, "time per step vs size", "atoms", "median time per MD step (ms)")
@@ -120,12 +153,16 @@ def plot_benchmark(result, out: str | Path) -> list[Path]:
     return paths
 
 
-def plot_validation(series: Mapping[str, np.ndarray], n_atoms: int, target_K: float, out: str | Path) -> list[Path]:
+def plot_validation(
+    series: Mapping[str, np.ndarray], n_atoms: int, target_K: float, out: str | Path
+) -> list[Path]:
     """``validate_energy.png`` and ``validate_temperature.png`` from the NVE series."""
     plt = _pyplot()
     out = Path(out)
     t_ps = np.asarray(series["time_fs"]) * 1e-3
-    total = (np.asarray(series["energy_potential"]) + np.asarray(series["energy_kinetic"])) / n_atoms
+    total = (
+        np.asarray(series["energy_potential"]) + np.asarray(series["energy_kinetic"])
+    ) / n_atoms
     paths = []
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
     if total.size:

@@ -40,7 +40,7 @@ STAGES = ("graph", "forward", "backward", "convert")
 class _Stage:
     __slots__ = ("timer", "name", "start")
 
-    def __init__(self, timer: "StageTimer", name: str):
+    def __init__(self, timer: StageTimer, name: str):
         self.timer, self.name = timer, name
 
     def __enter__(self):
@@ -100,26 +100,39 @@ class ProfileResult:
         return {"schema": "mlff.md.profile", "schema_version": 1, **asdict(self)}
 
     def summary(self) -> str:
-        lines = [f"profile of {self.calculator} on {self.formula} ({self.n_atoms} atoms), {self.calls} calls of "
-                 f"{' + '.join(self.properties)}",
-                 f"{'stage':<10} {'mean':>9} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}  ms   share"]
+        lines = [
+            f"profile of {self.calculator} on {self.formula} ({self.n_atoms} atoms), {self.calls} calls of "
+            f"{' + '.join(self.properties)}",
+            f"{'stage':<10} {'mean':>9} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}  ms   share",
+        ]
         for name, stats in [("total", self.total)] + list(self.stages.items()):
             share = self.stage_share.get(name)
-            lines.append(f"{name:<10} " + " ".join(f"{stats[k] * 1e3:9.3f}" for k in ("mean", "p50", "p95", "p99", "max"))
-                         + (f"  {share * 100:5.1f} %" if share is not None else ""))
+            lines.append(
+                f"{name:<10} "
+                + " ".join(f"{stats[k] * 1e3:9.3f}" for k in ("mean", "p50", "p95", "p99", "max"))
+                + (f"  {share * 100:5.1f} %" if share is not None else "")
+            )
         if self.evaluations_per_call is not None:
             lines.append(f"model evaluations per call: {self.evaluations_per_call:.2f}")
         if self.leak:
             leak = self.leak
-            lines.append(f"leak check over {leak['calls']} calls: RSS {leak['rss_growth_kB_per_call']:+.2f} kB/call, "
-                         f"Python heap {leak['python_growth_kB_per_call']:+.3f} kB/call -> "
-                         f"{'LEAK SUSPECTED' if leak['leak_suspected'] else 'no leak seen'}")
+            lines.append(
+                f"leak check over {leak['calls']} calls: RSS {leak['rss_growth_kB_per_call']:+.2f} kB/call, "
+                f"Python heap {leak['python_growth_kB_per_call']:+.3f} kB/call -> "
+                f"{'LEAK SUSPECTED' if leak['leak_suspected'] else 'no leak seen'}"
+            )
             for item in leak["top_python_growth"][:3]:
                 lines.append(f"   {item['size_kB']:+9.1f} kB  {item['where']}")
         for source, rows in self.hotspots.items():
-            lines.append(f"hotspots ({source}):" if rows else f"hotspots ({source}): none (no {source} operation ran)")
+            lines.append(
+                f"hotspots ({source}):"
+                if rows
+                else f"hotspots ({source}): none (no {source} operation ran)"
+            )
             for row in rows[:8]:
-                lines.append(f"   {row['self_s'] * 1e3:9.2f} ms self  {row['calls']:>7} calls  {row['name']}")
+                lines.append(
+                    f"   {row['self_s'] * 1e3:9.2f} ms self  {row['calls']:>7} calls  {row['name']}"
+                )
         return "\n".join(lines)
 
 
@@ -149,8 +162,14 @@ def _cprofile_hotspots(call: Callable[[], None], n: int, top: int) -> list[dict]
     stats = pstats.Stats(profiler, stream=io.StringIO())
     rows = []
     for (filename, line, func), (cc, nc, tt, ct, _) in stats.stats.items():
-        rows.append({"name": f"{func} ({filename.rsplit('/', 2)[-1] if '/' in filename else filename}:{line})",
-                     "calls": int(nc), "self_s": tt / n, "cumulative_s": ct / n})
+        rows.append(
+            {
+                "name": f"{func} ({filename.rsplit('/', 2)[-1] if '/' in filename else filename}:{line})",
+                "calls": int(nc),
+                "self_s": tt / n,
+                "cumulative_s": ct / n,
+            }
+        )
     rows.sort(key=lambda r: r["self_s"], reverse=True)
     return rows[:top]
 
@@ -174,8 +193,12 @@ def _torch_hotspots(call: Callable[[], None], n: int, top: int, cuda: bool) -> l
         torch.cuda.synchronize()
     rows = []
     for event in prof.key_averages():
-        row = {"name": event.key, "calls": int(event.count) // n if n else int(event.count),
-               "self_s": event.self_cpu_time_total * 1e-6 / n, "cumulative_s": event.cpu_time_total * 1e-6 / n}
+        row = {
+            "name": event.key,
+            "calls": int(event.count) // n if n else int(event.count),
+            "self_s": event.self_cpu_time_total * 1e-6 / n,
+            "cumulative_s": event.cpu_time_total * 1e-6 / n,
+        }
         if cuda:
             row["self_device_s"] = getattr(event, "self_device_time_total", 0.0) * 1e-6 / n
         rows.append(row)
@@ -195,11 +218,15 @@ def _where(traceback: tracemalloc.Traceback) -> str:
     for frame in frames:
         if "site-packages" not in frame.filename and not frame.filename.startswith(stdlib):
             text = f"{frame.filename}:{frame.lineno}"
-            return text if frame is inner else f"{text} (allocated in {inner.filename}:{inner.lineno})"
+            return (
+                text if frame is inner else f"{text} (allocated in {inner.filename}:{inner.lineno})"
+            )
     return f"{inner.filename}:{inner.lineno}"
 
 
-def _leak_check(call: Callable[[], None], n: int, rss_limit_kB: float, heap_limit_kB: float) -> dict:
+def _leak_check(
+    call: Callable[[], None], n: int, rss_limit_kB: float, heap_limit_kB: float
+) -> dict:
     """Run ``n`` calls under tracemalloc. The first half lets caches and the allocator settle;
     growth is measured over the second half only: the RSS slope (least squares, one sample per
     call) and the Python-heap difference between the two snapshots."""
@@ -220,7 +247,11 @@ def _leak_check(call: Callable[[], None], n: int, rss_limit_kB: float, heap_limi
     heap = sum(d.size_diff for d in diff)
     rss_values = np.array([np.nan if r is None else r for r in rss], dtype=np.float64)
     tail = rss_values[half:]
-    rss_slope = linear_fit(np.arange(tail.size), tail).slope if np.isfinite(tail).sum() >= 2 else float("nan")
+    rss_slope = (
+        linear_fit(np.arange(tail.size), tail).slope
+        if np.isfinite(tail).sum() >= 2
+        else float("nan")
+    )
     rss_kB, heap_kB = rss_slope / 1024.0, heap / measured / 1024.0
     return {
         "calls": n,
@@ -230,9 +261,14 @@ def _leak_check(call: Callable[[], None], n: int, rss_limit_kB: float, heap_limi
         "rss_growth_kB_per_call": finite_or_none(rss_kB),
         "python_growth_kB_per_call": float(heap_kB),
         "limits_kB_per_call": {"rss": rss_limit_kB, "python": heap_limit_kB},
-        "leak_suspected": bool((np.isfinite(rss_kB) and rss_kB > rss_limit_kB) or heap_kB > heap_limit_kB),
-        "top_python_growth": [{"where": _where(d.traceback), "size_kB": d.size_diff / 1024.0, "count": d.count_diff}
-                              for d in diff[:10] if d.size_diff],
+        "leak_suspected": bool(
+            (np.isfinite(rss_kB) and rss_kB > rss_limit_kB) or heap_kB > heap_limit_kB
+        ),
+        "top_python_growth": [
+            {"where": _where(d.traceback), "size_kB": d.size_diff / 1024.0, "count": d.count_diff}
+            for d in diff[:10]
+            if d.size_diff
+        ],
     }
 
 
@@ -265,14 +301,21 @@ def profile_calculator(
 
     if leak_calls in (1, 2, 3):
         raise ValueError(f"leak_calls must be 0 (no leak check) or >= 4, got {leak_calls}")
-    for name, value, low in (("calls", calls, 1), ("warmup", warmup, 0), ("leak_calls", leak_calls, 0),
-                             ("hotspot_calls", hotspot_calls, 0), ("top", top, 1)):
+    for name, value, low in (
+        ("calls", calls, 1),
+        ("warmup", warmup, 0),
+        ("leak_calls", leak_calls, 0),
+        ("hotspot_calls", hotspot_calls, 0),
+        ("top", top, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     known = ("energy", "forces", "stress")
     unknown = [p for p in properties if p not in known]
     if unknown or "forces" not in properties:
-        raise ValueError(f"properties {list(properties)!r}: accepted are energy, forces (required) and stress")
+        raise ValueError(
+            f"properties {list(properties)!r}: accepted are energy, forces (required) and stress"
+        )
     properties = tuple(p for p in known if p in properties or p == "energy")
     if not displacement >= 0:
         raise ValueError(f"displacement must be >= 0 Å, got {displacement!r}")
@@ -326,8 +369,16 @@ def profile_calculator(
         per_stage["ase"] = list(np.maximum(totals_arr - stage_sum, 0.0))
         stages = {name: latency_stats(values) for name, values in per_stage.items()}
     mean_total = float(totals_arr.mean())
-    share = {name: stats["mean"] / mean_total for name, stats in stages.items()} if mean_total > 0 else {}
-    leak = _leak_check(call, leak_calls, rss_limit_kB_per_call, heap_limit_kB_per_call) if leak_calls else None
+    share = (
+        {name: stats["mean"] / mean_total for name, stats in stages.items()}
+        if mean_total > 0
+        else {}
+    )
+    leak = (
+        _leak_check(call, leak_calls, rss_limit_kB_per_call, heap_limit_kB_per_call)
+        if leak_calls
+        else None
+    )
     hotspots = {}
     if hotspot_calls:
         hotspots["cprofile"] = _cprofile_hotspots(call, hotspot_calls, top)
@@ -336,8 +387,16 @@ def profile_calculator(
     from mlff.md.environment import environment_info
 
     return ProfileResult(
-        calculator=type(calc).__name__, formula=work.get_chemical_formula(), n_atoms=len(work), calls=calls,
-        properties=list(properties), total=latency_stats(totals), stages=stages, stage_share=share,
-        evaluations_per_call=float(np.mean(evaluations)) if evaluations else None, leak=leak, hotspots=hotspots,
+        calculator=type(calc).__name__,
+        formula=work.get_chemical_formula(),
+        n_atoms=len(work),
+        calls=calls,
+        properties=list(properties),
+        total=latency_stats(totals),
+        stages=stages,
+        stage_share=share,
+        evaluations_per_call=float(np.mean(evaluations)) if evaluations else None,
+        leak=leak,
+        hotspots=hotspots,
         environment=environment_info(),
     )

@@ -62,9 +62,18 @@ class MDRun:
             stops the run with that reason.
     """
 
-    def __init__(self, atoms: Atoms, calc: BaseCalculator, settings: MDSettings, steps: int,
-                 sample_interval: int = 1, pressure_interval: int = 10, time_limit_s: float | None = None,
-                 stop_on_nonfinite: bool = True, on_sample: Callable[[Atoms, int], str | None] | None = None):
+    def __init__(
+        self,
+        atoms: Atoms,
+        calc: BaseCalculator,
+        settings: MDSettings,
+        steps: int,
+        sample_interval: int = 1,
+        pressure_interval: int = 10,
+        time_limit_s: float | None = None,
+        stop_on_nonfinite: bool = True,
+        on_sample: Callable[[Atoms, int], str | None] | None = None,
+    ):
         self.atoms = atoms.copy()
         self.atoms.calc = calc
         self.settings = settings
@@ -82,7 +91,9 @@ class MDRun:
         self.wall_s = 0.0
         self.dyn = make_integrator(self.atoms, settings)
         self.conserved = conserved_energy(self.dyn)
-        self._can_stress = self.atoms.pbc.all() and "stress" in getattr(calc, "implemented_properties", ())
+        self._can_stress = self.atoms.pbc.all() and "stress" in getattr(
+            calc, "implemented_properties", ()
+        )
         self._iter = None
         self._rss_ref: int | None = None
         self._attributed = 0.0
@@ -118,7 +129,11 @@ class MDRun:
                     self._sample()
                 if self.pressure_interval and self.done_steps % self.pressure_interval == 0:
                     self._sample_pressure()
-                if self.time_limit_s is not None and self.md_time_s >= self.time_limit_s and not self.finished:
+                if (
+                    self.time_limit_s is not None
+                    and self.md_time_s >= self.time_limit_s
+                    and not self.finished
+                ):
                     self.stopped = f"time limit of {self.time_limit_s:g} s reached after {self.done_steps} steps"
         except Exception as err:  # a model that fails mid-run is a result, not a crash
             self.stopped = f"error at step {self.done_steps}: {type(err).__name__}: {err}"
@@ -145,7 +160,9 @@ class MDRun:
         s.rss_attributed.append(self._attributed)
         cuda = cuda_allocated_bytes()
         s.cuda_bytes.append(np.nan if cuda is None else float(cuda))
-        if self.stop_on_nonfinite and not (np.isfinite(epot) and np.isfinite(atoms.positions).all()):
+        if self.stop_on_nonfinite and not (
+            np.isfinite(epot) and np.isfinite(atoms.positions).all()
+        ):
             self.stopped = f"non-finite energy or positions at step {step}"
         elif self.on_sample is not None:
             self.stopped = self.on_sample(atoms, step) or None

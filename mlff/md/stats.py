@@ -15,7 +15,12 @@ def summary(values) -> dict[str, float] | None:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return None
-    return {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
+    return {
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
 
 
 def latency_stats(seconds) -> dict[str, float] | None:
@@ -25,8 +30,13 @@ def latency_stats(seconds) -> dict[str, float] | None:
         return None
     p50, p95, p99 = np.percentile(x, [50, 95, 99])
     return {
-        "mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()),
-        "p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(x.max()),
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "min": float(x.min()),
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "max": float(x.max()),
     }
 
 

@@ -22,7 +22,9 @@ def _size(size: str | int) -> str | int:
     except (TypeError, ValueError):
         n = None
     if n is None or isinstance(size, float) and size != n:
-        raise ValueError(f"unknown size {size!r}; accepted: {', '.join(f'{k} ({a}-{b} atoms)' for k, (a, b) in SIZES.items())} or a number of atoms")
+        raise ValueError(
+            f"unknown size {size!r}; accepted: {', '.join(f'{k} ({a}-{b} atoms)' for k, (a, b) in SIZES.items())} or a number of atoms"
+        )
     if n < 1:
         raise ValueError(f"size must be a positive number of atoms, got {size!r}")
     return n
@@ -68,6 +70,8 @@ def sized_structure(structure: str | Atoms, size: str | int) -> Atoms:
                 f"structure {atoms.get_chemical_formula()} ({len(atoms)} atoms after repetition) does not fit "
                 f"size {key!r} ({low}-{high} atoms); give a number of atoms instead, or another size"
             )
-        raise ValueError(f"structure {atoms.get_chemical_formula()} is not 3D-periodic and has {len(atoms)} "
-                         f"atoms, fewer than the {low} asked for")
+        raise ValueError(
+            f"structure {atoms.get_chemical_formula()} is not 3D-periodic and has {len(atoms)} "
+            f"atoms, fewer than the {low} asked for"
+        )
     return atoms

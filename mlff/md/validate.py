@@ -65,7 +65,9 @@ class ValidationThresholds:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"threshold {name} must be a positive number, got {value!r}")
         if self.min_distance_fraction >= 1:
-            raise ValueError(f"min_distance_fraction must be below 1, got {self.min_distance_fraction}")
+            raise ValueError(
+                f"min_distance_fraction must be below 1, got {self.min_distance_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,24 @@ class ValidationReport:
     def to_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "series"}
         out["drift"] = self.drift.to_dict() if self.drift else None
-        return {"schema": VALIDATION_SCHEMA_NAME, "schema_version": 1, "verdict": "PASS" if self.passed else "FAIL", **out}
+        return {
+            "schema": VALIDATION_SCHEMA_NAME,
+            "schema_version": 1,
+            "verdict": "PASS" if self.passed else "FAIL",
+            **out,
+        }
 
     def summary(self) -> str:
-        head = (f"NVE validation of {self.formula} ({self.n_atoms} atoms): {self.steps} steps of "
-                f"{self.settings['timestep_fs']} fs at {self.settings['temperature_K']} K"
-                + (f"; stopped: {self.stopped}" if self.stopped else ""))
-        return "\n".join([head] + [c.line() for c in self.checks] + [f"verdict: {'PASS' if self.passed else 'FAIL'}"])
+        head = (
+            f"NVE validation of {self.formula} ({self.n_atoms} atoms): {self.steps} steps of "
+            f"{self.settings['timestep_fs']} fs at {self.settings['temperature_K']} K"
+            + (f"; stopped: {self.stopped}" if self.stopped else "")
+        )
+        return "\n".join(
+            [head]
+            + [c.line() for c in self.checks]
+            + [f"verdict: {'PASS' if self.passed else 'FAIL'}"]
+        )
 
     def save(self, out: str | Path, plots: bool = True) -> list[Path]:
         """Write ``validate.json``, ``validate.npz`` (the series) and, with ``plots``, the energy
@@ -147,7 +160,9 @@ def _json_default(value):
 def _number(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}"
+        )
     return float(value)
 
 
@@ -160,13 +175,25 @@ def _drift_note(drift: EnergyDrift | None, limit: float) -> str:
     return note
 
 
-def _equilibrate(atoms: Atoms, calc, timestep_fs: float, temperature_K: float, steps: int, seed: int,
-                 advance: Callable[[MDRun, int], None]) -> tuple[Atoms, str | None]:
+def _equilibrate(
+    atoms: Atoms,
+    calc,
+    timestep_fs: float,
+    temperature_K: float,
+    steps: int,
+    seed: int,
+    advance: Callable[[MDRun, int], None],
+) -> tuple[Atoms, str | None]:
     """Bussi MD for ``steps`` (τ = max(10 Δt, 20 fs): canonical for any τ, and a short one
     decorrelates the energy quickly), then the kinetic energy set so that E_total equals
     ⟨E_total⟩ over the second half."""
-    settings = MDSettings("bussi", timestep_fs=timestep_fs, temperature_K=temperature_K,
-                          taut_fs=max(10 * timestep_fs, 20.0), seed=seed)
+    settings = MDSettings(
+        "bussi",
+        timestep_fs=timestep_fs,
+        temperature_K=temperature_K,
+        taut_fs=max(10 * timestep_fs, 20.0),
+        seed=seed,
+    )
     run = MDRun(atoms, calc, settings, steps, sample_interval=1, pressure_interval=0)
     advance(run, steps)
     if run.stopped:
@@ -207,12 +234,18 @@ def validate_nve(
     timestep_fs = _number("timestep_fs", timestep_fs)
     temperature_K = _number("temperature_K", temperature_K)
     equilibration_ps = _number("equilibration_ps", equilibration_ps, strict=False)
-    if isinstance(sample_interval, bool) or not isinstance(sample_interval, int) or sample_interval < 1:
+    if (
+        isinstance(sample_interval, bool)
+        or not isinstance(sample_interval, int)
+        or sample_interval < 1
+    ):
         raise ValueError(f"sample_interval must be an integer >= 1, got {sample_interval!r}")
     steps = int(round(duration_ps * 1000.0 / timestep_fs))
     if steps < 3 * sample_interval:
-        raise ValueError(f"duration_ps={duration_ps} at timestep_fs={timestep_fs} is {steps} steps; "
-                         f"need at least {3 * sample_interval} for 3 samples (sample_interval={sample_interval})")
+        raise ValueError(
+            f"duration_ps={duration_ps} at timestep_fs={timestep_fs} is {steps} steps; "
+            f"need at least {3 * sample_interval} for 3 samples (sample_interval={sample_interval})"
+        )
     if len(atoms) < 2:
         raise ValueError(f"validation needs at least 2 atoms, got {len(atoms)}")
     check_compatible(calc, atoms, "calculator")
@@ -234,15 +267,25 @@ def validate_nve(
         return None
 
     with tqdm(total=eq_steps + steps, disable=not progress, unit="step", desc="validate") as bar:
+
         def advance(run: MDRun, n: int) -> None:
             while not run.finished:
                 bar.update(run.advance(min(n, 1000)))
 
         stopped = None
         if eq_steps:
-            start, stopped = _equilibrate(start, calc, timestep_fs, temperature_K, eq_steps, seed, advance)
-        run = MDRun(start, calc, MDSettings("nve", timestep_fs=timestep_fs), steps, sample_interval,
-                    pressure_interval=0, on_sample=watch)
+            start, stopped = _equilibrate(
+                start, calc, timestep_fs, temperature_K, eq_steps, seed, advance
+            )
+        run = MDRun(
+            start,
+            calc,
+            MDSettings("nve", timestep_fs=timestep_fs),
+            steps,
+            sample_interval,
+            pressure_interval=0,
+            on_sample=watch,
+        )
         if stopped is None:
             advance(run, steps)
             stopped = run.stopped
@@ -251,37 +294,84 @@ def validate_nve(
     n = len(start)
     total = series["energy_potential"] + series["energy_kinetic"]
     finite = bool(np.isfinite(total).all() and total.size) and stopped is None
-    drift = energy_drift(series["time_fs"], total, n) if total.size >= 3 and np.isfinite(total).all() else None
+    drift = (
+        energy_drift(series["time_fs"], total, n)
+        if total.size >= 3 and np.isfinite(total).all()
+        else None
+    )
     temperature = summary(series["temperature_K"])
     lowest = float(series["min_distance_A"].min()) if series["min_distance_A"].size else None
     t = thresholds
     checks = [
-        Check("finite", finite, float(np.size(total) - np.isfinite(total).sum()), "0 and all steps run",
-              "bad samples", stopped or ""),
-        Check("drift", drift is not None and abs(drift.drift_meV_atom_ps) <= t.max_drift_meV_atom_ps,
-              None if drift is None else drift.drift_meV_atom_ps, f"|x| <= {t.max_drift_meV_atom_ps:g}",
-              "meV/atom/ps", _drift_note(drift, t.max_drift_meV_atom_ps)),
-        Check("fluctuation", drift is not None and drift.fluctuation_meV_atom <= t.max_fluctuation_meV_atom,
-              None if drift is None else drift.fluctuation_meV_atom, f"<= {t.max_fluctuation_meV_atom:g}", "meV/atom"),
-        Check("temperature", temperature is not None
-              and abs(temperature["mean"] - temperature_K) <= t.temperature_tolerance * temperature_K,
-              None if temperature is None else temperature["mean"],
-              f"{temperature_K:g} ± {t.temperature_tolerance * temperature_K:.3g}", "K (mean)",
-              "" if temperature is None else f"std {temperature['std']:.1f} K"),
-        Check("min_distance", d0 is None or (lowest is not None and lowest >= limit), lowest,
-              "n/a" if d0 is None else f">= {limit:.3f}", "Å",
-              "no neighbours within 24 Å" if d0 is None else f"start {d0:.3f} Å"),
+        Check(
+            "finite",
+            finite,
+            float(np.size(total) - np.isfinite(total).sum()),
+            "0 and all steps run",
+            "bad samples",
+            stopped or "",
+        ),
+        Check(
+            "drift",
+            drift is not None and abs(drift.drift_meV_atom_ps) <= t.max_drift_meV_atom_ps,
+            None if drift is None else drift.drift_meV_atom_ps,
+            f"|x| <= {t.max_drift_meV_atom_ps:g}",
+            "meV/atom/ps",
+            _drift_note(drift, t.max_drift_meV_atom_ps),
+        ),
+        Check(
+            "fluctuation",
+            drift is not None and drift.fluctuation_meV_atom <= t.max_fluctuation_meV_atom,
+            None if drift is None else drift.fluctuation_meV_atom,
+            f"<= {t.max_fluctuation_meV_atom:g}",
+            "meV/atom",
+        ),
+        Check(
+            "temperature",
+            temperature is not None
+            and abs(temperature["mean"] - temperature_K) <= t.temperature_tolerance * temperature_K,
+            None if temperature is None else temperature["mean"],
+            f"{temperature_K:g} ± {t.temperature_tolerance * temperature_K:.3g}",
+            "K (mean)",
+            "" if temperature is None else f"std {temperature['std']:.1f} K",
+        ),
+        Check(
+            "min_distance",
+            d0 is None or (lowest is not None and lowest >= limit),
+            lowest,
+            "n/a" if d0 is None else f">= {limit:.3f}",
+            "Å",
+            "no neighbours within 24 Å" if d0 is None else f"start {d0:.3f} Å",
+        ),
     ]
     from mlff.md.environment import environment_info
 
     return ValidationReport(
-        passed=all(c.passed for c in checks), checks=checks, n_atoms=n, formula=start.get_chemical_formula(),
-        settings={"duration_ps": duration_ps, "timestep_fs": timestep_fs, "temperature_K": temperature_K,
-                  "equilibration_ps": equilibration_ps, "sample_interval": sample_interval, "seed": seed,
-                  "calculator": type(calc).__name__},
-        thresholds=asdict(thresholds), steps=run.done_steps, stopped=stopped, drift=drift, temperature_K=temperature,
-        initial_min_distance_A=d0, min_distance_A=lowest,
-        timing={"md_time_s": run.md_time_s, "wall_s": run.wall_s,
-                "steps_per_s": run.done_steps / run.md_time_s if run.md_time_s > 0 else None},
-        series=series, environment=environment_info(),
+        passed=all(c.passed for c in checks),
+        checks=checks,
+        n_atoms=n,
+        formula=start.get_chemical_formula(),
+        settings={
+            "duration_ps": duration_ps,
+            "timestep_fs": timestep_fs,
+            "temperature_K": temperature_K,
+            "equilibration_ps": equilibration_ps,
+            "sample_interval": sample_interval,
+            "seed": seed,
+            "calculator": type(calc).__name__,
+        },
+        thresholds=asdict(thresholds),
+        steps=run.done_steps,
+        stopped=stopped,
+        drift=drift,
+        temperature_K=temperature,
+        initial_min_distance_A=d0,
+        min_distance_A=lowest,
+        timing={
+            "md_time_s": run.md_time_s,
+            "wall_s": run.wall_s,
+            "steps_per_s": run.done_steps / run.md_time_s if run.md_time_s > 0 else None,
+        },
+        series=series,
+        environment=environment_info(),
     )

@@ -12,9 +12,12 @@ from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
 from mlff.models.ace_fused import FusedACE
 from mlff.models.ace_jacobian import InvariantGradients
 from mlff.models.ace_product import InvariantProducts
-from mlff.models.harmonics import harmonic_gradient_dot, spherical_harmonics, spherical_harmonics_with_gradients
-from mlff.models.radial import edge_derivatives
-from mlff.models.radial import RadialBasis, check_r0
+from mlff.models.harmonics import (
+    harmonic_gradient_dot,
+    spherical_harmonics,
+    spherical_harmonics_with_gradients,
+)
+from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.protocol import BlockReadout, ReadoutModel
 
 __all__ = ["ACEModel", "DEFAULT_MAX_DEGREE"]
@@ -54,7 +57,9 @@ class ACEModel(ReadoutModel):
         super().__init__(elements, cutoff)
         raw = dict(DEFAULT_MAX_DEGREE if max_degree is None else max_degree)
         bad = [nu for nu in raw if str(nu).strip() not in ("1", "2", "3", "4")]
-        max_degree = {int(nu): float(d) for nu, d in raw.items() if nu not in bad}  # TOML keys are strings
+        max_degree = {
+            int(nu): float(d) for nu, d in raw.items() if nu not in bad
+        }  # TOML keys are strings
         if bad or not max_degree:
             raise ValueError(
                 f"max_degree keys are correlation orders; got {sorted(map(str, raw))}, accepted 1-4"
@@ -85,7 +90,9 @@ class ACEModel(ReadoutModel):
         """Functions per element block."""
         return len(self.basis_spec)
 
-    def _padded(self, graph: Graph, species: torch.Tensor, values: list[torch.Tensor], channel: bool):
+    def _padded(
+        self, graph: Graph, species: torch.Tensor, values: list[torch.Tensor], channel: bool
+    ):
         """Scatter per-edge values (n_edges, k) into the per-atom layout (N, width, k); with
         ``channel`` into (N, width, n_elements·k), the neighbour's element picking the block."""
         slots, width = graph.neighbor_slots()
@@ -95,9 +102,15 @@ class ACEModel(ReadoutModel):
             if channel:
                 sj = species[graph.neighbors]
                 p = v.new_zeros(n_atoms, width, self.n_elements, v.shape[1])
-                out.append(p.index_put((graph.centers, slots, sj), v).reshape(n_atoms, width, self.n_elements * v.shape[1]))
+                out.append(
+                    p.index_put((graph.centers, slots, sj), v).reshape(
+                        n_atoms, width, self.n_elements * v.shape[1]
+                    )
+                )
             else:
-                out.append(v.new_zeros(n_atoms, width, v.shape[1]).index_put((graph.centers, slots), v))
+                out.append(
+                    v.new_zeros(n_atoms, width, v.shape[1]).index_put((graph.centers, slots), v)
+                )
         return out
 
     @staticmethod
@@ -116,8 +129,8 @@ class ACEModel(ReadoutModel):
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial = self.radial(r, si, sj)  # (n_edges, n_max)
         ylm = spherical_harmonics(graph.vectors, self.l_max)  # (n_edges, n_lm)
-        padded_r, = self._padded(graph, species, [radial], channel=True)
-        padded_y, = self._padded(graph, species, [ylm], channel=False)
+        (padded_r,) = self._padded(graph, species, [radial], channel=True)
+        (padded_y,) = self._padded(graph, species, [ylm], channel=False)
         return self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)  # from (N, C, n_lm)
 
     @torch.no_grad()
@@ -128,17 +141,30 @@ class ACEModel(ReadoutModel):
         :mod:`mlff.models.ace_fused`; otherwise the torch closed form below.
         """
         if self._use_kernel(graph):
-            energies, grads = self._kernel(graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
-                                           self.species(graph).numpy())
-            return torch.from_numpy(energies.astype(grads.dtype, copy=False)), torch.from_numpy(grads)
+            energies, grads = self._kernel(
+                graph.vectors.numpy(),
+                graph.centers.numpy(),
+                graph.neighbors.numpy(),
+                self.species(graph).numpy(),
+            )
+            return torch.from_numpy(energies.astype(grads.dtype, copy=False)), torch.from_numpy(
+                grads
+            )
         return self.site_energies_and_grads_torch(graph)
 
-    def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _kernel(
+        self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with the model's
         own readout, atoms split over torch's thread count."""
-        return self._fused_kernel()(vectors, centers, neighbors, species, self.readout.weight,
-                                    n_threads=torch.get_num_threads())
+        return self._fused_kernel()(
+            vectors,
+            centers,
+            neighbors,
+            species,
+            self.readout.weight,
+            n_threads=torch.get_num_threads(),
+        )
 
     def _fused_kernel(self) -> FusedACE:
         if self._fused is None:
@@ -148,20 +174,31 @@ class ACEModel(ReadoutModel):
     def has_kernels(self) -> bool:
         return self.backend != "torch"
 
-    def kernel_tables(self, dtype, theta: torch.Tensor, constant: torch.Tensor | None = None) -> tuple:
+    def kernel_tables(
+        self, dtype, theta: torch.Tensor, constant: torch.Tensor | None = None
+    ) -> tuple:
         """The kernel's tables for readout θ (n_elements, n_basis) and a fixed energy per
         species ``constant`` (n_elements,) eV, in ``dtype`` (a stack's folded parts,
         :mod:`mlff.models.folding`); valid while θ, the constant and the radial basis are."""
         return self._fused_kernel().tables(theta, np.dtype(dtype), constant)
 
-    def kernel_energies_and_grads(self, edges: EdgeArrays, tables: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def kernel_energies_and_grads(
+        self, edges: EdgeArrays, tables: tuple | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`SiteModel.kernel_energies_and_grads`; ``tables`` (from :meth:`kernel_tables`)
         replace the model's own readout for this call."""
         fused = self._fused or self._fused_kernel()
         if tables is None:
             tables = fused.tables(self.readout.weight, edges.vectors.dtype)
-        return fused.run(tables, edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges),
-                         torch.get_num_threads(), edges.offsets)
+        return fused.run(
+            tables,
+            edges.vectors,
+            edges.centers,
+            edges.neighbors,
+            self.kernel_species(edges),
+            torch.get_num_threads(),
+            edges.offsets,
+        )
 
     @torch.no_grad()
     def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,21 +210,29 @@ class ACEModel(ReadoutModel):
         """
         species = self.species(graph)
         if graph.n_edges == 0:
-            energy = self.readout.energies(self.products(self.atomic_basis(graph, species)), species)
+            energy = self.readout.energies(
+                self.products(self.atomic_basis(graph, species)), species
+            )
             return energy, torch.zeros_like(graph.vectors)
         si, sj = species[graph.centers], species[graph.neighbors]
         r = torch.linalg.vector_norm(graph.vectors, dim=1)
         radial, d_radial = self.radial.with_derivative(r, si, sj)  # (n_edges, n_max)
         ylm = spherical_harmonics(graph.vectors, self.l_max)  # (n_edges, n_lm)
-        padded_r, padded_dr = self._padded(graph, species, [radial, d_radial], channel=True)  # (N, W, C)
-        padded_y, = self._padded(graph, species, [ylm], channel=False)  # (N, W, n_lm)
+        padded_r, padded_dr = self._padded(
+            graph, species, [radial, d_radial], channel=True
+        )  # (N, W, C)
+        (padded_y,) = self._padded(graph, species, [ylm], channel=False)  # (N, W, n_lm)
         a_by_l = self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)
         energy, adjoint = self.products.energy_and_adjoint(a_by_l, self.readout.weight, species)
         h = torch.cat(adjoint, dim=-1).permute(1, 0, 2)  # (N, C, n_lm)
         slots, _ = graph.neighbor_slots()
-        along = ((padded_y @ h.transpose(1, 2)) * padded_dr).sum(-1)[graph.centers, slots]  # (n_edges,)
+        along = ((padded_y @ h.transpose(1, 2)) * padded_dr).sum(-1)[
+            graph.centers, slots
+        ]  # (n_edges,)
         angular = (padded_r @ h)[graph.centers, slots]  # (n_edges, n_lm): Σ_n H R_n
-        return energy, along[:, None] * (graph.vectors / r[:, None]) + harmonic_gradient_dot(graph.vectors, r, ylm, angular, self.l_max)
+        return energy, along[:, None] * (graph.vectors / r[:, None]) + harmonic_gradient_dot(
+            graph.vectors, r, ylm, angular, self.l_max
+        )
 
     def features(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """(B (n_atoms, n_basis), species (n_atoms,))."""
@@ -234,12 +279,18 @@ class ACEModel(ReadoutModel):
                 # Channel (z, n) sees only neighbours of element z: (channel, N, d, slot·3).
                 padded = dphi.new_zeros(n_atoms, width, self.n_elements, self.n_max, d, 3)
                 padded[graph.centers, slots, sj] = dphi
-                padded = padded.reshape(n_atoms, width, -1, d, 3).permute(2, 0, 3, 1, 4).reshape(-1, n_atoms, d, width * 3)
+                padded = (
+                    padded.reshape(n_atoms, width, -1, d, 3)
+                    .permute(2, 0, 3, 1, 4)
+                    .reshape(-1, n_atoms, d, width * 3)
+                )
                 # One batched product per channel avoids copying the channel block per function.
                 for c in torch.unique(chans).tolist():
                     pick = torch.nonzero(chans == c).squeeze(1)
                     rows = torch.bmm(values[pick].transpose(0, 1), padded[c])  # (N, q_c, slot·3)
-                    jac_padded.index_add_(0, ks[pick], rows.transpose(0, 1).reshape(-1, n_atoms, width, 3))
+                    jac_padded.index_add_(
+                        0, ks[pick], rows.transpose(0, 1).reshape(-1, n_atoms, width, 3)
+                    )
         jac = jac_padded[:, graph.centers, slots, :].transpose(0, 1)  # (n_edges, K, 3)
         # Species blocks: the centre's element picks the columns (BlockReadout layout).
         basis = self.readout.design(features, species)

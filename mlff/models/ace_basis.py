@@ -20,14 +20,20 @@ import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import scipy.linalg
 import torch
 from e3nn import o3
 
-__all__ = ["ACEBasisFunction", "basis_size_bound", "coupling_tensor", "enumerate_ace_basis", "enumeration_size"]
+__all__ = [
+    "ACEBasisFunction",
+    "basis_size_bound",
+    "coupling_tensor",
+    "enumerate_ace_basis",
+    "enumeration_size",
+]
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class ACEBasisFunction:
         return f"ν={self.order}: {body}{tail}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def coupling_tensor(ls: tuple[int, ...], coupling: tuple[int, ...]) -> torch.Tensor:
     """Dense float64 coupling tensor for one l-signature.
 
@@ -97,7 +103,9 @@ def _candidate_couplings(ls: tuple[int, ...]) -> list[tuple[int, ...]]:
 
 
 def _independent_couplings(
-    factors: tuple[tuple[int, int, int], ...], candidates: list[tuple[int, ...]], rng: np.random.Generator
+    factors: tuple[tuple[int, int, int], ...],
+    candidates: list[tuple[int, ...]],
+    rng: np.random.Generator,
 ) -> list[tuple[int, ...]]:
     """Keep a linearly independent subset of the candidate couplings of one factor multiset.
 
@@ -173,17 +181,23 @@ def enumerate_ace_basis(
 
 def _one_particle_degrees(n_max: int, l_max: int, w_l: float, top: float) -> list[tuple[int, int]]:
     """(n, l) of the one-particle functions of one element that :func:`enumerate_ace_basis` keeps."""
-    return [(n, l) for n in range(1, n_max + 1) for l in range(l_max + 1) if n + w_l * l <= top + 1e-9]
+    return [
+        (n, l) for n in range(1, n_max + 1) for l in range(l_max + 1) if n + w_l * l <= top + 1e-9
+    ]
 
 
-def enumeration_size(n_elements: int, n_max: int, l_max: int, max_degree: dict[int, float], w_l: float = 1.5) -> int:
+def enumeration_size(
+    n_elements: int, n_max: int, l_max: int, max_degree: dict[int, float], w_l: float = 1.5
+) -> int:
     """How many factor multisets :func:`enumerate_ace_basis` walks through (each costs about
     a microsecond of Python, before any coupling is checked), without walking them."""
     m = n_elements * len(_one_particle_degrees(n_max, l_max, w_l, max(max_degree.values())))
     return sum(math.comb(m + order - 1, order) for order in max_degree)
 
 
-def basis_size_bound(n_elements: int, n_max: int, l_max: int, max_degree: dict[int, float], w_l: float = 1.5) -> int:
+def basis_size_bound(
+    n_elements: int, n_max: int, l_max: int, max_degree: dict[int, float], w_l: float = 1.5
+) -> int:
     """An upper bound on ``len(enumerate_ace_basis(...))`` for ``w_l >= 0``, in about a millisecond.
 
     Factor multisets are counted by (Σn, Σl) (the degree is Σn + w_l·Σl); those within their
@@ -200,7 +214,9 @@ def basis_size_bound(n_elements: int, n_max: int, l_max: int, max_degree: dict[i
             for j in range(1, k + 1):  # j copies of (n, l), from any of the n_elements channels
                 ways = math.comb(n_elements + j - 1, j)
                 dn, dl = j * n, j * l
-                counts[k, dn:, dl:] += ways * before[k - j, : counts.shape[1] - dn, : counts.shape[2] - dl]
+                counts[k, dn:, dl:] += (
+                    ways * before[k - j, : counts.shape[1] - dn, : counts.shape[2] - dl]
+                )
     sn, sl = np.meshgrid(np.arange(counts.shape[1]), np.arange(counts.shape[2]), indexing="ij")
     total = 0.0
     for order, limit in max_degree.items():

@@ -42,16 +42,19 @@ own; tests compare it with the torch closed form.
 
 from __future__ import annotations
 
-
 import numba
 import numpy as np
 import torch
 
 from mlff.graph import centre_offsets
 from mlff.models.harmonics import monomial_expansion
-from mlff.models.kernels import JIT_OPTIONS, radial_with_derivative, slp_vectorized, start_thread_pool
+from mlff.models.kernels import (
+    JIT_OPTIONS,
+    radial_with_derivative,
+    slp_vectorized,
+    start_thread_pool,
+)
 from mlff.stamps import is_current, tensor_stamp
-
 
 __all__ = ["FusedACE"]
 
@@ -97,14 +100,20 @@ def _object_rows(products, n_lm: int) -> tuple[dict[int, np.ndarray], int]:
         for item in products.pool_layout[L]:
             size = products._item_size(item)
             if item[0] == "A":
-                rows[:, pos:pos + size] = np.arange(size)[None, :] * n_lm + L * L + np.arange(2 * L + 1)[:, None]
+                rows[:, pos : pos + size] = (
+                    np.arange(size)[None, :] * n_lm + L * L + np.arange(2 * L + 1)[:, None]
+                )
             elif item[0] == "1":
                 rows[0, pos] = n_a
             pos += size
         if L in products.final_ls:
-            read = np.union1d(getattr(products, f"_fa_{L}").numpy(), getattr(products, f"_fb_{L}").numpy())
+            read = np.union1d(
+                getattr(products, f"_fa_{L}").numpy(), getattr(products, f"_fb_{L}").numpy()
+            )
             read = read[read >= products._head_size(L)]  # the coupled values (A and 1 have rows)
-            rows[:, read] = n_rows + np.arange(rows.shape[0] * read.size).reshape(rows.shape[0], read.size)
+            rows[:, read] = n_rows + np.arange(rows.shape[0] * read.size).reshape(
+                rows.shape[0], read.size
+            )
             n_rows += rows.shape[0] * read.size
         row_of[L] = rows
     return row_of, n_rows
@@ -129,7 +138,9 @@ def _product_tables(products, n_lm: int, row_of: dict[int, np.ndarray]):
         # Value q of the type's coupled pair: its (L, m) and the nonzeros of its coupling.
         lm_of_q = [(L, m) for L in ls for m in range(2 * L + 1)]
         nonzeros = [list(zip(*np.nonzero(np.abs(full[:, :, q]) > 1e-15))) for q in range(size)]
-        first = dict(products.pair_offsets[t])  # L → the first object of this type's block in pool L
+        first = dict(
+            products.pair_offsets[t]
+        )  # L → the first object of this type's block in pool L
         c1 = getattr(products, f"_pc1_{t}").tolist()
         c2 = getattr(products, f"_pc2_{t}").tolist()
         for u, (a, b) in enumerate(zip(c1, c2)):
@@ -142,10 +153,17 @@ def _product_tables(products, n_lm: int, row_of: dict[int, np.ndarray]):
                     i1.append(a * n_lm + l1 * l1 + m1)
                     i2.append(b * n_lm + l2 * l2 + m2)
                     weight.append(float(full[m1, m2, q]))
-    dest, i1, i2, weight = (np.array(x, dtype=dtype) for x, dtype in
-                            ((dest, np.int64), (i1, np.int64), (i2, np.int64), (weight, np.float64)))
+    dest, i1, i2, weight = (
+        np.array(x, dtype=dtype)
+        for x, dtype in ((dest, np.int64), (i1, np.int64), (i2, np.int64), (weight, np.float64))
+    )
     order = _interleaved(dest)
-    return (_indices(dest[order]), _indices(i1[order]), _indices(i2[order]), np.ascontiguousarray(weight[order]))
+    return (
+        _indices(dest[order]),
+        _indices(i1[order]),
+        _indices(i2[order]),
+        np.ascontiguousarray(weight[order]),
+    )
 
 
 def _folded_tables(products, theta: torch.Tensor, row_of: dict[int, np.ndarray]):
@@ -174,8 +192,11 @@ def _folded_tables(products, theta: torch.Tensor, row_of: dict[int, np.ndarray])
     if (out_idx < 0).any() or (in_idx < 0).any():
         raise RuntimeError("the folded readout reads an object that no basis function names")
     order = _interleaved(out_idx)
-    return (_indices(out_idx[order]), _indices(in_idx[order]),
-            np.ascontiguousarray(np.concatenate(vals, axis=1)[:, order]))
+    return (
+        _indices(out_idx[order]),
+        _indices(in_idx[order]),
+        np.ascontiguousarray(np.concatenate(vals, axis=1)[:, order]),
+    )
 
 
 #: Atoms whose products run together: each term and its indices are read once per block.
@@ -219,7 +240,9 @@ def _add_scaled(out, v, x):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val):
+def _block_products(
+    buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val
+):
     """E (lanes,) and H = ∂E/∂A (grad[:n_a]) of up to LANES atoms from their A (buf[:n_a]);
     buf and grad are (n_rows, LANES), rows as in :func:`_object_rows`.
 
@@ -249,8 +272,16 @@ def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i
     e = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # in registers: no store-load chain over k
     for k in range(grad.shape[0]):
         g, x = _lanes(grad[k]), _lanes(buf[k])
-        e = (e[0] + g[0] * x[0], e[1] + g[1] * x[1], e[2] + g[2] * x[2], e[3] + g[3] * x[3],
-             e[4] + g[4] * x[4], e[5] + g[5] * x[5], e[6] + g[6] * x[6], e[7] + g[7] * x[7])
+        e = (
+            e[0] + g[0] * x[0],
+            e[1] + g[1] * x[1],
+            e[2] + g[2] * x[2],
+            e[3] + g[3] * x[3],
+            e[4] + g[4] * x[4],
+            e[5] + g[5] * x[5],
+            e[6] + g[6] * x[6],
+            e[7] + g[7] * x[7],
+        )
     for b in range(LANES):
         energies[b] = 0.5 * e[b]
     for z in range(t_dest.shape[0]):  # the pull-back of the coupled values into A's rows
@@ -260,9 +291,40 @@ def _block_products(buf, grad, n_a, lane_species, n_lanes, energies, t_dest, t_i
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, n_max, n_channels, inv_r0, scale,
-                      offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad, mono, ylm,
-                      rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers) -> int:
+def _block_edge_basis(
+    b0,
+    n_lanes,
+    n_slots,
+    vectors,
+    neighbors,
+    start,
+    species,
+    n_max,
+    n_channels,
+    inv_r0,
+    scale,
+    offset,
+    agnesi,
+    cutoff,
+    env_p,
+    exps,
+    degree_start,
+    ycoef,
+    r,
+    unit,
+    rad,
+    drad,
+    mono,
+    ylm,
+    rad_n,
+    drad_n,
+    ir0,
+    sc,
+    off,
+    neighbour,
+    scratch,
+    powers,
+) -> int:
     """The edge basis of atoms b0 … b0 + n_lanes − 1 in their lanes, ``n_slots`` edges each
     (w = n_slots·LANES columns: edge s of lane b in column s·LANES + b; empty slots and lanes
     hold an edge at twice the cutoff, where R_n and R'_n vanish): r (≥ w,), r̂ (3, ≥ w),
@@ -312,7 +374,12 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
         radial_with_derivative(r, ir0, sc, off, agnesi, cutoff, env_p, w, scratch, rad_n, drad_n)
         for z in range(n_species):
             for n in range(n_max):
-                out, d_out, src, d_src = rad[z * n_max + n], drad[z * n_max + n], rad_n[n], drad_n[n]
+                out, d_out, src, d_src = (
+                    rad[z * n_max + n],
+                    drad[z * n_max + n],
+                    rad_n[n],
+                    drad_n[n],
+                )
                 for k in range(w):
                     mine = neighbour[k] == z
                     out[k] = src[k] if mine else 0.0
@@ -326,7 +393,12 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
             for k in range(w):
                 p_cur[k] = p_prev[k] * u_d[k]
     for m in range(n_mono):
-        out, px, py, pz = mono[m], powers[0, exps[m, 0]], powers[1, exps[m, 1]], powers[2, exps[m, 2]]
+        out, px, py, pz = (
+            mono[m],
+            powers[0, exps[m, 0]],
+            powers[1, exps[m, 1]],
+            powers[2, exps[m, 2]],
+        )
         for k in range(w):
             out[k] = px[k] * py[k] * pz[k]
     for l in range(l_max + 1):
@@ -343,8 +415,24 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
 
 
 @numba.njit(**JIT_OPTIONS)
-def _block_edge_gradients(w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights, along,
-                          gpoly, radial_l, gout):
+def _block_edge_gradients(
+    w,
+    exps,
+    lower,
+    degree_start,
+    ycoef,
+    r,
+    unit,
+    mono,
+    ylm,
+    h,
+    dh,
+    weights,
+    along,
+    gpoly,
+    radial_l,
+    gout,
+):
     """∂E_i/∂r_e (gout, (3, ≥ w)) for the block's w columns from their edge basis and
     h_lm = Σ_c H_{c,lm} R_c, g_lm = Σ_c H_{c,lm} R'_c (n_lm, ≥ w) with H = ∂E_i/∂A of each
     edge's centre: ∂E_i/∂r_e = r̂ Σ g_lm Y_lm + (Σ h_lm ∇P_lm(r̂) − Σ l h_lm Y_lm r̂) / r."""
@@ -389,9 +477,37 @@ def _block_edge_gradients(w, exps, lower, degree_start, ycoef, r, unit, mono, yl
 
 
 @numba.njit(**JIT_OPTIONS)
-def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channels,
-               inv_r0, scale, offset, agnesi, cutoff, env_p, exps, lower, degree_start, ycoef,
-               n_rows, t_dest, t_i1, t_i2, t_w, ro_out, ro_in, ro_val, site_constant, energies, grads):
+def _ace_atoms(
+    first,
+    stop,
+    vectors,
+    neighbors,
+    start,
+    species,
+    n_max,
+    n_channels,
+    inv_r0,
+    scale,
+    offset,
+    agnesi,
+    cutoff,
+    env_p,
+    exps,
+    lower,
+    degree_start,
+    ycoef,
+    n_rows,
+    t_dest,
+    t_i1,
+    t_i2,
+    t_w,
+    ro_out,
+    ro_in,
+    ro_val,
+    site_constant,
+    energies,
+    grads,
+):
     """Atoms ``first`` ≤ i < ``stop``, LANES at a time: the edge basis of the block's edges
     (:func:`_block_edge_basis`) and the atoms' A = R Yᵀ (:func:`_lane_contract_a`), the
     products of the block (:func:`_block_products`), h = Hᵀ R and g = Hᵀ R' per edge
@@ -443,20 +559,80 @@ def _ace_atoms(first, stop, vectors, neighbors, start, species, n_max, n_channel
         n_slots = 0
         for i in range(b0, b0 + n_lanes):
             n_slots = max(n_slots, start[i + 1] - start[i])
-        w = _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, n_max, n_channels, inv_r0,
-                              scale, offset, agnesi, cutoff, env_p, exps, degree_start, ycoef, r, unit, rad, drad,
-                              mono, ylm, rad_n, drad_n, ir0, sc, off, neighbour, scratch, powers)
+        w = _block_edge_basis(
+            b0,
+            n_lanes,
+            n_slots,
+            vectors,
+            neighbors,
+            start,
+            species,
+            n_max,
+            n_channels,
+            inv_r0,
+            scale,
+            offset,
+            agnesi,
+            cutoff,
+            env_p,
+            exps,
+            degree_start,
+            ycoef,
+            r,
+            unit,
+            rad,
+            drad,
+            mono,
+            ylm,
+            rad_n,
+            drad_n,
+            ir0,
+            sc,
+            off,
+            neighbour,
+            scratch,
+            powers,
+        )
         for lane in range(n_lanes):
             lane_species[lane] = species[b0 + lane]
         _lane_contract_a(rad3, ylm3, n_slots, n_lm, buf)
-        _block_products(buf, grad, n_a, lane_species, n_lanes, block_energies, t_dest, t_i1, t_i2, t_w,
-                        ro_out, ro_in, ro_val)
+        _block_products(
+            buf,
+            grad,
+            n_a,
+            lane_species,
+            n_lanes,
+            block_energies,
+            t_dest,
+            t_i1,
+            t_i2,
+            t_w,
+            ro_out,
+            ro_in,
+            ro_val,
+        )
         for lane in range(n_lanes):
             i = b0 + lane
             energies[i] = block_energies[lane] + site_constant[species[i]]
         _lane_contract_h(grad, rad3, drad3, n_slots, n_lm, h3, dh3)
-        _block_edge_gradients(w, exps, lower, degree_start, ycoef, r, unit, mono, ylm, h, dh, weights,
-                              along, gpoly, radial_l, gout)
+        _block_edge_gradients(
+            w,
+            exps,
+            lower,
+            degree_start,
+            ycoef,
+            r,
+            unit,
+            mono,
+            ylm,
+            h,
+            dh,
+            weights,
+            along,
+            gpoly,
+            radial_l,
+            gout,
+        )
         for lane in range(n_lanes):
             i = b0 + lane
             for s in range(start[i + 1] - start[i]):
@@ -477,8 +653,16 @@ _ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 @numba.njit(inline="always")
 def _fma(e, x, y):
     """e[b] + x[b]·y[b] for the 8 lanes b, as a tuple: sums carried in registers."""
-    return (e[0] + x[0] * y[0], e[1] + x[1] * y[1], e[2] + x[2] * y[2], e[3] + x[3] * y[3],
-            e[4] + x[4] * y[4], e[5] + x[5] * y[5], e[6] + x[6] * y[6], e[7] + x[7] * y[7])
+    return (
+        e[0] + x[0] * y[0],
+        e[1] + x[1] * y[1],
+        e[2] + x[2] * y[2],
+        e[3] + x[3] * y[3],
+        e[4] + x[4] * y[4],
+        e[5] + x[5] * y[5],
+        e[6] + x[6] * y[6],
+        e[7] + x[7] * y[7],
+    )
 
 
 @numba.njit(inline="always")
@@ -508,8 +692,16 @@ def _lane_contract_a(rad3, y3, n_slots, n_lm, buf):
                 e6 = _fma(e6, x, _lanes(y3[lm + 6, s]))
                 e7 = _fma(e7, x, _lanes(y3[lm + 7, s]))
             k = c * n_lm + lm
-            for row, e in ((k, e0), (k + 1, e1), (k + 2, e2), (k + 3, e3), (k + 4, e4), (k + 5, e5), (k + 6, e6),
-                           (k + 7, e7)):
+            for row, e in (
+                (k, e0),
+                (k + 1, e1),
+                (k + 2, e2),
+                (k + 3, e3),
+                (k + 4, e4),
+                (k + 5, e5),
+                (k + 6, e6),
+                (k + 7, e7),
+            ):
                 _store(buf[row], e)
             lm += 8
         while lm < n_lm:
@@ -561,8 +753,15 @@ def _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, *tables):
     work stays in the serial function: numba's parallel lowering optimises loops less well."""
     n_atoms = species.shape[0]
     for b in numba.prange(n_ranges):
-        _ace_atoms(b * n_atoms // n_ranges, (b + 1) * n_atoms // n_ranges, vectors, neighbors, start,
-                   species, *tables)
+        _ace_atoms(
+            b * n_atoms // n_ranges,
+            (b + 1) * n_atoms // n_ranges,
+            vectors,
+            neighbors,
+            start,
+            species,
+            *tables,
+        )
 
 
 class FusedACE:
@@ -581,7 +780,9 @@ class FusedACE:
         self.products = model.products
         self.rows, n_rows = _object_rows(model.products, self.n_lm)
         self.pair_tables = (n_rows, *_product_tables(model.products, self.n_lm, self.rows))
-        self._packed = None  # (stamps of θ and the constant, dtype, radial constants, tables): see tables()
+        self._packed = (
+            None  # (stamps of θ and the constant, dtype, radial constants, tables): see tables()
+        )
         self._called: set = set()  # (kernel, dtype) combinations called so far
 
     def tables(self, theta: torch.Tensor, dtype, constant: torch.Tensor | None = None) -> tuple:
@@ -593,30 +794,72 @@ class FusedACE:
         follow r0), so a thread never pairs one θ's key with another's tables."""
         constants = self.radial.kernel_constants(dtype)
         cached = self._packed
-        if (cached is None or cached[2] != dtype or cached[3] is not constants or not is_current(cached[0], theta)
-                or (constant is None) != (cached[1] is None)
-                or (constant is not None and not is_current(cached[1], constant))):
+        if (
+            cached is None
+            or cached[2] != dtype
+            or cached[3] is not constants
+            or not is_current(cached[0], theta)
+            or (constant is None) != (cached[1] is None)
+            or (constant is not None and not is_current(cached[1], constant))
+        ):
             n_rows, *terms, weights = self.pair_tables
             ro_out, ro_in, vals = _folded_tables(self.products, theta, self.rows)
-            site_constant = (np.zeros(theta.shape[0]) if constant is None
-                             else np.ascontiguousarray(constant.detach().cpu().double().numpy()))
-            packed = (self.n_max, self.n_channels, *constants, self.exps, self.lower, self.degree_start,
-                      np.ascontiguousarray(self.ycoef, dtype=dtype), n_rows, *terms,
-                      np.ascontiguousarray(weights, dtype=dtype), ro_out, ro_in, np.ascontiguousarray(vals, dtype=dtype),
-                      site_constant)
-            cached = self._packed = (tensor_stamp(theta), None if constant is None else tensor_stamp(constant), dtype,
-                                     constants, packed)
+            site_constant = (
+                np.zeros(theta.shape[0])
+                if constant is None
+                else np.ascontiguousarray(constant.detach().cpu().double().numpy())
+            )
+            packed = (
+                self.n_max,
+                self.n_channels,
+                *constants,
+                self.exps,
+                self.lower,
+                self.degree_start,
+                np.ascontiguousarray(self.ycoef, dtype=dtype),
+                n_rows,
+                *terms,
+                np.ascontiguousarray(weights, dtype=dtype),
+                ro_out,
+                ro_in,
+                np.ascontiguousarray(vals, dtype=dtype),
+                site_constant,
+            )
+            cached = self._packed = (
+                tensor_stamp(theta),
+                None if constant is None else tensor_stamp(constant),
+                dtype,
+                constants,
+                packed,
+            )
         return cached[4]
 
-    def __call__(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-                 species: np.ndarray, theta: torch.Tensor, n_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self,
+        vectors: np.ndarray,
+        centers: np.ndarray,
+        neighbors: np.ndarray,
+        species: np.ndarray,
+        theta: torch.Tensor,
+        n_threads: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) float64 and ∂E/∂r_e (n_edges, 3) for one graph (numpy, float32 or
         float64: the gradients' dtype), atoms split over ``n_threads`` threads."""
         vectors = np.ascontiguousarray(vectors)
-        return self.run(self.tables(theta, vectors.dtype), vectors, centers, neighbors, species, n_threads)
+        return self.run(
+            self.tables(theta, vectors.dtype), vectors, centers, neighbors, species, n_threads
+        )
 
-    def run(self, tables: tuple, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray,
-            species: np.ndarray, n_threads: int = 1, offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self,
+        tables: tuple,
+        vectors: np.ndarray,
+        centers: np.ndarray,
+        neighbors: np.ndarray,
+        species: np.ndarray,
+        n_threads: int = 1,
+        offsets: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`__call__`, with the tables of :meth:`tables` (in the dtype of ``vectors``);
         ``offsets`` (n_atoms + 1,) int64, where each centre's edges begin if they are grouped
         by centre (:attr:`~mlff.graph.EdgeArrays.offsets`), spares a pass over the edges."""
@@ -631,16 +874,22 @@ class FusedACE:
         start = offsets if offsets is not None else centre_offsets(centers, n_atoms)
         if start is None:  # not grouped by centre (graphs from mlff.graph are)
             if n_edges and not 0 <= centers.min() <= centers.max() < n_atoms:
-                raise ValueError(f"edge centres must index the {n_atoms} atoms, got values from "
-                                 f"{centers.min()} to {centers.max()}")
+                raise ValueError(
+                    f"edge centres must index the {n_atoms} atoms, got values from "
+                    f"{centers.min()} to {centers.max()}"
+                )
             order = np.argsort(centers, kind="stable")
-            energies, grads = self.run(tables, vectors[order], centers[order], neighbors[order], species, n_threads)
+            energies, grads = self.run(
+                tables, vectors[order], centers[order], neighbors[order], species, n_threads
+            )
             grads[order] = grads.copy()
             return energies, grads
         # Site energies in float64 whatever the dtype: summed there, they are rounded once, not
         # to float32's ~5e-7 eV per atom (which was all of a float32 run's measured NVE drift).
         energies = np.empty(n_atoms)
-        grads = np.empty((n_edges, 3), dtype=dtype)  # every edge has a centre, so every row is written
+        grads = np.empty(
+            (n_edges, 3), dtype=dtype
+        )  # every edge has a centre, so every row is written
         n_ranges = max(1, min(int(n_threads), n_atoms))
         if n_ranges == 1:
             kernel, split = _ace_atoms, (0, n_atoms)

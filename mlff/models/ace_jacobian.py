@@ -21,7 +21,6 @@ from mlff.models.ace_basis import ACEBasisFunction, coupling_tensor
 __all__ = ["InvariantGradients"]
 
 
-
 def _outer(xs: list[torch.Tensor]) -> torch.Tensor:
     """(K, N, d_1·d_2·…) outer product over the last axis of (K, N, d_t) factors."""
     out = xs[0]
@@ -33,7 +32,9 @@ def _outer(xs: list[torch.Tensor]) -> torch.Tensor:
 class InvariantGradients(nn.Module):
     """B and ∂B/∂A from A (a list per l of (channels, n_atoms, 2l+1) tensors)."""
 
-    def __init__(self, spec: list[ACEBasisFunction], elements: tuple[str, ...], n_max: int, l_max: int):
+    def __init__(
+        self, spec: list[ACEBasisFunction], elements: tuple[str, ...], n_max: int, l_max: int
+    ):
         super().__init__()
         zindex = {e: s for s, e in enumerate(elements)}
         self.l_max = l_max
@@ -42,9 +43,14 @@ class InvariantGradients(nn.Module):
             groups.setdefault((f.ls, f.coupling), []).append(k)
         self.groups: list[tuple[int, ...]] = []
         for g, ((ls, coupling), ks) in enumerate(groups.items()):
-            channels = torch.tensor(
-                [[zindex[z] * n_max + n - 1 for z, n, _ in spec[k].factors] for k in ks], dtype=torch.long
-            ).t().contiguous()  # (ν, K)
+            channels = (
+                torch.tensor(
+                    [[zindex[z] * n_max + n - 1 for z, n, _ in spec[k].factors] for k in ks],
+                    dtype=torch.long,
+                )
+                .t()
+                .contiguous()
+            )  # (ν, K)
             self.register_buffer(f"_k_{g}", torch.tensor(ks, dtype=torch.long), persistent=False)
             self.register_buffer(f"_c_{g}", channels, persistent=False)
             self.register_buffer(f"_w_{g}", coupling_tensor(ls, coupling).clone(), persistent=False)
@@ -57,7 +63,11 @@ class InvariantGradients(nn.Module):
         basis = a_by_l[0].new_zeros(self.n_basis, n_atoms)
         pieces: list[list[tuple]] = [[] for _ in range(self.l_max + 1)]
         for g, ls in enumerate(self.groups):
-            ks, chans, w = getattr(self, f"_k_{g}"), getattr(self, f"_c_{g}"), getattr(self, f"_w_{g}")
+            ks, chans, w = (
+                getattr(self, f"_k_{g}"),
+                getattr(self, f"_c_{g}"),
+                getattr(self, f"_w_{g}"),
+            )
             xs = [a_by_l[l].index_select(0, chans[t]) for t, l in enumerate(ls)]  # (K, N, 2l+1)
             order = len(ls)
             if order == 1:

@@ -34,7 +34,9 @@ __all__ = ["InvariantProducts"]
 class InvariantProducts(nn.Module):
     """Maps A (one tensor (channels, n_atoms, 2l+1) per l) to B (n_atoms, n_basis)."""
 
-    def __init__(self, spec: list[ACEBasisFunction], elements: tuple[str, ...], n_max: int, l_max: int):
+    def __init__(
+        self, spec: list[ACEBasisFunction], elements: tuple[str, ...], n_max: int, l_max: int
+    ):
         super().__init__()
         self.l_max = l_max
         self.n_channels = len(elements) * n_max
@@ -88,7 +90,12 @@ class InvariantProducts(nn.Module):
             ls = tuple(sorted(pair_ls[key]))
             chans = torch.tensor(list(pairs[key]), dtype=torch.long)  # (U, 2)
             w = torch.cat(
-                [o3.wigner_3j(l1, l2, L, dtype=torch.float64).reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1) for L in ls],
+                [
+                    o3.wigner_3j(l1, l2, L, dtype=torch.float64).reshape(
+                        (2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1
+                    )
+                    for L in ls
+                ],
                 dim=1,
             )  # (d1·d2, Σ_L (2L+1))
             self.register_buffer(f"_pc1_{t}", chans[:, 0].contiguous(), persistent=False)
@@ -146,8 +153,13 @@ class InvariantProducts(nn.Module):
             self.register_buffer(f"_fk_{L}", rows[:, 0].contiguous(), persistent=False)
             order.extend(rows[:, 0].tolist())
         # Object pool sizes and, per pair type, where its blocks sit in each pool.
-        self.pool_size = {L: sum(self._item_size(item) for item in layout) for L, layout in self.pool_layout.items()}
-        self.pair_offsets: dict[int, list[tuple[int, int]]] = defaultdict(list)  # type → [(L, start)]
+        self.pool_size = {
+            L: sum(self._item_size(item) for item in layout)
+            for L, layout in self.pool_layout.items()
+        }
+        self.pair_offsets: dict[int, list[tuple[int, int]]] = defaultdict(
+            list
+        )  # type → [(L, start)]
         for L, layout in self.pool_layout.items():
             pos = 0
             for item in layout:
@@ -212,7 +224,9 @@ class InvariantProducts(nn.Module):
             fa = objects.index_select(0, getattr(self, f"_fa_{L}"))
             fb = objects.index_select(0, getattr(self, f"_fb_{L}"))
             columns.append((fa * fb).sum(-1))  # (K_L, N)
-        b = torch.cat(columns, dim=0).index_select(0, self._to_spec_order) * self._sign[:, None]  # (n_basis, N)
+        b = (
+            torch.cat(columns, dim=0).index_select(0, self._to_spec_order) * self._sign[:, None]
+        )  # (n_basis, N)
         return b.transpose(0, 1)
 
     def _head_size(self, L: int) -> int:
@@ -242,14 +256,18 @@ class InvariantProducts(nn.Module):
             m = m + m.transpose(1, 2)
             tail = m[:, h:, h:]
             folded[L] = (
-                m[:, :h, :h].contiguous(), m[:, :h, h:].contiguous(), m[:, h:, :h].contiguous(),
+                m[:, :h, :h].contiguous(),
+                m[:, :h, h:].contiguous(),
+                m[:, h:, :h].contiguous(),
                 tail.contiguous() if bool(tail.any()) else None,
             )
         self._folded = (key, folded)
         return folded
 
     @staticmethod
-    def _apply_folded(m: torch.Tensor, x: torch.Tensor, species: torch.Tensor, arange) -> torch.Tensor:
+    def _apply_folded(
+        m: torch.Tensor, x: torch.Tensor, species: torch.Tensor, arange
+    ) -> torch.Tensor:
         """(M_{s_i} x_i) for every atom: m (S, r, c), x (c, N, d) → (r, N, d)."""
         n_species, rows = m.shape[0], m.shape[1]
         flat = x.reshape(x.shape[0], -1)
@@ -316,7 +334,9 @@ class InvariantProducts(nn.Module):
                     pair_adjoint[item[1]].append(grad[pos : pos + size])
                 pos += size
         for t, (l1, l2, ls) in enumerate(self.pair_types):
-            g = torch.cat(pair_adjoint[t], dim=-1) if len(ls) > 1 else pair_adjoint[t][0]  # (U, N, Σq)
+            g = (
+                torch.cat(pair_adjoint[t], dim=-1) if len(ls) > 1 else pair_adjoint[t][0]
+            )  # (U, N, Σq)
             x1, x2 = saved[t]
             w = getattr(self, f"_w_{t}")
             if l1 == 0 and l2 == 0:

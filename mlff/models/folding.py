@@ -19,8 +19,8 @@ decides the folds, holds the kernel's tables for them, and checks per call that 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import operator
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -134,19 +134,34 @@ class StackKernelPlan:
             else:
                 continue
             self.folded.add(i)
-        self.theta = {a: self._parts[a].readout.weight.detach() + additions.get(a, 0.0)
-                      for a in set(additions) | set(constants)}
+        self.theta = {
+            a: self._parts[a].readout.weight.detach() + additions.get(a, 0.0)
+            for a in set(additions) | set(constants)
+        }
         self.constant = constants
-        self.cores = [self._parts[i] for i in sorted(self.folded) if getattr(self._parts[i], "repulsion", None)]
-        self.calls = tuple((p, p.cutoff, i if i in self.theta else None)
-                           for i, p in enumerate(self._parts) if i not in self.folded)
+        self.cores = [
+            self._parts[i]
+            for i in sorted(self.folded)
+            if getattr(self._parts[i], "repulsion", None)
+        ]
+        self.calls = tuple(
+            (p, p.cutoff, i if i in self.theta else None)
+            for i, p in enumerate(self._parts)
+            if i not in self.folded
+        )
         self._tables: dict = {}  # (ACE part index, dtype) → its kernel's tables with the folds
         # What the plan was made from, for current(): one C-level pass over each list (MD
         # checks the plan every step). Modules are compared by identity.
         self._backends = tuple(p.backend for p in self._parts)
-        places = [(self._parts[i]._modules, name) for i in involved for name in ("readout", "radial", "repulsion")]
+        places = [
+            (self._parts[i]._modules, name)
+            for i in involved
+            for name in ("readout", "radial", "repulsion")
+        ]
         tensors = [(self._parts[i]._modules["readout"]._buffers, "weight") for i in involved]
-        tensors += [(self._parts[i]._buffers, "e0") for i in self.folded if type(self._parts[i]) is OneBody]
+        tensors += [
+            (self._parts[i]._buffers, "e0") for i in self.folded if type(self._parts[i]) is OneBody
+        ]
         tensors += [(p._modules["repulsion"]._buffers, "r_outer") for p in self.cores]
         settings = []  # what the radial constants of the folds and tables are made from
         for i in involved:
@@ -154,20 +169,34 @@ class StackKernelPlan:
             places += modules
             tensors += buffers
             settings += getters
-        self._module_dicts, self._module_names = tuple(d for d, _ in places), tuple(name for _, name in places)
+        self._module_dicts, self._module_names = (
+            tuple(d for d, _ in places),
+            tuple(name for _, name in places),
+        )
         self._modules = tuple(map(dict.get, self._module_dicts, self._module_names))
         self._stamps = TensorStamps(tensors)
         self._getters, self._objects = tuple(g for g, _ in settings), tuple(o for _, o in settings)
         self._settings = tuple(map(operator.call, self._getters, self._objects))
-        self.core_radius = max((p.core_radius() for p in self.cores), default=0.0)  # Å; r_outer is stamped
+        self.core_radius = max(
+            (p.core_radius() for p in self.cores), default=0.0
+        )  # Å; r_outer is stamped
 
     def current(self, parts: Sequence) -> bool:
         """Whether the plan still describes ``parts`` (see the class docstring)."""
-        return (len(parts) == len(self._parts) and all(map(operator.is_, parts, self._parts))
-                and tuple(map(_backend, self._parts)) == self._backends
-                and all(map(operator.is_, map(dict.get, self._module_dicts, self._module_names), self._modules))
-                and self._stamps.current()
-                and tuple(map(operator.call, self._getters, self._objects)) == self._settings)
+        return (
+            len(parts) == len(self._parts)
+            and all(map(operator.is_, parts, self._parts))
+            and tuple(map(_backend, self._parts)) == self._backends
+            and all(
+                map(
+                    operator.is_,
+                    map(dict.get, self._module_dicts, self._module_names),
+                    self._modules,
+                )
+            )
+            and self._stamps.current()
+            and tuple(map(operator.call, self._getters, self._objects)) == self._settings
+        )
 
     def energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
         """The stack's E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the kernel path, or ``None``
@@ -185,14 +214,17 @@ class StackKernelPlan:
                 tables = self._tables.get((folds, dtype))
                 if tables is None:
                     tables = self._tables[(folds, dtype)] = part.kernel_tables(
-                        dtype, self.theta[folds], self.constant.get(folds))
+                        dtype, self.theta[folds], self.constant.get(folds)
+                    )
                 out = part.kernel_energies_and_grads(sub, tables=tables)
             if out is None:  # this call needs a part's torch path
                 return None
             e, g = out
             total = e if total is None else total + e
             if sub is edges:
-                grads = g if grads is None else np.add(grads, g, out=grads)  # the parts' arrays are new
+                grads = (
+                    g if grads is None else np.add(grads, g, out=grads)
+                )  # the parts' arrays are new
             elif len(sub.centers):  # a shorter cutoff: its edges scattered back into the parent's
                 grads = np.zeros_like(edges.vectors) if grads is None else grads
                 grads[sub.parent_edges] += g

@@ -12,21 +12,28 @@ product per l.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
 from e3nn import o3
 
-__all__ = ["spherical_harmonics", "spherical_harmonics_with_gradients", "harmonic_gradient_dot", "monomial_expansion"]
+__all__ = [
+    "spherical_harmonics",
+    "spherical_harmonics_with_gradients",
+    "harmonic_gradient_dot",
+    "monomial_expansion",
+]
 
 
 def spherical_harmonics(vectors: torch.Tensor, l_max: int) -> torch.Tensor:
     """Y_lm(r̂) for l ≤ l_max, e3nn's "component" normalisation: (n, 3) → (n, (l_max+1)²)."""
-    return o3.spherical_harmonics(list(range(l_max + 1)), vectors, normalize=True, normalization="component")
+    return o3.spherical_harmonics(
+        list(range(l_max + 1)), vectors, normalize=True, normalization="component"
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 @torch.enable_grad()
 def _gradient_maps(l_max: int) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(0)
@@ -37,7 +44,11 @@ def _gradient_maps(l_max: int) -> tuple[torch.Tensor, ...]:
     for l in range(1, l_max + 1):
         solid = r**l * ylm[:, l * l : (l + 1) ** 2]  # (n, 2l+1)
         grads = torch.stack(
-            [torch.autograd.grad(solid[:, m].sum(), v, retain_graph=True)[0] for m in range(2 * l + 1)], 1
+            [
+                torch.autograd.grad(solid[:, m].sum(), v, retain_graph=True)[0]
+                for m in range(2 * l + 1)
+            ],
+            1,
         )  # (n, 2l+1, 3)
         lower = (r ** (l - 1) * ylm[:, (l - 1) ** 2 : l * l]).detach()  # (n, 2l-1)
         target = grads.detach().reshape(len(v), -1)
@@ -49,7 +60,9 @@ def _gradient_maps(l_max: int) -> tuple[torch.Tensor, ...]:
     return tuple(maps)
 
 
-def spherical_harmonics_with_gradients(vectors: torch.Tensor, l_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+def spherical_harmonics_with_gradients(
+    vectors: torch.Tensor, l_max: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (n, (l_max+1)²) and ∂Y/∂r_vec (n, (l_max+1)², 3), 1/Å."""
     r = torch.linalg.vector_norm(vectors, dim=1, keepdim=True)  # (n, 1)
     unit = vectors / r
@@ -59,18 +72,22 @@ def spherical_harmonics_with_gradients(vectors: torch.Tensor, l_max: int) -> tup
         kmap = kmap.to(dtype=vectors.dtype, device=vectors.device)  # (2l+1, 3, 2l-1)
         lower = ylm[:, (l - 1) ** 2 : l * l]  # (n, 2l-1)
         solid = torch.einsum("mxp,np->nmx", kmap, lower)
-        grads.append((solid - l * ylm[:, l * l : (l + 1) ** 2, None] * unit[:, None, :]) / r[:, :, None])
+        grads.append(
+            (solid - l * ylm[:, l * l : (l + 1) ** 2, None] * unit[:, None, :]) / r[:, :, None]
+        )
     return ylm, torch.cat(grads, dim=1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stacked_gradient_map(l_max: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All gradient maps as one (n_lm, 3·l_max²) matrix, and l of each (l, m) (n_lm,)."""
     n_lm, n_low = (l_max + 1) ** 2, l_max**2
     big = torch.zeros(n_lm, 3, max(n_low, 1), dtype=torch.float64)
     for l, kmap in enumerate(_gradient_maps(l_max)[1:], start=1):
         big[l * l : (l + 1) ** 2, :, (l - 1) ** 2 : l * l] = kmap
-    degree = torch.cat([torch.full((2 * l + 1,), float(l), dtype=torch.float64) for l in range(l_max + 1)])
+    degree = torch.cat(
+        [torch.full((2 * l + 1,), float(l), dtype=torch.float64) for l in range(l_max + 1)]
+    )
     return big.reshape(n_lm, -1), degree
 
 
@@ -127,7 +144,9 @@ def monomial_expansion(l_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         sol, *_ = np.linalg.lstsq(mono, ylm[:, l * l : (l + 1) ** 2], rcond=None)
         residual = np.abs(mono @ sol - ylm[:, l * l : (l + 1) ** 2]).max()
         if residual > 1e-10:
-            raise RuntimeError(f"Y_{l} is not a degree-{l} polynomial of r̂ (residual {residual:.1e})")
+            raise RuntimeError(
+                f"Y_{l} is not a degree-{l} polynomial of r̂ (residual {residual:.1e})"
+            )
         coef[l * l : (l + 1) ** 2, sl] = sol.T
     coef[np.abs(coef) < 1e-14] = 0.0
     return exps_arr, np.array(starts, dtype=np.int64), coef, lower

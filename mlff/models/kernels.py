@@ -14,8 +14,15 @@ import threading
 import numba
 import numpy as np
 
-__all__ = ["JIT_OPTIONS", "MAX_KERNEL_POWER", "radial_with_derivative", "pair_energies_and_grads",
-           "pair_energies_and_grads_parallel", "slp_vectorized", "start_thread_pool"]
+__all__ = [
+    "JIT_OPTIONS",
+    "MAX_KERNEL_POWER",
+    "radial_with_derivative",
+    "pair_energies_and_grads",
+    "pair_energies_and_grads_parallel",
+    "slp_vectorized",
+    "start_thread_pool",
+]
 
 #: Options of every kernel: compiled once and cached on disk; ``fastmath`` lets LLVM
 #: reassociate sums so short loops vectorise (inputs are finite: graphs refuse NaN positions);
@@ -129,8 +136,14 @@ def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, w, scra
     for k in range(w):  # the envelope, zero from the cutoff on
         xc = r[k] * inv_cutoff
         inside = 1.0 if xc < 1.0 else 0.0
-        f[k] = inside * (1.0 + _ipow(xc, env_p) * (-0.5 * (env_p + 1) * (env_p + 2)
-                                                   + xc * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc)))
+        f[k] = inside * (
+            1.0
+            + _ipow(xc, env_p)
+            * (
+                -0.5 * (env_p + 1) * (env_p + 2)
+                + xc * (env_p * (env_p + 2) - 0.5 * env_p * (env_p + 1) * xc)
+            )
+        )
     for k in range(w):
         xc = r[k] * inv_cutoff
         inside = 1.0 if xc < 1.0 else 0.0
@@ -168,8 +181,24 @@ def radial_with_derivative(r, ir0, scale, offset, agnesi, cutoff, env_p, w, scra
 
 
 @numba.njit(**JIT_OPTIONS)
-def _pair_edges(lo, hi, vectors, centers, neighbors, species, pair_index, weight, inv_r0, scale, offset, agnesi,
-                cutoff, env_p, energies, grads):
+def _pair_edges(
+    lo,
+    hi,
+    vectors,
+    centers,
+    neighbors,
+    species,
+    pair_index,
+    weight,
+    inv_r0,
+    scale,
+    offset,
+    agnesi,
+    cutoff,
+    env_p,
+    energies,
+    grads,
+):
     """:func:`pair_energies_and_grads` for the edges lo ≤ e < hi."""
     chunk = 256
     n_max = weight.shape[1]
@@ -205,29 +234,88 @@ def _pair_edges(lo, hi, vectors, centers, neighbors, species, pair_index, weight
 
 
 @numba.njit(**JIT_OPTIONS)
-def pair_energies_and_grads(vectors, centers, neighbors, species, pair_index, weight, inv_r0, scale, offset,
-                            agnesi, cutoff, env_p, energies, grads):
+def pair_energies_and_grads(
+    vectors,
+    centers,
+    neighbors,
+    species,
+    pair_index,
+    weight,
+    inv_r0,
+    scale,
+    offset,
+    agnesi,
+    cutoff,
+    env_p,
+    energies,
+    grads,
+):
     """``E_i += ½ V(r_e)`` and ``∂E/∂r_e = ½ V'(r_e) r̂_e`` for every edge, with
     ``V = Σ_n θ[pair, n] R_n``: energies (n_atoms,) must start at zero, grads is (n_edges, 3).
     Edges go through the radial kernel in chunks. Returns the shortest edge length, Å (inf
     without edges)."""
-    return _pair_edges(0, vectors.shape[0], vectors, centers, neighbors, species, pair_index, weight, inv_r0,
-                       scale, offset, agnesi, cutoff, env_p, energies, grads)
+    return _pair_edges(
+        0,
+        vectors.shape[0],
+        vectors,
+        centers,
+        neighbors,
+        species,
+        pair_index,
+        weight,
+        inv_r0,
+        scale,
+        offset,
+        agnesi,
+        cutoff,
+        env_p,
+        energies,
+        grads,
+    )
 
 
 @numba.njit(parallel=True, **JIT_OPTIONS)
-def pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, pair_index, weight, inv_r0,
-                                     scale, offset, agnesi, cutoff, env_p, energies, grads):
+def pair_energies_and_grads_parallel(
+    n_ranges,
+    vectors,
+    centers,
+    neighbors,
+    species,
+    pair_index,
+    weight,
+    inv_r0,
+    scale,
+    offset,
+    agnesi,
+    cutoff,
+    env_p,
+    energies,
+    grads,
+):
     """:func:`pair_energies_and_grads` over ``n_ranges`` contiguous ranges of edges, one per
     thread; each range sums its site energies into its own row, so edges need no order."""
     n_edges = vectors.shape[0]
     partial = np.zeros((n_ranges, energies.shape[0]), dtype=energies.dtype)
     shortest = np.empty(n_ranges)
     for b in numba.prange(n_ranges):
-        shortest[b] = _pair_edges(b * n_edges // n_ranges, (b + 1) * n_edges // n_ranges, vectors, centers,
-                                  neighbors, species, pair_index, weight, inv_r0, scale, offset, agnesi, cutoff,
-                                  env_p, partial[b], grads)
+        shortest[b] = _pair_edges(
+            b * n_edges // n_ranges,
+            (b + 1) * n_edges // n_ranges,
+            vectors,
+            centers,
+            neighbors,
+            species,
+            pair_index,
+            weight,
+            inv_r0,
+            scale,
+            offset,
+            agnesi,
+            cutoff,
+            env_p,
+            partial[b],
+            grads,
+        )
     for b in range(n_ranges):
         energies += partial[b]
     return shortest.min()
-

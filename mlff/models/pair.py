@@ -7,7 +7,11 @@ import numpy as np
 import torch
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.kernels import pair_energies_and_grads, pair_energies_and_grads_parallel, start_thread_pool
+from mlff.models.kernels import (
+    pair_energies_and_grads,
+    pair_energies_and_grads_parallel,
+    start_thread_pool,
+)
 from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
 from mlff.models.repulsion import ZBLRepulsion
 from mlff.protocol import BlockReadout, ReadoutModel
@@ -87,20 +91,29 @@ class PairModel(ReadoutModel):
             edge_energy = edge_energy + self._repulsion(r, si, sj)
         return self._to_sites(edge_energy, graph)
 
-    def _kernel(self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray):
+    def _kernel(
+        self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray
+    ):
         """E_i (n_atoms,), ∂E/∂r_e (n_edges, 3) without the ZBL core, and the shortest edge (Å),
         from the compiled kernel."""
         energies = np.zeros(species.shape[0], dtype=vectors.dtype)
         grads = np.empty_like(vectors)
         tables = self._kernel_tables(vectors.dtype)
         # Edges split over torch's thread count, in ranges of at least _EDGES_PER_THREAD.
-        n_ranges = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, len(centers) // _EDGES_PER_THREAD)
+        n_ranges = min(
+            torch.get_num_threads(),
+            numba.config.NUMBA_NUM_THREADS,
+            len(centers) // _EDGES_PER_THREAD,
+        )
         if n_ranges > 1:
             start_thread_pool()
-            r_min = pair_energies_and_grads_parallel(n_ranges, vectors, centers, neighbors, species, *tables,
-                                                     energies, grads)
+            r_min = pair_energies_and_grads_parallel(
+                n_ranges, vectors, centers, neighbors, species, *tables, energies, grads
+            )
         else:
-            r_min = pair_energies_and_grads(vectors, centers, neighbors, species, *tables, energies, grads)
+            r_min = pair_energies_and_grads(
+                vectors, centers, neighbors, species, *tables, energies, grads
+            )
         return energies, grads, r_min
 
     def _kernel_tables(self, dtype) -> tuple:
@@ -110,8 +123,11 @@ class PairModel(ReadoutModel):
         cached = self.__dict__.get("_kernel_cache")
         # The θ view must still be θ's memory: a copy of the model (deepcopy, pickling) copies
         # the cache with it, and then the view is a detached copy.
-        if (cached is None or cached[2] != weight.dtype
-                or cached[1].__array_interface__["data"][0] != weight.data_ptr()):
+        if (
+            cached is None
+            or cached[2] != weight.dtype
+            or cached[1].__array_interface__["data"][0] != weight.data_ptr()
+        ):
             cached = (self.pair_index.cpu().numpy(), weight.detach().numpy(), weight.dtype)
             self.__dict__["_kernel_cache"] = cached
         return (cached[0], cached[1], *self.radial.kernel_constants(dtype))
@@ -119,21 +135,27 @@ class PairModel(ReadoutModel):
     def core_radius(self) -> float:
         """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
         Cached on the prior's r_outer and its version (one torch reduction less per call)."""
-        repulsion = self._modules.get("repulsion")  # not an nn.Module lookup (~1 µs each): MD asks every step
+        repulsion = self._modules.get(
+            "repulsion"
+        )  # not an nn.Module lookup (~1 µs each): MD asks every step
         if repulsion is None:
             return 0.0
         r_outer = repulsion._buffers["r_outer"]
         cached = self.__dict__.get("_core_radius_cache")  # (stamp, radius): follows load_state_dict
         if cached is None or not is_current(cached[0], r_outer):
-            cached = self.__dict__["_core_radius_cache"] = (tensor_stamp(r_outer), float(r_outer.max()))
+            cached = self.__dict__["_core_radius_cache"] = (
+                tensor_stamp(r_outer),
+                float(r_outer.max()),
+            )
         return cached[1]
 
     def has_kernels(self) -> bool:
         return self.backend != "torch"
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
-        energies, grads, r_min = self._kernel(edges.vectors, edges.centers, edges.neighbors,
-                                              self.kernel_species(edges))
+        energies, grads, r_min = self._kernel(
+            edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges)
+        )
         if r_min < self.core_radius():  # a hard collision: the ZBL core runs in torch
             return None
         return energies, grads
@@ -147,8 +169,12 @@ class PairModel(ReadoutModel):
         torch, only on the rare edges inside its switch radius.
         """
         if self._use_kernel(graph):
-            energies, grads, r_min = self._kernel(graph.vectors.numpy(), graph.centers.numpy(),
-                                                  graph.neighbors.numpy(), self.species(graph).numpy())
+            energies, grads, r_min = self._kernel(
+                graph.vectors.numpy(),
+                graph.centers.numpy(),
+                graph.neighbors.numpy(),
+                self.species(graph).numpy(),
+            )
             site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
             if self.repulsion is None or r_min >= self.core_radius():
                 return site, grads
@@ -170,7 +196,9 @@ class PairModel(ReadoutModel):
             core = self.repulsion(rc, si[close], sj[close])
             (d_core,) = torch.autograd.grad(core.sum(), rc)
         site = site.index_add(0, graph.centers[close], 0.5 * core.detach())
-        grads = grads.index_add(0, close, (0.5 * d_core / rc.detach())[:, None] * graph.vectors[close])
+        grads = grads.index_add(
+            0, close, (0.5 * d_core / rc.detach())[:, None] * graph.vectors[close]
+        )
         return site, grads
 
     def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
@@ -213,10 +241,16 @@ class PairModel(ReadoutModel):
         a, b = pair
         for e in pair:
             if e not in self.elements:
-                raise ValueError(f"element {e!r} not known to PairModel; known elements: {', '.join(self.elements)}")
+                raise ValueError(
+                    f"element {e!r} not known to PairModel; known elements: {', '.join(self.elements)}"
+                )
         r = torch.as_tensor(r, dtype=torch.float64).reshape(-1)
         energies = torch.as_tensor(energies, dtype=torch.float64).reshape(-1)
-        if r.shape != energies.shape or r.numel() == 0 or bool((r <= 0).any() | (r >= self.cutoff).any()):
+        if (
+            r.shape != energies.shape
+            or r.numel() == 0
+            or bool((r <= 0).any() | (r >= self.cutoff).any())
+        ):
             raise ValueError(
                 f"need matching r and energies with 0 < r < cutoff={self.cutoff} Å; got {r.numel()} "
                 f"distances in [{float(r.min()) if r.numel() else 'n/a'}, {float(r.max()) if r.numel() else 'n/a'}]"

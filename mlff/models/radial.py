@@ -16,7 +16,15 @@ from torch import nn
 from mlff.models.kernels import MAX_KERNEL_POWER
 from mlff.stamps import is_current, tensor_stamp
 
-__all__ = ["PolynomialEnvelope", "AgnesiTransform", "ChebyshevBasis", "RadialBasis", "default_r0", "check_r0", "edge_derivatives"]
+__all__ = [
+    "PolynomialEnvelope",
+    "AgnesiTransform",
+    "ChebyshevBasis",
+    "RadialBasis",
+    "default_r0",
+    "check_r0",
+    "edge_derivatives",
+]
 
 
 def _ipow(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -45,7 +53,11 @@ def check_r0(r0, elements) -> torch.Tensor:
         return default_r0(elements)
     r0 = torch.as_tensor(r0, dtype=torch.float64)
     n = len(elements)
-    if r0.shape != (n, n) or not bool(torch.isfinite(r0).all() and (r0 > 0).all()) or not torch.equal(r0, r0.T):
+    if (
+        r0.shape != (n, n)
+        or not bool(torch.isfinite(r0).all() and (r0 > 0).all())
+        or not torch.equal(r0, r0.T)
+    ):
         raise ValueError(
             f"r0 must be a symmetric ({n}, {n}) tensor of positive bond lengths in Å for elements "
             f"{list(elements)}, got shape {tuple(r0.shape)} and values {r0.tolist()}"
@@ -88,7 +100,9 @@ class PolynomialEnvelope(nn.Module):
         inside = x < 1.0
         xp1 = _ipow(x, p - 1)
         xp = xp1 * x
-        f = (1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))) * inside
+        f = (
+            1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
+        ) * inside
         one_minus = 1.0 - x
         df = (-0.5 * p * (p + 1) * (p + 2) / self.cutoff) * xp1 * one_minus * one_minus * inside
         return f, df
@@ -108,7 +122,9 @@ class AgnesiTransform(nn.Module):
         super().__init__()
         self.register_buffer("r0", torch.as_tensor(r0, dtype=torch.float64).clone())
         if int(p) != p or int(q) != q or not 1 <= p < q:
-            raise ValueError(f"the transform's powers need integers 1 <= p < q, got p={p!r}, q={q!r}")
+            raise ValueError(
+                f"the transform's powers need integers 1 <= p < q, got p={p!r}, q={q!r}"
+            )
         self.cutoff, self.p, self.q, self.a = float(cutoff), int(p), int(q), float(a)
 
     def _y(self, r: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
@@ -130,7 +146,9 @@ class AgnesiTransform(nn.Module):
             return tuple(t.reshape(()) for t in tables)
         return tuple(t[species_i, species_j] for t in tables)
 
-    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
+    ) -> torch.Tensor:
         inv_r0, scale, offset = self._pair_constants(species_i, species_j)
         s = r * inv_r0
         y = 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
@@ -150,7 +168,9 @@ class AgnesiTransform(nn.Module):
         dg = self.a * (q * (s_q / s) * den - (q - p) * s_q * s_qp1) / (den * den)
         return scale * y + offset, -scale * dg * y * y * inv_r0
 
-    def derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+    def derivative(
+        self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
+    ) -> torch.Tensor:
         """dx/dr (n_edges,), 1/Å."""
         return self.with_derivative(r, species_i, species_j)[1]
 
@@ -186,7 +206,9 @@ class ChebyshevBasis(nn.Module):
             first.append(two_x * first[-1] - first[-2])
             second.append(two_x * second[-1] - second[-2])
         t = torch.stack(first[: self.n], dim=-1)
-        u = torch.stack([torch.zeros_like(x)] + second[: self.n - 1], dim=-1)  # U_{k-1}, U_{-1} := 0
+        u = torch.stack(
+            [torch.zeros_like(x)] + second[: self.n - 1], dim=-1
+        )  # U_{k-1}, U_{-1} := 0
         return t, u * self.k.to(dtype=x.dtype)
 
     def extra_repr(self) -> str:
@@ -215,7 +237,9 @@ class RadialBasis(nn.Module):
         except ValueError as err:
             raise ValueError(f"tensor '{prefix}transform.r0': {err}") from None
 
-    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
+    ) -> torch.Tensor:
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
 
@@ -225,8 +249,11 @@ class RadialBasis(nn.Module):
         the (module dict, name) of the transform and the envelope, the (buffer dict, name) of
         r0, and (getter, object) for the settings."""
         transform, envelope = self._modules["transform"], self._modules["envelope"]
-        return ([(self._modules, "transform"), (self._modules, "envelope")], [(transform._buffers, "r0")],
-                ((_transform_settings, transform), (_envelope_settings, envelope)))
+        return (
+            [(self._modules, "transform"), (self._modules, "envelope")],
+            [(transform._buffers, "r0")],
+            ((_transform_settings, transform), (_envelope_settings, envelope)),
+        )
 
     def kernel_constants(self, dtype=np.float64) -> tuple:
         """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
@@ -241,16 +268,28 @@ class RadialBasis(nn.Module):
         settings = _transform_settings(transform) + _envelope_settings(envelope)
         cache = self.__dict__.get("_kernel_constants")
         if cache is None or not is_current(cache["r0"], r0) or cache["settings"] != settings:
-            cache = self.__dict__["_kernel_constants"] = {"r0": tensor_stamp(r0), "settings": settings}
+            cache = self.__dict__["_kernel_constants"] = {
+                "r0": tensor_stamp(r0),
+                "settings": settings,
+            }
         key = np.dtype(dtype)
         if key not in cache:
-            powers = {"q": transform.q, "q - p": transform.q - transform.p, "p": transform.p, "envelope p": envelope.p}
+            powers = {
+                "q": transform.q,
+                "q - p": transform.q - transform.p,
+                "p": transform.p,
+                "envelope p": envelope.p,
+            }
             bad = {name: v for name, v in powers.items() if not 1 <= v <= MAX_KERNEL_POWER}
             if bad:  # the constructors refuse < 1; attributes set later are checked here
-                raise ValueError(f"the compiled kernels take exponents from 1 to {MAX_KERNEL_POWER}, got {bad}; "
-                                 "use backend='torch' for such a radial basis")
-            tables = [np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
-                      for t in transform.pair_tables()]
+                raise ValueError(
+                    f"the compiled kernels take exponents from 1 to {MAX_KERNEL_POWER}, got {bad}; "
+                    "use backend='torch' for such a radial basis"
+                )
+            tables = [
+                np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
+                for t in transform.pair_tables()
+            ]
             agnesi = np.array([transform.p, transform.q, transform.a], dtype=key)
             cache[key] = (*tables, agnesi, key.type(envelope.cutoff), int(envelope.p))
         return cache[key]
@@ -263,7 +302,7 @@ class RadialBasis(nn.Module):
         return t * f[:, None], dt * (dx * f)[:, None] + t * df[:, None]
 
 
-def edge_derivatives(radial: "RadialBasis", vectors: torch.Tensor, species_i, species_j):
+def edge_derivatives(radial: RadialBasis, vectors: torch.Tensor, species_i, species_j):
     """R (n_edges, n) and dR/dr (n_edges, n) of a radial basis at the edges' lengths."""
     r = torch.linalg.vector_norm(vectors, dim=1)
     return radial.with_derivative(r, species_i, species_j)

@@ -15,9 +15,15 @@ _ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
 
 def _check_switch(r_inner: torch.Tensor, r_outer: torch.Tensor) -> None:
     """Refuse switch radii (Å) unless finite with 0 < r_inner < r_outer for every pair."""
-    if not bool(torch.isfinite(r_inner).all() & torch.isfinite(r_outer).all()
-                & (r_inner > 0).all() & (r_outer > r_inner).all()):
-        raise ValueError(f"need finite 0 < r_inner < r_outer (Å), got {r_inner.tolist()} and {r_outer.tolist()}")
+    if not bool(
+        torch.isfinite(r_inner).all()
+        & torch.isfinite(r_outer).all()
+        & (r_inner > 0).all()
+        & (r_outer > r_inner).all()
+    ):
+        raise ValueError(
+            f"need finite 0 < r_inner < r_outer (Å), got {r_inner.tolist()} and {r_outer.tolist()}"
+        )
 
 
 def _atomic_numbers(elements) -> torch.Tensor:
@@ -45,17 +51,23 @@ class ZBLRepulsion(nn.Module):
         """Check loaded buffers as the constructor makes them: ``z`` the atomic numbers of
         ``elements``, and the switch radii."""
         expected = _atomic_numbers(elements)
-        if self.z.shape != expected.shape or not torch.equal(self.z.detach().cpu().double(), expected):
+        if self.z.shape != expected.shape or not torch.equal(
+            self.z.detach().cpu().double(), expected
+        ):
             raise ValueError(
                 f"tensor '{prefix}z' = {self.z.tolist()}; expected the atomic numbers {expected.tolist()} "
                 f"of {list(elements)}"
             )
         try:
-            _check_switch(self.r_inner.detach().cpu().double(), self.r_outer.detach().cpu().double())
+            _check_switch(
+                self.r_inner.detach().cpu().double(), self.r_outer.detach().cpu().double()
+            )
         except ValueError as err:
             raise ValueError(f"tensors '{prefix}r_inner' and '{prefix}r_outer': {err}") from None
 
-    def forward(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
+    ) -> torch.Tensor:
         zi, zj = self.z[species_i], self.z[species_j]
         a = 0.46850 / (zi**0.23 + zj**0.23)
         x = r / a

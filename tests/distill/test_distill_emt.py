@@ -51,7 +51,15 @@ def run_dir(tmp_path_factory):
 
 
 def test_run_writes_checkpoint_store_and_report(run_dir):
-    for name in ("student.json", "labels.db", "validation.db", "report.json", "report.md", "parity.png", "learning_curve.png"):
+    for name in (
+        "student.json",
+        "labels.db",
+        "validation.db",
+        "report.json",
+        "report.md",
+        "parity.png",
+        "learning_curve.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert len(list(run_dir.glob("student.*.safetensors"))) == 1
     report = json.loads((run_dir / "report.json").read_text())
@@ -104,7 +112,9 @@ def test_calculator_teacher_is_stored_under_its_own_name(tmp_path):
     class MyEMT(EMT):
         pass
 
-    config = DistillConfig.from_mapping({**_small(), "out": str(tmp_path), "budget": 40, "rounds": 0})
+    config = DistillConfig.from_mapping(
+        {**_small(), "out": str(tmp_path), "budget": 40, "rounds": 0}
+    )
     report = distill(config, teacher=MyEMT(), progress=False, log=lambda *a: None)
     assert report["teacher"] == "MyEMT"
     assert len(LabelStore(tmp_path / "labels.db", teacher="MyEMT")) > 0
@@ -114,8 +124,20 @@ def test_calculator_teacher_is_stored_under_its_own_name(tmp_path):
 def test_bad_settings_are_refused(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('teacher = "emt"\nbudgett = 10\n')
-    done = subprocess.run([sys.executable, "-m", "mlff.cli", "distill", "--config", str(config), "--out", str(tmp_path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlff.cli",
+            "distill",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "unknown setting(s) budgett" in done.stderr
     from mlff.distill.loop import DistillConfig
 
@@ -126,14 +148,25 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot do element"):
         from mlff.distill.loop import DistillConfig, distill
 
-        distill(DistillConfig(teacher="emt", structure="Si-diamond", out=str(tmp_path / "si")), progress=False)
+        distill(
+            DistillConfig(teacher="emt", structure="Si-diamond", out=str(tmp_path / "si")),
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"cutoff": 25.0}, r"student.parts\[1\].cutoff = 25.0; accepted numbers greater than 0 and at most 20"),
-    ({"ace": {"l_max": 9}}, r"student.parts\[2\].l_max = 9; accepted integers 0 to 8"),
-])
-def test_a_student_beyond_the_checkpoint_bounds_is_refused_before_any_teacher_call(tmp_path, setting, message):
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            {"cutoff": 25.0},
+            r"student.parts\[1\].cutoff = 25.0; accepted numbers greater than 0 and at most 20",
+        ),
+        ({"ace": {"l_max": 9}}, r"student.parts\[2\].l_max = 9; accepted integers 0 to 8"),
+    ],
+)
+def test_a_student_beyond_the_checkpoint_bounds_is_refused_before_any_teacher_call(
+    tmp_path, setting, message
+):
     """save_model refuses such a student; the run must say so before labelling, not after."""
     from ase.calculators.emt import EMT
 
@@ -146,7 +179,9 @@ def test_a_student_beyond_the_checkpoint_bounds_is_refused_before_any_teacher_ca
             CountingEMT.calls += 1
             super().calculate(*args, **kwargs)
 
-    config = DistillConfig.from_mapping({**_small(), **setting, "out": str(tmp_path), "budget": 40, "rounds": 0})
+    config = DistillConfig.from_mapping(
+        {**_small(), **setting, "out": str(tmp_path), "budget": 40, "rounds": 0}
+    )
     with pytest.raises(ValueError, match=message):
         distill(config, teacher=CountingEMT(), progress=False, log=lambda *a: None)
     assert CountingEMT.calls == 0 and not (tmp_path / "student.json").exists()

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from ase.io import write
 
-from mlff.distill.sampling import PRESETS, rattled, seed_structure, strained, supercell, surfaces, vacancies
+from mlff.distill.sampling import (
+    PRESETS,
+    rattled,
+    seed_structure,
+    strained,
+    supercell,
+    surfaces,
+    vacancies,
+)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -36,7 +44,9 @@ def test_generators_are_reproducible_and_vary(generator):
     other = list(generator(base, 4, seed=4))
     assert len(first) == 4
     for (a, ctype, meta), (b, _, meta_b) in zip(first, again):
-        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.cell.array, b.cell.array)
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(
+            a.cell.array, b.cell.array
+        )
         assert meta == meta_b and meta["generator"] in ("rattle", "strain", "vacancy", "surface")
         assert ctype == meta["generator"]
     assert not np.array_equal(first[0][0].positions, other[0][0].positions)

@@ -1,7 +1,7 @@
 import pytest
 from ase.build import bulk
-
 from emt_data import emt_cu_dataset
+
 from mlff import ACEModel, OneBody, PairModel, Stack
 from mlff.distill.selection import select_by_committee
 from mlff.fitting import BLR, estimate_e0, fit
@@ -10,11 +10,13 @@ from mlff.fitting import BLR, estimate_e0, fit
 @pytest.fixture(scope="module")
 def committee_calc():
     train = emt_cu_dataset(seed=0, n_each=4)
-    model = Stack([
-        OneBody(estimate_e0(train)),
-        PairModel(["Cu"], cutoff=5.0, n_max=6, repulsion=True),
-        ACEModel(["Cu"], cutoff=5.0, n_max=6, max_degree={1: 6, 2: 9, 3: 9}),
-    ])
+    model = Stack(
+        [
+            OneBody(estimate_e0(train)),
+            PairModel(["Cu"], cutoff=5.0, n_max=6, repulsion=True),
+            ACEModel(["Cu"], cutoff=5.0, n_max=6, max_degree={1: 6, 2: 9, 3: 9}),
+        ]
+    )
     return fit(model, train, solver=BLR()).calculator(committee_size=8)
 
 
@@ -25,7 +27,10 @@ def _candidate(scale: float, rattle: float, seed: int):
 
 
 def test_most_uncertain_candidates_come_first(committee_calc):
-    candidates = [_candidate(1.0, 0.05, k) for k in range(4)] + [_candidate(0.86, 0.05, 10), _candidate(1.18, 0.05, 11)]
+    candidates = [_candidate(1.0, 0.05, k) for k in range(4)] + [
+        _candidate(0.86, 0.05, 10),
+        _candidate(1.18, 0.05, 11),
+    ]
     picked = select_by_committee(candidates, committee_calc, n_select=2, min_distance=0.0)
     assert {c[2]["scale"] for c, _ in picked} == {0.86, 1.18}
     assert picked[0][1] >= picked[1][1] > 0

@@ -31,7 +31,9 @@ def test_labels_are_stored_with_teacher_hash_and_metadata(tmp_path):
     for atoms, (original, _, meta) in zip(stored, reference):
         assert structure_hash(atoms) == structure_hash(original)
         original.calc = EMT()
-        assert atoms.get_potential_energy() == pytest.approx(original.get_potential_energy(), abs=1e-12)
+        assert atoms.get_potential_energy() == pytest.approx(
+            original.get_potential_energy(), abs=1e-12
+        )
         np.testing.assert_allclose(atoms.get_forces(), original.get_forces(), atol=1e-12)
         np.testing.assert_allclose(atoms.get_stress(), original.get_stress(), atol=1e-12)
         assert atoms.info["config_type"] == "rattle" and atoms.info["meta"] == meta
@@ -66,7 +68,9 @@ def test_hash_sees_positions_cell_and_numbers():
     strained.set_cell(atoms.cell * 1.001)
     swapped = atoms.copy()
     swapped.numbers[0] = 28
-    assert len({base, structure_hash(moved), structure_hash(strained), structure_hash(swapped)}) == 4
+    assert (
+        len({base, structure_hash(moved), structure_hash(strained), structure_hash(swapped)}) == 4
+    )
     assert structure_hash(atoms.copy()) == base
 
 

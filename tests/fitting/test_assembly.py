@@ -48,7 +48,9 @@ def test_force_rows_match_finite_differences_of_the_energy_basis():
         plus, minus = atoms.copy(), atoms.copy()
         plus.positions[a, c] += eps
         minus.positions[a, c] -= eps
-        fd = -(potential_energy_basis(plus, stack) - potential_energy_basis(minus, stack)) / (2 * eps)
+        fd = -(potential_energy_basis(plus, stack) - potential_energy_basis(minus, stack)) / (
+            2 * eps
+        )
         scale = max(np.abs(fd).max(), 1e-8)
         assert np.abs(f_rows[a, c] - fd).max() / scale < 1e-6
 
@@ -104,7 +106,12 @@ def test_targets_subtract_fixed_parts_so_true_theta_has_zero_residual():
 
 def test_weights_per_property_and_config_type():
     stack, data = _labelled_stack_data()
-    weights = Weights(energy=10.0, forces=2.0, virial=0.5, per_config_type={"methane": 3.0, "si-slab": {"forces": 0.0}})
+    weights = Weights(
+        energy=10.0,
+        forces=2.0,
+        virial=0.5,
+        per_config_type={"methane": 3.0, "si-slab": {"forces": 0.0}},
+    )
     problem = assemble(data, stack, weights=weights)
     for index, ctype in enumerate(problem.config_types):
         mine = problem.config == index
@@ -142,7 +149,9 @@ def test_missing_labels_give_no_rows():
     forces_only.arrays["forces"] = atoms.get_forces()
     problem = assemble([energy_only, forces_only], stack)
     assert (problem.prop[problem.config == 0] == 0).sum() == 1 and (problem.config == 0).sum() == 1
-    assert (problem.config == 1).sum() == 3 * len(atoms) and (problem.prop[problem.config == 1] == 1).all()
+    assert (problem.config == 1).sum() == 3 * len(atoms) and (
+        problem.prop[problem.config == 1] == 1
+    ).all()
 
 
 def test_nan_label_names_the_configuration():
@@ -164,7 +173,12 @@ def test_unknown_element_in_data_is_refused():
 
 
 def test_stress_labels_of_non_periodic_configurations_are_ignored():
-    labels = read_labels(Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], info={"stress": np.ones(6), "energy": 1.0}), 0)
+    labels = read_labels(
+        Atoms(
+            "Si2", positions=[[0, 0, 0], [2.3, 0, 0]], info={"stress": np.ones(6), "energy": 1.0}
+        ),
+        0,
+    )
     assert labels.stress is None and labels.energy == 1.0
 
 
@@ -179,11 +193,17 @@ def _bad_configurations() -> dict:
     negative_z = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[5, 5, 5], pbc=True)
     negative_z.numbers[1] = -2  # not read as element 116 (Lv)
     cases = {
-        "negative-Z": (negative_z, r"atoms \[1\] have atomic numbers \[-2\]; atomic numbers must be 1 to 118"),
+        "negative-Z": (
+            negative_z,
+            r"atoms \[1\] have atomic numbers \[-2\]; atomic numbers must be 1 to 118",
+        ),
         "overlap": (overlap, "atoms 0 and 1 .* apart; atoms must not overlap"),
         "nan-cell": (nan_cell, "cell entry \\[0\\]\\[0\\] is nan"),
         "unknown-element": (iron, "contains element\\(s\\) Fe not known to the model"),
-        "zero-volume-stress": (flat, r"the periodic cell vectors \[0, 1, 2\] are linearly dependent"),
+        "zero-volume-stress": (
+            flat,
+            r"the periodic cell vectors \[0, 1, 2\] are linearly dependent",
+        ),
     }
     for atoms, _ in cases.values():
         atoms.info["energy"] = -1.0
@@ -191,14 +211,23 @@ def _bad_configurations() -> dict:
     flat.info["stress"] = np.zeros(6)
     energy_shape = bulk("Cu", "fcc", a=3.6, cubic=True)
     energy_shape.info["energy"] = np.ones(2)
-    cases["energy-shape"] = (energy_shape, "the energy label has shape \\(2,\\); expected one number")
+    cases["energy-shape"] = (
+        energy_shape,
+        "the energy label has shape \\(2,\\); expected one number",
+    )
     return cases
 
 
 def _cu_stack():
     from mlff import ACEModel, OneBody, PairModel, Stack
 
-    return Stack([OneBody({"Cu": 0.0}), PairModel(["Cu"], cutoff=4.0, n_max=4), ACEModel(["Cu"], cutoff=4.0, n_max=3)])
+    return Stack(
+        [
+            OneBody({"Cu": 0.0}),
+            PairModel(["Cu"], cutoff=4.0, n_max=4),
+            ACEModel(["Cu"], cutoff=4.0, n_max=3),
+        ]
+    )
 
 
 @pytest.mark.parametrize("case", sorted(_bad_configurations()))
@@ -244,6 +273,11 @@ def test_non_finite_rows_name_the_configuration(monkeypatch):
         return (np.nan if len(atoms) == 2 else energy), forces, virial
 
     monkeypatch.setattr(assembly, "_fixed_parts", nan_energy)
-    data = [label(bulk("Cu", "fcc", a=3.6, cubic=True), "bulk"), label(bulk("Cu", "hcp", a=2.55), "hcp")]
-    with pytest.raises(ValueError, match="configuration 1: its energy targets contain NaN/inf \\(1 rows\\)"):
+    data = [
+        label(bulk("Cu", "fcc", a=3.6, cubic=True), "bulk"),
+        label(bulk("Cu", "hcp", a=2.55), "hcp"),
+    ]
+    with pytest.raises(
+        ValueError, match="configuration 1: its energy targets contain NaN/inf \\(1 rows\\)"
+    ):
         assemble(data, _cu_stack())

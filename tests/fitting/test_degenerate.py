@@ -90,7 +90,9 @@ def test_blr_on_an_ev_curve_of_perfect_crystals_is_sane_and_warns(ev_qr, normal_
     assert abs(error) <= 2 * abs(qr_error) + 0.01
     rank = result.solution.info["rank"]
     assert 0 < rank < 50
-    assert any(f"determine only {rank} of 392 directions (rank {rank})" in m for m in messages), messages
+    assert any(f"determine only {rank} of 392 directions (rank {rank})" in m for m in messages), (
+        messages
+    )
     assert any("underdetermined: 133 rows for 392 parameters" in m for m in messages), messages
 
 
@@ -116,7 +118,9 @@ def test_blr_ignores_columns_of_rounding_noise_with_more_rows_than_parameters():
     rank = result.solution.info["rank"]
     assert rank < 50 and result.solution.info["converged"]
     # Converged, with more rows than parameters, but the prior sets most of the model: say so.
-    assert any(f"determine only {rank} of 392 directions (rank {rank})" in m for m in messages), messages
+    assert any(f"determine only {rank} of 392 directions (rank {rank})" in m for m in messages), (
+        messages
+    )
     assert not any("underdetermined" in m for m in messages), messages
 
 
@@ -137,7 +141,9 @@ def test_energy_only_ev_curve_is_underdetermined_but_sane():
 def _problem(A, y, w=None) -> LinearProblem:
     n = len(y)
     w = np.ones(n) if w is None else w
-    return LinearProblem(A, y, w, np.arange(n), np.zeros(n, np.int8), np.zeros(n, np.int32), ["x"], np.ones(n, int))
+    return LinearProblem(
+        A, y, w, np.arange(n), np.zeros(n, np.int8), np.zeros(n, np.int32), ["x"], np.ones(n, int)
+    )
 
 
 @pytest.mark.parametrize("solver", ALL_SOLVERS, ids=repr)
@@ -160,7 +166,9 @@ def test_fewer_rows_than_parameters_warn_and_fit(solver):
             assert np.all(np.isfinite(solver.solve(normal).theta))
 
 
-@pytest.mark.parametrize("solver", [BLR(), BLR(ard=True), RRQR(), TruncatedSVD(), QR(0.0)], ids=repr)
+@pytest.mark.parametrize(
+    "solver", [BLR(), BLR(ard=True), RRQR(), TruncatedSVD(), QR(0.0)], ids=repr
+)
 def test_columns_of_rounding_noise_get_no_weight(solver):
     """A function that vanishes on every configuration (values ~1e-30) must not be scaled up
     into a unit column and fitted with a coefficient of ~1e15."""
@@ -196,11 +204,21 @@ def _cu(labelled: bool = True):
 @pytest.mark.parametrize(
     ("data", "weights", "match"),
     [
-        (lambda: [_cu(False), _cu(False)], None, r"no configuration \(of 2\) has an energy, forces or stress label"),
-        (lambda: [_cu(), _cu()], Weights(energy=0, forces=0, virial=0),
-         r"every labelled row \(2 energy, 24 forces, 12 virial\) has weight zero under Weights\(energy=0"),
-        (lambda: [_cu()], Weights(energy=0, forces=0, virial=1, per_config_type={"bulk": {"virial": 0}}),
-         r"every labelled row .* has weight zero under Weights\(.*per_config_type=\{'bulk'"),
+        (
+            lambda: [_cu(False), _cu(False)],
+            None,
+            r"no configuration \(of 2\) has an energy, forces or stress label",
+        ),
+        (
+            lambda: [_cu(), _cu()],
+            Weights(energy=0, forces=0, virial=0),
+            r"every labelled row \(2 energy, 24 forces, 12 virial\) has weight zero under Weights\(energy=0",
+        ),
+        (
+            lambda: [_cu()],
+            Weights(energy=0, forces=0, virial=1, per_config_type={"bulk": {"virial": 0}}),
+            r"every labelled row .* has weight zero under Weights\(.*per_config_type=\{'bulk'",
+        ),
     ],
     ids=["no-labels", "zero-weights", "zero-by-config-type"],
 )
@@ -220,10 +238,15 @@ def test_solvers_refuse_empty_or_unweighted_problems(solver):
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(ValueError, match="nothing to fit: the problem has no rows"):
             solver.solve(_problem(np.zeros((0, 3)), np.zeros(0)))
-        with pytest.raises(ValueError, match="nothing to fit: every one of the 10 rows has weight zero"):
+        with pytest.raises(
+            ValueError, match="nothing to fit: every one of the 10 rows has weight zero"
+        ):
             solver.solve(_problem(A, y, np.zeros(10)))
         if not isinstance(solver, (RRQR, TruncatedSVD)):
-            with pytest.raises(ValueError, match="nothing to fit: the normal equations were accumulated from 0 rows"):
+            with pytest.raises(
+                ValueError,
+                match="nothing to fit: the normal equations were accumulated from 0 rows",
+            ):
                 solver.solve(NormalEquations(np.zeros((3, 3)), np.zeros(3), 0.0, 0))
 
 
@@ -234,7 +257,10 @@ def test_solvers_refuse_nan_or_inf_in_the_problem(solver, where):
     A, y, w = rng.standard_normal((30, 4)), rng.standard_normal(30), np.ones(30)
     {"A": A[7], "y": y[7:8], "w": w[7:8]}[where][0] = np.inf if where == "w" else np.nan
     name = {"A": "the design matrix A", "y": "the targets y", "w": "the weights w"}[where]
-    with pytest.raises(ValueError, match=rf"{name} has 1 NaN/inf entries \(the first in row 7 \(configuration 7, energy\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} has 1 NaN/inf entries \(the first in row 7 \(configuration 7, energy\)\)",
+    ):
         solver.solve(_problem(A, y, w))
     if not isinstance(solver, (RRQR, TruncatedSVD)):
         with pytest.raises(ValueError, match="normal equations' AᵀW²A contains NaN/inf"):

@@ -10,11 +10,13 @@ from mlff.fitting import BLR, QR, ErrorTable, estimate_e0, fit
 
 
 def _cu_stack(e0: float = 0.0) -> Stack:
-    return Stack([
-        OneBody({"Cu": e0}),
-        PairModel(["Cu"], cutoff=5.0, n_max=8, repulsion=True),
-        ACEModel(["Cu"], cutoff=5.0, n_max=8, max_degree={1: 8, 2: 12, 3: 11}),
-    ])
+    return Stack(
+        [
+            OneBody({"Cu": e0}),
+            PairModel(["Cu"], cutoff=5.0, n_max=8, repulsion=True),
+            ACEModel(["Cu"], cutoff=5.0, n_max=8, max_degree={1: 8, 2: 12, 3: 11}),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,9 @@ def test_estimate_e0_recovers_per_element_levels():
 
     data = []
     for n_si, n_c in [(2, 0), (1, 3), (4, 4)]:
-        atoms = Atoms("Si" * n_si + "C" * n_c, positions=np.arange(3 * (n_si + n_c)).reshape(-1, 3) * 3.0)
+        atoms = Atoms(
+            "Si" * n_si + "C" * n_c, positions=np.arange(3 * (n_si + n_c)).reshape(-1, 3) * 3.0
+        )
         atoms.info["energy"] = -1.5 * n_si - 3.25 * n_c
         data.append(atoms)
     e0 = estimate_e0(data)

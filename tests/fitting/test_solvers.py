@@ -13,11 +13,13 @@ from mlff.fitting.assembly import LinearProblem
 
 
 def _small_si_stack() -> Stack:
-    return Stack([
-        OneBody({"Si": -4.5}),
-        PairModel(["Si"], cutoff=4.5, n_max=5, repulsion=True),
-        ACEModel(["Si"], cutoff=4.0, n_max=4, l_max=2, max_degree={1: 4, 2: 6, 3: 6}),
-    ])
+    return Stack(
+        [
+            OneBody({"Si": -4.5}),
+            PairModel(["Si"], cutoff=4.5, n_max=5, repulsion=True),
+            ACEModel(["Si"], cutoff=4.0, n_max=4, l_max=2, max_degree={1: 4, 2: 6, 3: 6}),
+        ]
+    )
 
 
 def _planted(seed=0, n_configs=12):
@@ -78,13 +80,26 @@ def test_blr_posterior_and_committee_on_a_synthetic_problem():
     A = rng.standard_normal((n, p))
     theta = rng.standard_normal(p)
     y = A @ theta + 0.1 * rng.standard_normal(n)
-    problem = LinearProblem(A, y, np.ones(n), np.zeros(n, int), np.zeros(n, np.int8), np.zeros(n, np.int32), ["x"], np.ones(1, int))
+    problem = LinearProblem(
+        A,
+        y,
+        np.ones(n),
+        np.zeros(n, int),
+        np.zeros(n, np.int8),
+        np.zeros(n, np.int32),
+        ["x"],
+        np.ones(1, int),
+    )
     solution = BLR().solve(problem)
     assert np.abs(solution.theta - theta).max() < 0.05
     committee = solution.committee(2000, seed=1)
     assert committee.shape == (2000, p)
-    np.testing.assert_allclose(committee.mean(0), solution.theta, atol=5 * np.sqrt(np.diag(solution.covariance)).max())
-    np.testing.assert_allclose(np.cov(committee.T), solution.covariance, atol=0.15 * np.abs(solution.covariance).max())
+    np.testing.assert_allclose(
+        committee.mean(0), solution.theta, atol=5 * np.sqrt(np.diag(solution.covariance)).max()
+    )
+    np.testing.assert_allclose(
+        np.cov(committee.T), solution.covariance, atol=0.15 * np.abs(solution.covariance).max()
+    )
     with pytest.raises(ValueError, match="posterior covariance"):
         QR().solve(problem).committee(4)
 
@@ -94,13 +109,31 @@ def test_singular_problems_warn_and_never_return_nan():
     A = rng.standard_normal((50, 4))
     A = np.hstack([A, A[:, :1]])  # a duplicated column
     y = rng.standard_normal(50)
-    problem = LinearProblem(A, y, np.ones(50), np.zeros(50, int), np.zeros(50, np.int8), np.zeros(50, np.int32), ["x"], np.ones(1, int))
+    problem = LinearProblem(
+        A,
+        y,
+        np.ones(50),
+        np.zeros(50, int),
+        np.zeros(50, np.int8),
+        np.zeros(50, np.int32),
+        ["x"],
+        np.ones(1, int),
+    )
     for solver in (QR(lambda_=0.0), RRQR(rtol=1e-10)):
         with pytest.warns(LinAlgWarning):
             solution = solver.solve(problem)
         assert np.all(np.isfinite(solution.theta))
         assert np.abs(A @ solution.theta - y).max() < np.abs(y).max()
-    zero = LinearProblem(np.zeros((10, 3)), np.ones(10), np.ones(10), np.zeros(10, int), np.zeros(10, np.int8), np.zeros(10, np.int32), ["x"], np.ones(1, int))
+    zero = LinearProblem(
+        np.zeros((10, 3)),
+        np.ones(10),
+        np.ones(10),
+        np.zeros(10, int),
+        np.zeros(10, np.int8),
+        np.zeros(10, np.int32),
+        ["x"],
+        np.ones(1, int),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LinAlgWarning)
         for solver in (QR(0.0), RRQR(), TruncatedSVD(), BLR()):
@@ -111,6 +144,15 @@ def test_bad_solver_arguments():
     with pytest.raises(ValueError, match="lambda_"):
         QR(lambda_=-1.0)
     rng = np.random.default_rng(0)
-    problem = LinearProblem(rng.standard_normal((20, 3)), rng.standard_normal(20), np.ones(20), np.zeros(20, int), np.zeros(20, np.int8), np.zeros(20, np.int32), ["x"], np.ones(1, int))
+    problem = LinearProblem(
+        rng.standard_normal((20, 3)),
+        rng.standard_normal(20),
+        np.ones(20),
+        np.zeros(20, int),
+        np.zeros(20, np.int8),
+        np.zeros(20, np.int32),
+        ["x"],
+        np.ones(1, int),
+    )
     with pytest.raises(ValueError, match="prior must be 3 positive"):
         QR().solve(problem, prior=np.array([1.0, -1.0, 1.0]))

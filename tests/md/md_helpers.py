@@ -28,7 +28,9 @@ class Wrapped(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.calls += 1
         self.inner.calculate(self.atoms, properties, system_changes)
-        self.results = {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in self.inner.results.items()}
+        self.results = {
+            k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in self.inner.results.items()
+        }
         self.adjust()
 
     def adjust(self) -> None:

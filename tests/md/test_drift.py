@@ -11,7 +11,9 @@ def test_known_slope_and_noise_are_recovered_in_the_right_units():
     rng = np.random.default_rng(0)
     n_atoms, slope, sigma = 64, 0.8, 0.05  # meV/atom/ps, meV/atom
     t_fs = np.arange(20000) * 0.5  # 10 ps
-    per_atom_meV = -3500e3 + slope * t_fs * 1e-3 + rng.normal(0.0, sigma, t_fs.size)  # a realistic offset
+    per_atom_meV = (
+        -3500e3 + slope * t_fs * 1e-3 + rng.normal(0.0, sigma, t_fs.size)
+    )  # a realistic offset
     total_eV = per_atom_meV * 1e-3 * n_atoms
     fit = energy_drift(t_fs, total_eV, n_atoms)
     # OLS standard error of the slope for white noise: σ / sqrt(Σ(t − t̄)²).

@@ -6,9 +6,15 @@ import pytest
 from ase import units
 from ase.build import molecule
 from ase.calculators.emt import EMT
-
 from md_helpers import copper, harmonic_copper
-from mlff.md.ensembles import ENSEMBLES, MDSettings, initialize_velocities, make_integrator, resolve_ensemble
+
+from mlff.md.ensembles import (
+    ENSEMBLES,
+    MDSettings,
+    initialize_velocities,
+    make_integrator,
+    resolve_ensemble,
+)
 from mlff.md.runner import MDRun
 
 
@@ -28,7 +34,10 @@ def test_each_name_builds_its_ase_integrator(name):
 
 
 def test_bad_settings_name_the_value_and_what_is_accepted():
-    with pytest.raises(ValueError, match=r"unknown ensemble 'nvx'; accepted: nve \(VelocityVerlet\).*npt \(MTKNPT\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown ensemble 'nvx'; accepted: nve \(VelocityVerlet\).*npt \(MTKNPT\)",
+    ):
         MDSettings("nvx")
     with pytest.raises(ValueError, match="timestep_fs must be a positive finite number, got -1"):
         MDSettings("nve", timestep_fs=-1)
@@ -92,4 +101,4 @@ def test_npt_brings_an_expanded_copper_cell_back_near_equilibrium(name):
     volume = run.series.arrays()["volume_A3"] / len(atoms)
     assert np.isfinite(volume).all() and volume.min() > 0.5 * v0
     assert volume[0] == pytest.approx(1.10 * v0, rel=1e-3)
-    assert 0.98 * v0 < volume[len(volume) // 2:].mean() < 1.05 * v0
+    assert 0.98 * v0 < volume[len(volume) // 2 :].mean() < 1.05 * v0

@@ -24,29 +24,78 @@ def student_dir(tmp_path_factory):
 
 def test_bench_teacher_and_student_side_by_side(student_dir, tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["bench", "--teacher", "teacher:emt", "--student", str(student_dir), "--structure", "Cu-fcc",
-                 "--sizes", "small", "--ensembles", "nve", "npt-iso", "--steps", "5", "--warmup", "1",
-                 "--threads", "1", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--teacher",
+            "teacher:emt",
+            "--student",
+            str(student_dir),
+            "--structure",
+            "Cu-fcc",
+            "--sizes",
+            "small",
+            "--ensembles",
+            "nve",
+            "npt-iso",
+            "--steps",
+            "5",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "teacher" in printed and "student" in printed and "bench.json" in printed
     data = json.loads((out / "bench.json").read_text())
     check_schema(data)
-    assert data["calculators"]["teacher"]["spec"] == "teacher:emt" and data["calculators"]["teacher"]["reference"]
+    assert (
+        data["calculators"]["teacher"]["spec"] == "teacher:emt"
+        and data["calculators"]["teacher"]["reference"]
+    )
     assert data["calculators"]["student"]["kind"] == "student"
     for case in data["cases"]:
         assert set(case["runs"]) == {"teacher", "student"}
         assert case["speed_ratio"]["p50"]["student"] > 0
     assert data["environment"]["machine"]["torch_threads"] == 1
-    assert {p.name for p in out.iterdir()} == {"bench.json", "latency_histogram.png", "energy.png", "scaling.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "bench.json",
+        "latency_histogram.png",
+        "energy.png",
+        "scaling.png",
+    }
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch"])
 def test_profile_writes_json(student_dir, tmp_path, capsys, backend):
     path = tmp_path / "profile.json"
-    assert main(["profile", str(student_dir / "student.json"), "--structure", "Cu-fcc", "--calls", "5",
-                 "--leak-calls", "20", "--hotspot-calls", "2", "--backend", backend, "--out", str(path),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                str(student_dir / "student.json"),
+                "--structure",
+                "Cu-fcc",
+                "--calls",
+                "5",
+                "--leak-calls",
+                "20",
+                "--hotspot-calls",
+                "2",
+                "--backend",
+                backend,
+                "--out",
+                str(path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads(path.read_text())
     names = " ".join(row["name"] for row in data["hotspots"]["cprofile"])
     assert ("pair_energies_and_grads" in names) == (backend == "auto")  # the numba kernel, or torch
@@ -58,9 +107,26 @@ def test_profile_writes_json(student_dir, tmp_path, capsys, backend):
 def test_validate_exit_codes(tmp_path, capsys):
     # 0.1 ps is too short to resolve the default drift limit or to let the mean temperature
     # settle (both tested in test_validate.py), so this smoke run widens those two.
-    args = ["validate", "emt", "--structure", "Cu-fcc", "--duration-ps", "0.1", "--timestep-fs", "2",
-            "--equilibrate-ps", "0.2", "--sample-interval", "2", "--temperature-tolerance", "0.9",
-            "--quiet", "--no-plots", "--max-drift", "1.0"]
+    args = [
+        "validate",
+        "emt",
+        "--structure",
+        "Cu-fcc",
+        "--duration-ps",
+        "0.1",
+        "--timestep-fs",
+        "2",
+        "--equilibrate-ps",
+        "0.2",
+        "--sample-interval",
+        "2",
+        "--temperature-tolerance",
+        "0.9",
+        "--quiet",
+        "--no-plots",
+        "--max-drift",
+        "1.0",
+    ]
     assert main(args + ["--out", str(tmp_path / "ok")]) == 0
     assert "verdict: PASS" in capsys.readouterr().out
     assert json.loads((tmp_path / "ok" / "validate.json").read_text())["verdict"] == "PASS"
@@ -69,16 +135,46 @@ def test_validate_exit_codes(tmp_path, capsys):
     assert "verdict: FAIL" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["bench", "--calc", "teacher:emt", "--ensembles", "nvx"], "unknown ensemble 'nvx'; accepted: nve"),
-    (["bench", "--calc", "teacher:emt", "--steps", "-5"], "steps must be an integer >= 1, got -5"),
-    (["bench", "--calc", "teacher:emt", "--structure", "Si-diamond", "--sizes", "small", "--steps", "5"],
-     r"emt (EMT) cannot handle element(s) Si in Si32; it knows: H, C"),
-    (["bench", "--calc", "no/such/run"], "calculator spec 'no/such/run': no such file or directory"),
-    (["bench", "--structure", "Cu-fcc"], "give at least one calculator"),
-    (["validate", "emt", "--structure", "Cu-fcc", "--duration-ps", "-1"], "duration_ps must be a finite number > 0"),
-    (["profile", "emt", "--structure", "Cu-fcc", "--dtype", "float16"], "unknown dtype 'float16'; accepted: float64"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["bench", "--calc", "teacher:emt", "--ensembles", "nvx"],
+            "unknown ensemble 'nvx'; accepted: nve",
+        ),
+        (
+            ["bench", "--calc", "teacher:emt", "--steps", "-5"],
+            "steps must be an integer >= 1, got -5",
+        ),
+        (
+            [
+                "bench",
+                "--calc",
+                "teacher:emt",
+                "--structure",
+                "Si-diamond",
+                "--sizes",
+                "small",
+                "--steps",
+                "5",
+            ],
+            r"emt (EMT) cannot handle element(s) Si in Si32; it knows: H, C",
+        ),
+        (
+            ["bench", "--calc", "no/such/run"],
+            "calculator spec 'no/such/run': no such file or directory",
+        ),
+        (["bench", "--structure", "Cu-fcc"], "give at least one calculator"),
+        (
+            ["validate", "emt", "--structure", "Cu-fcc", "--duration-ps", "-1"],
+            "duration_ps must be a finite number > 0",
+        ),
+        (
+            ["profile", "emt", "--structure", "Cu-fcc", "--dtype", "float16"],
+            "unknown dtype 'float16'; accepted: float64",
+        ),
+    ],
+)
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err

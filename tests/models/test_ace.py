@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import ELEMENTS, STRUCTURES, make_ace
 from scipy.spatial.transform import Rotation
 
-from helpers import ELEMENTS, STRUCTURES, make_ace
 from mlff import ACEModel, build_graph
 from mlff.models.ace_basis import coupling_tensor
 
@@ -25,7 +25,9 @@ def test_basis_follows_total_degree_rule_and_parity():
         assert f.degree == pytest.approx(sum(n + model.w_l * l for _, n, l in f.factors))
         assert f.degree <= model.max_degree[f.order] + 1e-9
         assert sum(f.ls) % 2 == 0
-        assert list(f.factors) == sorted(f.factors, key=lambda x: (ELEMENTS.index(x[0]), x[1], x[2]))
+        assert list(f.factors) == sorted(
+            f.factors, key=lambda x: (ELEMENTS.index(x[0]), x[1], x[2])
+        )
     assert {f.order for f in model.basis_spec} == {1, 2, 3, 4}
     cross = [f for f in model.basis_spec if len({z for z, _, _ in f.factors}) > 1]
     assert cross, "a multi-element basis must couple different neighbour elements"
@@ -118,7 +120,10 @@ def test_energy_and_forces_are_smooth_as_a_neighbour_crosses_the_cutoff():
     beyond = samples[-1e-3]
     # Past the cutoff atom 2 is invisible: no force on it.
     assert not beyond[1][2].any()
-    diffs = {d: (abs(samples[d][0] - beyond[0]), np.abs(samples[d][1] - beyond[1]).max()) for d in (2e-2, 1e-2, 1e-3)}
+    diffs = {
+        d: (abs(samples[d][0] - beyond[0]), np.abs(samples[d][1] - beyond[1]).max())
+        for d in (2e-2, 1e-2, 1e-3)
+    }
     assert diffs[2e-2][0] > 1e-10, "the test needs an energy that feels the crossing neighbour"
     # Energy ~ δ³ and forces ~ δ²: halving δ shrinks them by ≈ 8 and ≈ 4.
     assert diffs[1e-2][0] < diffs[2e-2][0] / 5 and diffs[1e-2][1] < diffs[2e-2][1] / 3

@@ -6,8 +6,8 @@ import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk
-
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
+
 from mlff import ACEModel, StackedCalculator, build_graph
 from mlff.graph import Graph
 from mlff.models.ace_fused import FusedACE
@@ -42,12 +42,18 @@ def test_default_si_ace_kernel_matches_torch_with_fourth_order_functions():
     atoms.rattle(0.1, seed=3)
     random_linear_parameters(model, atoms, energy_scale=0.5, seed=4)
     assert {f.order for f in model.basis_spec} == {1, 2, 3, 4}
-    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, build_graph(atoms, model.cutoff))
-    torch.testing.assert_close(energies, ref_energies, rtol=0, atol=1e-12 * float(ref_energies.abs().max()))
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(
+        model, build_graph(atoms, model.cutoff)
+    )
+    torch.testing.assert_close(
+        energies, ref_energies, rtol=0, atol=1e-12 * float(ref_energies.abs().max())
+    )
     torch.testing.assert_close(grads, ref_grads, rtol=0, atol=1e-11 * float(ref_grads.abs().max()))
 
 
-@pytest.mark.parametrize("max_degree", [{1: 10, 2: 15, 3: 14}, {1: 10, 2: 15, 3: 14, 4: 12}], ids=["nu3", "nu4"])
+@pytest.mark.parametrize(
+    "max_degree", [{1: 10, 2: 15, 3: 14}, {1: 10, 2: 15, 3: 14, 4: 12}], ids=["nu3", "nu4"]
+)
 def test_ace_kernel_computes_only_the_coupled_values_its_readout_reads(max_degree):
     """Rows of the kernel's object buffer: all of A, the constant, and exactly the coupled
     values that the folded readout (θ without zeros) reads; the default Si basis registers
@@ -60,10 +66,14 @@ def test_ace_kernel_computes_only_the_coupled_values_its_readout_reads(max_degre
     ro_out, ro_in, _ = fused.tables(model.readout.weight, np.float64)[-3:]
     read = np.union1d(ro_out, ro_in)
     coupled_rows = np.arange(n_a + 1, n_rows)
-    np.testing.assert_array_equal(np.unique(t_dest), coupled_rows)  # each coupled row is written ...
+    np.testing.assert_array_equal(
+        np.unique(t_dest), coupled_rows
+    )  # each coupled row is written ...
     assert set(coupled_rows) <= set(read.tolist())  # ... and read
-    registered = sum((2 * L + 1) * (model.products.pool_size[L] - model.products._head_size(L))
-                     for L in model.products.pool_layout)
+    registered = sum(
+        (2 * L + 1) * (model.products.pool_size[L] - model.products._head_size(L))
+        for L in model.products.pool_layout
+    )
     assert len(coupled_rows) < 0.75 * registered
 
 
@@ -72,14 +82,28 @@ def test_ace_kernel_accepts_edges_in_any_order_and_any_thread_count():
     graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
     assert bool((graph.centers[1:] >= graph.centers[:-1]).all()), "graphs group edges by centre"
     perm = torch.randperm(graph.n_edges, generator=torch.Generator().manual_seed(0))
-    shuffled = Graph(graph.positions, graph.numbers, graph.edge_index[:, perm].contiguous(), graph.shifts[perm],
-                     graph.vectors[perm].contiguous(), graph.cell, graph.pbc, graph.cutoff)
+    shuffled = Graph(
+        graph.positions,
+        graph.numbers,
+        graph.edge_index[:, perm].contiguous(),
+        graph.shifts[perm],
+        graph.vectors[perm].contiguous(),
+        graph.cell,
+        graph.pbc,
+        graph.cutoff,
+    )
     energies, grads = model.site_energies_and_grads(graph)
     shuffled_energies, shuffled_grads = model.site_energies_and_grads(shuffled)
     torch.testing.assert_close(shuffled_energies, energies, rtol=0, atol=1e-13)
     torch.testing.assert_close(shuffled_grads, grads[perm], rtol=0, atol=1e-13)
     species = model.species(graph).numpy()
-    args = (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), species, model.readout.weight)
+    args = (
+        graph.vectors.numpy(),
+        graph.centers.numpy(),
+        graph.neighbors.numpy(),
+        species,
+        model.readout.weight,
+    )
     for threads in (2, 3):
         e_t, g_t = model._fused(*args, n_threads=threads)
         np.testing.assert_allclose(e_t, energies.numpy(), rtol=0, atol=1e-13)
@@ -119,14 +143,20 @@ def test_calculator_backends_agree_and_leave_the_callers_model_alone():
         results[backend] = calc.results
     assert {m.backend for m in stack.modules() if hasattr(m, "backend")} == {"auto"}
     for backend in ("numba", "torch"):
-        np.testing.assert_allclose(results[backend]["forces"], results["auto"]["forces"], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(results[backend]["stress"], results["auto"]["stress"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            results[backend]["forces"], results["auto"]["forces"], rtol=0, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            results[backend]["stress"], results["auto"]["stress"], rtol=0, atol=1e-12
+        )
     assert StackedCalculator(stack).evaluator.path == "numba kernels"
     assert StackedCalculator(stack, backend="torch").evaluator.path == "eager"
 
 
 def test_bad_backends_are_refused():
-    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'torch', 'numba'\], got 'fortran'"):
+    with pytest.raises(
+        ValueError, match=r"backend must be one of \['auto', 'torch', 'numba'\], got 'fortran'"
+    ):
         StackedCalculator(make_stack(), backend="fortran")
     with pytest.raises(ValueError, match="backend must be one of"):
         make_ace().set_backend("gpu")
@@ -157,8 +187,12 @@ def test_centre_offsets_of_grouped_and_ungrouped_edges():
     from mlff.graph import EdgeArrays, centre_offsets
 
     assert centre_offsets(np.array([0, 2, 1]), 3) is None
-    ungrouped = EdgeArrays(np.full(3, 14), np.array([0, 2, 1]), np.array([1, 0, 2]), np.ones((3, 3)), 5.0)
-    assert ungrouped.offsets is None and ungrouped.offsets is None  # known, not recomputed into a wrong answer
+    ungrouped = EdgeArrays(
+        np.full(3, 14), np.array([0, 2, 1]), np.array([1, 0, 2]), np.ones((3, 3)), 5.0
+    )
+    assert (
+        ungrouped.offsets is None and ungrouped.offsets is None
+    )  # known, not recomputed into a wrong answer
 
 
 @pytest.mark.parametrize("max_degree", [{1: 6}, {1: 6, 2: 8}], ids=["order-1", "order-2"])
@@ -168,8 +202,12 @@ def test_ace_kernel_with_low_correlation_orders(max_degree):
     atoms = bulk("SiC", "zincblende", a=4.36).repeat(2)
     atoms.rattle(0.05, seed=1)
     random_linear_parameters(model, atoms, energy_scale=0.5, seed=2)
-    (energies, grads), (ref_energies, ref_grads) = _both_backends(model, build_graph(atoms, model.cutoff))
-    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
+    (energies, grads), (ref_energies, ref_grads) = _both_backends(
+        model, build_graph(atoms, model.cutoff)
+    )
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(
+        1.0, float(ref_energies.abs().max())
+    )
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
 
 
@@ -183,13 +221,20 @@ def test_ace_kernel_blocks_of_one_element_other_than_the_first():
     atoms.rattle(0.05, seed=5)
     graph = build_graph(atoms, model.cutoff)
     (energies, grads), (ref_energies, ref_grads) = _both_backends(model, graph)
-    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(1.0, float(ref_energies.abs().max()))
+    assert float((energies - ref_energies).abs().max()) < 1e-12 * max(
+        1.0, float(ref_energies.abs().max())
+    )
     assert float((grads - ref_grads).abs().max()) < 1e-11 * float(ref_grads.abs().max())
 
 
-@pytest.mark.parametrize("lonely", [(0,), (3, 4), (7,), (0, 6, 10, 12), tuple(range(8, 16))],
-                         ids=["first-lane", "middle-lanes", "last-lane", "spread", "whole-block"])
-@pytest.mark.parametrize("elements", [("Si",), ("H", "C", "Si")], ids=["one-element", "three-elements"])
+@pytest.mark.parametrize(
+    "lonely",
+    [(0,), (3, 4), (7,), (0, 6, 10, 12), tuple(range(8, 16))],
+    ids=["first-lane", "middle-lanes", "last-lane", "spread", "whole-block"],
+)
+@pytest.mark.parametrize(
+    "elements", [("Si",), ("H", "C", "Si")], ids=["one-element", "three-elements"]
+)
 def test_ace_kernel_with_atoms_that_have_no_neighbours(lonely, elements):
     """Edges are read per block of 8 atoms: atoms without edges anywhere in a block (and a
     whole block of them), in serial and threaded ranges that are not multiples of 8 (19 atoms:
@@ -197,7 +242,7 @@ def test_ace_kernel_with_atoms_that_have_no_neighbours(lonely, elements):
     model = ACEModel(list(elements), cutoff=4.0, n_max=4, l_max=2, max_degree={1: 4, 2: 5, 3: 6})
     rng = np.random.default_rng(4)
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)[:5] * (2, 2, 1)
-    atoms = atoms[:19 - len(lonely)]
+    atoms = atoms[: 19 - len(lonely)]
     atoms.pbc, atoms.cell = False, None
     atoms.positions = atoms.positions + 0.05 * rng.standard_normal(atoms.positions.shape)
     positions = list(atoms.positions)
@@ -214,8 +259,14 @@ def test_ace_kernel_with_atoms_that_have_no_neighbours(lonely, elements):
     species = model.species(graph).numpy()
     fused = FusedACE(model)
     for threads in (1, 2, 3):
-        energies, grads = fused(graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy(),
-                                species, model.readout.weight, n_threads=threads)
+        energies, grads = fused(
+            graph.vectors.numpy(),
+            graph.centers.numpy(),
+            graph.neighbors.numpy(),
+            species,
+            model.readout.weight,
+            n_threads=threads,
+        )
         scale_e = max(1.0, float(reference[0].abs().max()))
         assert np.abs(energies - reference[0].numpy()).max() < 1e-12 * scale_e
         assert np.abs(grads - reference[1].numpy()).max() < 1e-11 * float(reference[1].abs().max())
@@ -245,7 +296,9 @@ def test_slp_vectorized_is_scoped_to_its_block():
     assert numba.config.SLP_VECTORIZE == before
 
 
-@pytest.mark.parametrize("p, q, envelope_p", [(2, 4, 6), (1, 2, 2), (3, 7, 5), (5, 6, 9), (1, 5, 1), (1, 40, 33)])
+@pytest.mark.parametrize(
+    "p, q, envelope_p", [(2, 4, 6), (1, 2, 2), (3, 7, 5), (5, 6, 9), (1, 5, 1), (1, 40, 33)]
+)
 def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     """The kernel's branch-free integer powers against the torch radial basis, across the
     cutoff (zero beyond it), for transform and envelope exponents other than the defaults."""
@@ -261,10 +314,14 @@ def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     w = r.numel()
     per_edge = [np.full(w, t[0, 0]) for t in (inv_r0, scale, offset)]
     rad, drad = np.empty((9, w)), np.empty((9, w))
-    radial_with_derivative(r.numpy(), *per_edge, agnesi, cutoff, env_p, w, np.empty((4, w)), rad, drad)
+    radial_with_derivative(
+        r.numpy(), *per_edge, agnesi, cutoff, env_p, w, np.empty((4, w)), rad, drad
+    )
     assert float(want.abs().max()) > 0.1 and bool((want[r >= 4.5] == 0).all())
     np.testing.assert_allclose(rad.T, want.numpy(), rtol=0, atol=1e-12 * float(want.abs().max()))
-    np.testing.assert_allclose(drad.T, want_d.numpy(), rtol=0, atol=1e-11 * float(want_d.abs().max()))
+    np.testing.assert_allclose(
+        drad.T, want_d.numpy(), rtol=0, atol=1e-11 * float(want_d.abs().max())
+    )
 
 
 def test_radial_exponents_beyond_the_kernels_are_refused():
@@ -272,7 +329,9 @@ def test_radial_exponents_beyond_the_kernels_are_refused():
     from mlff.models.radial import RadialBasis, default_r0
 
     radial = RadialBasis(4, 5.0, default_r0(["Si"]), envelope_p=MAX_KERNEL_POWER + 1)
-    with pytest.raises(ValueError, match=f"exponents from 1 to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"):
+    with pytest.raises(
+        ValueError, match=f"exponents from 1 to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"
+    ):
         radial.kernel_constants(np.float64)
     radial = RadialBasis(4, 5.0, default_r0(["Si"]))
     radial.transform.p = radial.transform.q  # set after construction, which refuses it
@@ -326,8 +385,10 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     model = make_pair()
     graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
     perm = np.random.default_rng(0).permutation(graph.n_edges)
-    vectors, centers, neighbors = (np.ascontiguousarray(a[perm]) for a in
-                                   (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy()))
+    vectors, centers, neighbors = (
+        np.ascontiguousarray(a[perm])
+        for a in (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy())
+    )
     species = model.species(graph).numpy()
     tables = model._kernel_tables(np.float64)
 
@@ -345,7 +406,9 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     before, numba_before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        e_model, g_model, _ = model._kernel(vectors, centers, neighbors, species)  # as the calculators call it
+        e_model, g_model, _ = model._kernel(
+            vectors, centers, neighbors, species
+        )  # as the calculators call it
     finally:
         torch.set_num_threads(before)
     assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone

@@ -1,6 +1,6 @@
 import pytest
-
 from helpers import STRUCTURES
+
 from mlff import OneBody, SiteCalculator
 
 

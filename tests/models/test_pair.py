@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-
 from helpers import make_pair
+
 from mlff import PairModel, SiteCalculator
 from mlff.models import ZBLRepulsion
 
