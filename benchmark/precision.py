@@ -83,7 +83,8 @@ def main() -> None:
         print(
             f"{name}: NVE drift {out[name]['drift_meV_per_atom_per_ps']:+.2e} "
             f"± {out[name]['drift_stderr_meV_per_atom_per_ps']:.1e} (OLS) meV/atom/ps, "
-            f"fluctuation {out[name]['fluctuation_meV_per_atom']:.4f} meV/atom, {out[name]['ms_per_step']:.2f} ms/step",
+            f"fluctuation {out[name]['fluctuation_meV_per_atom']:.4f} meV/atom, "
+            f"{out[name]['ms_per_step']:.2f} ms/step",
             flush=True,
         )
     if args.json:

@@ -90,8 +90,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     result = rss_growth(args.run, args.calls, args.warmup, args.atoms, args.amplitude)
     print(
-        f"{result['calls']} calls on {result['atoms']} atoms, {result['rebuilds']} Verlet rebuilds, "
-        f"{result['ms_per_call']:.3f} ms/call: RSS {result['rss_start_MB']:.1f} -> {result['rss_end_MB']:.1f} MB "
+        f"{result['calls']} calls on {result['atoms']} atoms, "
+        f"{result['rebuilds']} Verlet rebuilds, {result['ms_per_call']:.3f} ms/call: "
+        f"RSS {result['rss_start_MB']:.1f} -> {result['rss_end_MB']:.1f} MB "
         f"({result['rss_growth_MB']:+.2f} MB; target <= 5 MB per 100,000 calls)"
     )
     if args.json:

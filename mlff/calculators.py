@@ -10,16 +10,14 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from mlff.compiled import GradientEvaluator
+from mlff.evaluator import Evaluator, check_backend
 from mlff.geometry import cell_volume
-from mlff.graph import VerletGraphBuilder, build_graph
+from mlff.graph import EdgeArrays, VerletGraphBuilder, build_graph
 from mlff.protocol import (
-    BACKENDS,
     LinearSiteModel,
     SiteModel,
-    forces_from_edge_arrays,
+    forces_and_stress,
     forces_from_edge_grads,
-    forces_virial_and_stress_from_edge_arrays,
     stress_from_virial,
     virial_from_edge_grads,
 )
@@ -28,8 +26,11 @@ from mlff.stack import Stack
 __all__ = ["SiteCalculator", "StackedCalculator"]
 
 
+_NO_STAGE = contextlib.nullcontext()
+
+
 def _no_timer(name: str) -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext()
+    return _NO_STAGE  # one reusable context: nothing is made per stage
 
 
 class SiteCalculator(Calculator):
@@ -49,10 +50,14 @@ class SiteCalculator(Calculator):
             ``skin / 2`` (see :class:`~mlff.graph.VerletGraphBuilder`); 0 rebuilds every call.
         backend: ``"auto"`` (default): the models' compiled numba kernels on the CPU, torch on
             other devices; ``"torch"``: torch everywhere; ``"numba"``: the kernels, CPU only.
-            See :data:`~mlff.protocol.BACKENDS` and docs/performance.md.
-        compile: evaluate through ``torch.compile`` (see :class:`~mlff.compiled.GradientEvaluator`);
-            falls back to eager, with a log line, where compiling fails. Implies the torch
-            backend.
+            See :mod:`mlff.evaluator` and docs/performance.md.
+        compile: evaluate through ``torch.compile``; falls back to eager, with a log line,
+            where compiling fails. Implies the torch backend.
+
+    The calculator evaluates through an :class:`~mlff.evaluator.Evaluator`, rebuilt when the
+    model's :attr:`~mlff.protocol.SiteModel.version` moves: parameters changed through the
+    model's API (``set_linear_parameters``, ``load_state_dict``) reach the next call; an
+    in-place edit of a tensor needs ``model.parameters_changed()`` first.
         num_threads: if given, sets torch's intra-op threads (process-wide) for MD; ``None``
             leaves torch's setting alone. See docs/performance.md for measured choices.
     """
@@ -97,35 +102,22 @@ class SiteCalculator(Calculator):
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         self.device = torch.device(device)
-        self._on_cpu = self.device.type == "cpu"  # read every call: a torch attribute costs more
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(
                 f"device {device!r} requested but CUDA is not available; use device='cpu'"
             )
+        check_backend(backend, self.device, compile)
         self.dtype = dtype
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-        if compile and backend == "numba":
-            raise ValueError(
-                "compile=True runs torch.compile on the torch backend; use backend='auto' or 'torch'"
-            )
-        if backend == "numba" and self.device.type != "cpu":
-            raise ValueError(f"backend 'numba' runs on the CPU only, got device {device!r}")
-        backend = "torch" if compile else backend
-        self.backend = backend
-        parts = [m for m in model.modules() if isinstance(m, SiteModel)]
-        if (
-            model.dtype != dtype
-            or model.device != self.device
-            or any(m.backend != backend for m in parts)
-        ):
+        self.backend = "torch" if compile else backend
+        self.compile = bool(compile)
+        if model.dtype != dtype or model.device != self.device:
             # A copy: the caller's model (possibly shared with other calculators) is left as is.
-            model = copy.deepcopy(model).to(device=self.device, dtype=dtype).set_backend(backend)
+            model = copy.deepcopy(model).to(device=self.device, dtype=dtype)
         self.model = model.eval()
         self.graphs = VerletGraphBuilder(
             self.model.cutoff, skin=skin, dtype=dtype, device=self.device
         )
-        self.evaluator = GradientEvaluator(self.model, compile=compile)
+        self.evaluator = Evaluator(self.model, self.backend, self.compile)
         self.committee = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
@@ -137,14 +129,14 @@ class SiteCalculator(Calculator):
                 or committee.shape[0] < 2
             ):
                 raise ValueError(
-                    f"committee must have shape (K >= 2, {model.length_basis()}), got {tuple(committee.shape)}"
+                    f"committee must have shape (K >= 2, {model.length_basis()}), "
+                    f"got {tuple(committee.shape)}"
                 )
             self.committee = committee  # (K, P)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(
-            atoms, properties, system_changes
-        )  # self.atoms = atoms.copy(), for ASE's cache
+        # self.atoms = atoms.copy(), for ASE's cache
+        super().calculate(atoms, properties, system_changes)
         if system_changes:
             self.results = {}
         atoms = self.atoms
@@ -158,18 +150,18 @@ class SiteCalculator(Calculator):
             self._committee_results(atoms)
         need_grads = want_stress or "forces" in properties
         stage = self.stage_timer or _no_timer
-        if self._cpu_kernels and self._kernel_results(atoms, want_stress, stage):
+        evaluator = self.evaluator
+        if evaluator.version != self.model.version:
+            evaluator = self.evaluator = Evaluator(self.model, self.backend, self.compile)
+        if evaluator.uses_kernels and self._kernel_results(atoms, want_stress, stage):
             return
         with stage("graph"):
             graph = self.graphs(atoms)
         if need_grads:
-            # Models give E_i and ∂E/∂r_e together (closed forms where they have them), so
-            # there is no separate backward stage.
-            with (
-                torch.no_grad(),
-                stage("forward"),
-            ):  # not inference_mode: generic models need autograd
-                site, grads = self.evaluator(graph)
+            # Models give E_i and ∂E/∂r_e together (closed forms where they have them); not
+            # inference_mode: the generic energies_and_grads takes an autograd pass.
+            with torch.no_grad(), stage("forward"):
+                site, grads = evaluator.torch_energies_and_grads(graph)
                 energy = site.sum()
         else:
             with torch.inference_mode(), stage("forward"):
@@ -196,57 +188,34 @@ class SiteCalculator(Calculator):
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
 
-    @property
-    def _cpu_kernels(self) -> bool:
-        """Whether calls take the numpy path of kernel models (see :meth:`_kernel_results`):
-        torch.compile, the torch backend (also set later with ``calc.model.set_backend``),
-        other devices and models without kernels go through graphs."""
-        return self._on_cpu and self.backend != "torch" and self.model.has_kernels()
-
     def _kernel_results(self, atoms, want_stress: bool, stage) -> bool:
-        """The CPU path of models with compiled kernels: numpy from the neighbour list to the
-        results, with no tensors or graphs in between (at 64 atoms their Python costs as much
-        as the kernels). Forces, and on a 3D-periodic cell the stress, come with every call.
-        Returns False, having stored nothing, where this call needs the torch path."""
-        if stage is not _no_timer:  # profiling: the same steps, each inside its stage
-            with stage("graph"):
-                edges = self.graphs.edge_arrays(atoms)
-            with stage("forward"):
-                out = self.model.kernel_energies_and_grads(edges)
-            if out is not None:
-                with stage("convert"):
-                    self._store_kernel_results(atoms, edges, out, want_stress)
-        else:  # an MD step: the context managers alone cost a few µs of a 64-atom step
+        """The numba route: numpy from the neighbour list to the results, with no tensors or
+        graphs in between. Forces, and on a 3D-periodic cell the stress, come with every call.
+        Returns False, having stored nothing, where this call needs the torch route."""
+        with stage("graph"):
             edges = self.graphs.edge_arrays(atoms)
-            out = self.model.kernel_energies_and_grads(edges)
-            if out is not None:
-                self._store_kernel_results(atoms, edges, out, want_stress)
-        return out is not None
+        with stage("forward"):
+            out = self.evaluator.kernel_energies_and_grads(edges)
+        if out is None:
+            return False
+        with stage("convert"):
+            self._store_kernel_results(atoms, edges, *out, want_stress)
+        return True
 
     def _store_kernel_results(
-        self, atoms, edges, out: tuple[np.ndarray, np.ndarray], want_stress: bool
+        self, atoms, edges: EdgeArrays, site: np.ndarray, grads: np.ndarray, want_stress: bool
     ) -> None:
-        site, grads = out
         e = float(site.sum(dtype=np.float64))
         results = self.results
         results["energy"] = e
         results["free_energy"] = e
-        results["energies"] = site if site.dtype == np.float64 else site.astype(np.float64)
-        if (
-            want_stress or atoms.pbc.all()
-        ):  # the stress is cached with the forces, as on the torch path
-            forces, _, stress = forces_virial_and_stress_from_edge_arrays(
-                grads,
-                edges.centers,
-                edges.neighbors,
-                edges.vectors,
-                edges.n_atoms,
-                cell_volume(atoms.cell.array.tolist()),
-            )
-            results["stress"] = stress if stress.dtype == np.float64 else stress.astype(np.float64)
+        results["energies"] = site.astype(np.float64, copy=False)
+        if want_stress or atoms.pbc.all():  # the stress is kept with the forces, as on torch
+            volume = cell_volume(atoms.cell.array.tolist())
+            forces, results["stress"] = forces_and_stress(grads, edges, volume)
         else:
-            forces = forces_from_edge_arrays(grads, edges.centers, edges.neighbors, edges.n_atoms)
-        results["forces"] = forces if forces.dtype == np.float64 else forces.astype(np.float64)
+            forces = forces_from_edge_grads(grads, edges)
+        results["forces"] = forces.astype(np.float64, copy=False)
 
     def _committee_results(self, atoms) -> None:
         """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot
@@ -275,8 +244,8 @@ class StackedCalculator(SiteCalculator):
     def __init__(self, models: Sequence[SiteModel] | Stack, **kwargs):
         if isinstance(models, SiteModel) and not isinstance(models, Stack):
             raise ValueError(
-                f"StackedCalculator expects a list of models, got a single {type(models).__name__}; "
-                "pass [model] or use SiteCalculator(model)"
+                "StackedCalculator expects a list of models, got a single "
+                f"{type(models).__name__}; pass [model] or use SiteCalculator(model)"
             )
         stack = models if isinstance(models, Stack) else Stack(models)
         super().__init__(stack, **kwargs)

@@ -17,7 +17,8 @@ def _parse_degrees(text: str) -> dict[int, float]:
             out[int(order)] = float(degree)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"bad --max-degree item {item!r}; expected ORDER=DEGREE pairs such as 1=10,2=15,3=13"
+                f"bad --max-degree item {item!r}; "
+                "expected ORDER=DEGREE pairs such as 1=10,2=15,3=13"
             ) from None
     return out
 
@@ -61,8 +62,10 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     print(ErrorTable.from_dict(report["errors"]["test"]))
     speed = report["speed"]
     print(
-        f"speed at {speed['atoms']} atoms: teacher {speed['teacher_s_per_step'] * 1e3:.1f} ms/step, "
-        f"student {speed['student_s_per_step'] * 1e3:.2f} ms/step, speed-up {speed['speedup']:.0f}x"
+        f"speed at {speed['atoms']} atoms: "
+        f"teacher {speed['teacher_s_per_step'] * 1e3:.1f} ms/step, "
+        f"student {speed['student_s_per_step'] * 1e3:.2f} ms/step, "
+        f"speed-up {speed['speedup']:.0f}x"
     )
     print(f"student written to {settings.get('out', DistillConfig.out)}/student.json")
     return 0
@@ -89,7 +92,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  {type(part).__name__}: {part.extra_repr()}")
     if metadata.get("teacher"):
         print(
-            f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; labels: {metadata.get('labels')}"
+            f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; "
+            f"labels: {metadata.get('labels')}"
         )
     errors = metadata.get("errors", {})
     for name, table in errors.items() if isinstance(errors, dict) else [("metadata", errors)]:
@@ -117,7 +121,7 @@ def _teacher_spec(text: str) -> str:
 def _single_calculator(args: argparse.Namespace):
     """The positional calculator of profile/validate; a bare teacher name is accepted too."""
     from mlff.distill.teachers import TEACHERS
-    from mlff.md.calculators import load_calculator
+    from mlff.md.loading import load_calculator
 
     _md_setup(args)
     spec = _teacher_spec(args.calc) if args.calc.lower() in TEACHERS else args.calc
@@ -128,7 +132,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mlff.md.benchmark import BenchmarkSettings, run_benchmark
-    from mlff.md.calculators import load_calculator
+    from mlff.md.loading import load_calculator
 
     specs = (
         ([("teacher", _teacher_spec(args.teacher))] if args.teacher else [])
@@ -314,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _md_options(parser: argparse.ArgumentParser, size_default: str | None = "small") -> None:
-    from mlff.protocol import BACKENDS
+    from mlff.evaluator import BACKENDS
 
     parser.add_argument(
         "--structure",
@@ -359,7 +363,10 @@ def _md_run_options(parser: argparse.ArgumentParser, timestep_fs: float, out: st
 def _add_md_commands(sub) -> None:
     from mlff.md.ensembles import ENSEMBLES
 
-    calc_help = "teacher:sevennet-0 | teacher:chgnet | teacher:emt | student run dir or student.json | student name"
+    calc_help = (
+        "teacher:sevennet-0 | teacher:chgnet | teacher:emt | student run dir or student.json | "
+        "student name"
+    )
     bench = sub.add_parser(
         "bench", help="MD benchmark: teacher and student side by side (JSON + PNG)"
     )
@@ -393,7 +400,10 @@ def _add_md_commands(sub) -> None:
         "--interleave",
         type=int,
         default=10,
-        help="steps each calculator runs before the next takes its turn; 0 = one after another (default 10)",
+        help=(
+            "steps each calculator runs before the next takes its turn; "
+            "0 = one after another (default 10)"
+        ),
     )
     bench.add_argument(
         "--time-limit-s", type=float, help="stop any run after this much MD time (s)"

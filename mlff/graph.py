@@ -17,6 +17,7 @@ import torch
 import vesin
 from ase import Atoms
 
+from mlff.elements import species_lookup, species_of
 from mlff.geometry import (
     MAX_NEIGHBOURS,
     MAX_PERIODIC_IMAGES,
@@ -220,6 +221,18 @@ class EdgeArrays:
             offsets = centre_offsets(self.centers, self.n_atoms)
             self._offsets = False if offsets is None else offsets  # False: known not to be grouped
         return None if self._offsets is False else self._offsets
+
+    def species(self, elements: tuple[str, ...], owner: str) -> np.ndarray:
+        """(n_atoms,) int64 index of each atom's element in ``elements``, cached with the atoms
+        (the builder keeps the cache while the atomic numbers cannot change); raises naming
+        any element ``owner`` lacks."""
+        key = ("species", elements)
+        species = self.cache.get(key)
+        if species is None:
+            table = species_lookup(elements)
+            species = species_of(torch.from_numpy(self.numbers), table, elements, owner).numpy()
+            self.cache[key] = species
+        return species
 
     @property
     def shortest(self) -> float:

@@ -20,190 +20,107 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
+from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
+from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
 from mlff.elements import normalize_elements, species_lookup, species_of
 from mlff.graph import EdgeArrays, Graph
+from mlff.kernels.scatter import scatter_forces
 
 __all__ = [
-    "SiteModel",
-    "LinearSiteModel",
+    "VOIGT_PAIRS",
     "BlockReadout",
+    "CompiledPart",
+    "LinearSiteModel",
     "ReadoutModel",
+    "SiteModel",
+    "forces_and_stress",
     "forces_from_edge_grads",
-    "virial_from_edge_grads",
     "stress_from_virial",
-    "forces_from_edge_arrays",
-    "forces_virial_and_stress_from_edge_arrays",
-    "virial_from_edge_arrays",
-    "stress_from_virial_array",
-    "BACKENDS",
+    "virial_from_edge_grads",
+    "voigt",
 ]
 
-#: Evaluation backends of :meth:`SiteModel.site_energies_and_grads`. ``"auto"``: a model's
-#: compiled CPU kernel where it has one and the graph is on the CPU, torch otherwise;
-#: ``"torch"``: always torch (required by ``torch.compile``); ``"numba"``: the compiled CPU
-#: kernel, an error on another device. Models without a kernel always run torch.
-BACKENDS = ("auto", "torch", "numba")
+#: ASE's Voigt order [xx, yy, zz, yz, xz, xy] as (row, column) pairs of the 3x3 tensor.
+VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+_VOIGT_FLAT = [3 * a + b for a, b in VOIGT_PAIRS]
+
+Edges = Graph | EdgeArrays
 
 
-#: Positions of [xx, yy, zz, yz, xz, xy] in a row-major flattened 3x3 tensor.
-_VOIGT = [0, 4, 8, 5, 2, 1]
-#: The same components as (row, column) pairs, for the compiled kernels.
-_VOIGT_PAIRS = tuple(divmod(k, 3) for k in _VOIGT)
+def forces_from_edge_grads(edge_grads, edges: Edges):
+    """Forces (n_atoms, 3) eV/Å from ``g = ∂E/∂r`` (n_edges, 3): ``F_i += g_e``, ``F_j -= g_e``.
 
-
-@numba.njit(cache=True, nogil=True)
-def _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial):
-    """The CPU form of the sign convention above, one pass over the edges: forces (n_atoms, 3)
-    and, unless ``virial`` has no rows, ``virial = -Σ_e g_e ⊗ r_e`` (3, 3) (summed in float64).
-
-    The sums that every edge adds to (the virial, and the centre's force while its edges run,
-    as they do in graphs grouped by centre) are kept in registers: through memory, each edge
-    waited on the previous one's stores (1.8x at 64 Si atoms). Any edge order is correct."""
-    want_virial = virial.shape[0] > 0
-    forces[:] = 0.0
-    w00 = w01 = w02 = w10 = w11 = w12 = w20 = w21 = w22 = 0.0
-    n_edges = edge_grads.shape[0]
-    current = centers[0] if n_edges else 0
-    fx = fy = fz = 0.0
-    for e in range(n_edges):
-        i, j = centers[e], neighbors[e]
-        if i != current:
-            forces[current, 0] += fx
-            forces[current, 1] += fy
-            forces[current, 2] += fz
-            current, fx, fy, fz = i, 0.0, 0.0, 0.0
-        gx, gy, gz = edge_grads[e, 0], edge_grads[e, 1], edge_grads[e, 2]
-        fx += gx
-        fy += gy
-        fz += gz
-        forces[j, 0] -= gx
-        forces[j, 1] -= gy
-        forces[j, 2] -= gz
-        if want_virial:
-            vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-            w00 += gx * vx
-            w01 += gx * vy
-            w02 += gx * vz
-            w10 += gy * vx
-            w11 += gy * vy
-            w12 += gy * vz
-            w20 += gz * vx
-            w21 += gz * vy
-            w22 += gz * vz
-    if n_edges:
-        forces[current, 0] += fx
-        forces[current, 1] += fy
-        forces[current, 2] += fz
-    if want_virial:
-        virial[0, 0], virial[0, 1], virial[0, 2] = -w00, -w01, -w02
-        virial[1, 0], virial[1, 1], virial[1, 2] = -w10, -w11, -w12
-        virial[2, 0], virial[2, 1], virial[2, 2] = -w20, -w21, -w22
-
-
-def forces_from_edge_arrays(
-    edge_grads: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, n_atoms: int
-) -> np.ndarray:
-    """:func:`forces_from_edge_grads` on numpy arrays: (n_atoms, 3) eV/Å from (n_edges, 3)."""
-    # A compiled pass is several times faster than index_add_ (or bincount) on a CPU.
-    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
-    _scatter_forces(
-        centers, neighbors, edge_grads, edge_grads, forces, np.empty((0, 3), dtype=edge_grads.dtype)
-    )
-    return forces
-
-
-@numba.njit(cache=True, nogil=True)
-def _scatter_forces_and_stress(
-    centers, neighbors, edge_grads, vectors, volume, forces, virial, stress
-):
-    """:func:`_scatter_forces`, then the stress (6,) of :func:`stress_from_virial_array`."""
-    _scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
-    for k in range(6):
-        a, b = _VOIGT_PAIRS[k]
-        stress[k] = -0.5 * (virial[a, b] + virial[b, a]) / volume
-
-
-def forces_virial_and_stress_from_edge_arrays(
-    edge_grads: np.ndarray,
-    centers: np.ndarray,
-    neighbors: np.ndarray,
-    vectors: np.ndarray,
-    n_atoms: int,
-    volume: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`forces_from_edge_arrays` (n_atoms, 3) eV/Å, :func:`virial_from_edge_arrays`
-    (3, 3) eV and the stress (6,) eV/Å³ of a cell of ``volume`` Å³ (:func:`stress_from_virial_array`)
-    in one compiled pass over the edges: a periodic MD step caches the stress with the forces."""
-    forces = np.empty((n_atoms, 3), dtype=edge_grads.dtype)
-    virial = np.empty((3, 3), dtype=edge_grads.dtype)
-    stress = np.empty(6, dtype=edge_grads.dtype)
-    _scatter_forces_and_stress(
-        centers, neighbors, edge_grads, vectors, float(volume), forces, virial, stress
-    )
-    return forces, virial, stress
-
-
-def virial_from_edge_arrays(edge_grads: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """:func:`virial_from_edge_grads` on numpy arrays: (3, 3) eV."""
-    return -(edge_grads.T @ vectors)
-
-
-def forces_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
-    """Forces (n_atoms, 3), eV/Å, from ``g = ∂E/∂r`` of shape (n_edges, 3).
-
-    Trailing dimensions pass through: (n_edges, P, 3) gives (n_atoms, P, 3).
-    """
+    numpy or torch, as ``edge_grads`` is. Trailing dimensions pass through:
+    (n_edges, P, 3) gives (n_atoms, P, 3) (the design rows of fitting)."""
+    if isinstance(edge_grads, np.ndarray):
+        forces = np.empty((edges.n_atoms, 3), dtype=edge_grads.dtype)
+        scatter_forces(edges.centers, edges.neighbors, edge_grads, edges.vectors, forces, None)
+        return forces
     if edge_grads.device.type == "cpu" and edge_grads.ndim == 2 and not edge_grads.requires_grad:
-        return torch.from_numpy(
-            forces_from_edge_arrays(
-                edge_grads.numpy(), graph.centers.numpy(), graph.neighbors.numpy(), graph.n_atoms
-            )
-        )
-    forces = edge_grads.new_zeros((graph.n_atoms,) + tuple(edge_grads.shape[1:]))
-    forces.index_add_(0, graph.centers, edge_grads)
-    forces.index_add_(0, graph.neighbors, edge_grads, alpha=-1.0)
+        # The compiled pass is several times faster than index_add_ on a CPU.
+        arrays = (edges.centers.numpy(), edges.neighbors.numpy(), edge_grads.numpy())
+        forces = np.empty((edges.n_atoms, 3), dtype=arrays[2].dtype)
+        scatter_forces(*arrays, arrays[2], forces, None)
+        return torch.from_numpy(forces)
+    forces = edge_grads.new_zeros((edges.n_atoms,) + tuple(edge_grads.shape[1:]))
+    forces.index_add_(0, edges.centers, edge_grads)
+    forces.index_add_(0, edges.neighbors, edge_grads, alpha=-1.0)
     return forces
 
 
-def virial_from_edge_grads(edge_grads: torch.Tensor, graph: Graph) -> torch.Tensor:
-    """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3), eV."""
-    vectors = graph.vectors.detach()
-    if (
-        edge_grads.device.type == "cpu"
-        and edge_grads.ndim == 2
-        and not edge_grads.requires_grad
-        and edge_grads.dtype == vectors.dtype
-    ):
-        # numpy's 3x3 product costs a fraction of torch's dispatch on an MD step.
-        return torch.from_numpy(virial_from_edge_arrays(edge_grads.numpy(), vectors.numpy()))
-    return -(edge_grads.transpose(0, 1) @ graph.vectors.detach())
+def virial_from_edge_grads(edge_grads, edges: Edges):
+    """Virial ``W = -Σ_e g_e ⊗ r_e`` (3, 3) eV, numpy or torch as ``edge_grads`` is.
+
+    Trailing dimensions pass through: (n_edges, P, 3) gives (P, 3, 3)."""
+    vectors = edges.vectors
+    if isinstance(edge_grads, np.ndarray):
+        return -np.einsum("e...a,eb->...ab", edge_grads, vectors)
+    return -torch.einsum("e...a,eb->...ab", edge_grads, vectors.detach())
 
 
-def stress_from_virial(virial: torch.Tensor, volume: torch.Tensor | float) -> torch.Tensor:
-    """ASE stress (6,) eV/Å³ in Voigt order [xx, yy, zz, yz, xz, xy] from a (3, 3) virial.
-
-    Also accepts a batch of virials (..., 3, 3) → (..., 6).
-    """
-    if (
-        virial.device.type == "cpu"
-        and virial.ndim == 2
-        and not virial.requires_grad
-        and not torch.is_tensor(volume)
-    ):
-        return torch.from_numpy(stress_from_virial_array(virial.numpy(), volume))
-    sigma = (virial + virial.transpose(-1, -2)) * (-0.5 / volume)
-    return sigma.flatten(-2)[..., _VOIGT]
+def voigt(tensor):
+    """The Voigt vector (..., 6) [xx, yy, zz, yz, xz, xy] of (..., 3, 3) tensors, the
+    off-diagonal pairs averaged; numpy (ASE's helper) or torch."""
+    if isinstance(tensor, np.ndarray):
+        return full_3x3_to_voigt_6_stress(tensor)
+    return (0.5 * (tensor + tensor.transpose(-1, -2))).flatten(-2)[..., _VOIGT_FLAT]
 
 
-def stress_from_virial_array(virial: np.ndarray, volume: float) -> np.ndarray:
-    """:func:`stress_from_virial` for a numpy (3, 3) virial: (6,) eV/Å³, Voigt order."""
-    return ((virial + virial.T) * (-0.5 / float(volume))).reshape(9)[_VOIGT]
+def stress_from_virial(virial, volume: float):
+    """ASE stress (..., 6) eV/Å³, Voigt order, from virials (..., 3, 3) eV of a cell of
+    ``volume`` Å³: ``σ = -W / V``."""
+    return voigt(virial) * (-1.0 / volume)
+
+
+def forces_and_stress(
+    edge_grads: np.ndarray, edges: EdgeArrays, volume: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forces (n_atoms, 3) eV/Å and the stress (6,) eV/Å³ of a cell of ``volume`` Å³ in one
+    compiled pass over the edges (the virial summed in float64): an MD step on a periodic
+    cell keeps the stress with the forces."""
+    forces = np.empty((edges.n_atoms, 3), dtype=edge_grads.dtype)
+    virial = np.empty((3, 3))
+    scatter_forces(edges.centers, edges.neighbors, edge_grads, edges.vectors, forces, virial)
+    return forces, stress_from_virial(virial, volume)
+
+
+class CompiledPart(NamedTuple):
+    """A model's compiled CPU kernel bound to tables of its current parameters
+    (:meth:`SiteModel.compiled`): ``run(edges, species, n_threads)`` gives E_i (n_atoms,)
+    and ∂E/∂r_e (n_edges, 3) as numpy arrays, or ``None`` where this call needs the torch
+    route (for example an edge inside a ZBL core). ``species`` (n_atoms,) int64 indexes
+    ``elements``."""
+
+    run: Callable[[EdgeArrays, np.ndarray, int], tuple[np.ndarray, np.ndarray] | None]
+    cutoff: float
+    elements: tuple[str, ...]
+    owner: str
 
 
 class SiteModel(nn.Module):
@@ -222,7 +139,37 @@ class SiteModel(nn.Module):
         self.register_buffer("species_table", species_lookup(self.elements), persistent=False)
         # Holds the model's dtype/device even for models without float parameters.
         self.register_buffer("_dtype_probe", torch.zeros((), dtype=torch.float64), persistent=False)
-        self.backend = "auto"
+        self._parameter_version = 0
+
+    @property
+    def version(self) -> int:
+        """Counts the changes of this model's parameters made through its API:
+        ``set_linear_parameters``, ``load_state_dict``, dtype and device moves, and
+        :meth:`parameters_changed`. A calculator rebuilds its evaluator when it moves.
+        Tensors edited in place (``.data``, ``weight[k] = …``) are not seen: call
+        :meth:`parameters_changed` after such an edit."""
+        return self._parameter_version
+
+    def parameters_changed(self) -> None:
+        """Declare that this model's parameters changed (see :attr:`version`)."""
+        self._parameter_version += 1
+
+    def __setattr__(self, name: str, value) -> None:
+        # A new submodule, buffer or setting on the model itself counts as a change.
+        super().__setattr__(name, value)
+        if name != "_parameter_version" and "_parameter_version" in self.__dict__:
+            self.parameters_changed()
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(), .float(), .double(), .cuda() all come through here.
+        out = super()._apply(fn, recurse)
+        self.parameters_changed()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        # Called for every module of the tree that load_state_dict visits.
+        super()._load_from_state_dict(*args, **kwargs)
+        self.parameters_changed()
 
     def check_parameters(self, prefix: str = "") -> None:
         """Raise ValueError naming the first state tensor (``prefix`` + its key) that is not
@@ -232,53 +179,12 @@ class SiteModel(nn.Module):
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise ValueError(f"tensor {name!r} contains NaN or inf")
 
-    def set_backend(self, backend: str) -> SiteModel:
-        """Choose how :meth:`site_energies_and_grads` runs (one of :data:`BACKENDS`), for this
-        model and every model inside it. Not part of a checkpoint. Returns ``self``."""
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-        for module in self.modules():
-            if isinstance(module, SiteModel):
-                module.backend = backend
-        return self
-
-    def _use_kernel(self, graph: Graph) -> bool:
-        """Whether a model that has a compiled CPU kernel should use it for ``graph``."""
-        if self.backend == "torch":
-            return False
-        if graph.device.type != "cpu":
-            if self.backend == "numba":
-                raise ValueError(
-                    f"backend 'numba' runs on the CPU only, but the graph is on {graph.device}; "
-                    "use backend='auto' or 'torch' on this device"
-                )
-            return False
-        return True
-
-    def has_kernels(self) -> bool:
-        """Whether :meth:`kernel_energies_and_grads` runs (the model, and every part of it,
-        has a compiled CPU kernel) and the backend allows it."""
-        return False
-
-    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
-        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) as numpy arrays, from the compiled CPU
-        kernel, for a calculator's CPU path (∂E/∂r_e in the edges' dtype; E_i in it or in
-        float64); ``None`` where this call needs the torch path
-        (e.g. the pair model's ZBL core). Only for models whose :meth:`has_kernels` is true."""
-        raise NotImplementedError(f"{type(self).__name__} has no compiled CPU kernel")
-
-    def kernel_species(self, edges: EdgeArrays) -> np.ndarray:
-        """(n_atoms,) species indices of ``edges``' atoms (numpy), cached with the atoms;
-        raises for an element the model lacks, as :meth:`species` does."""
-        key = ("species", tuple(self.elements))
-        species = edges.cache.get(key)
-        if species is None:
-            table = self.species_table.cpu()
-            species = species_of(
-                torch.from_numpy(edges.numbers), table, self.elements, type(self).__name__
-            ).numpy()
-            edges.cache[key] = species
-        return species
+    def compiled(self, dtype: np.dtype) -> tuple[CompiledPart, ...] | None:
+        """This model's compiled CPU kernels, whose sum is the model, bound to its current
+        parameters in numpy ``dtype`` (float32 or float64); ``None`` for a model without
+        them (it then runs on the torch route). Called when an evaluator is built, not per
+        call."""
+        return None
 
     @property
     def n_elements(self) -> int:
@@ -323,12 +229,13 @@ class SiteModel(nn.Module):
         """Total energy, eV (0-dim)."""
         return self.site_energies(graph).sum()
 
-    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-        """Site energies (n_atoms,) eV and ``g = ∂E/∂r_ij`` (n_edges, 3) eV/Å.
+    def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """Site energies (n_atoms,) eV and ``g = ∂E/∂r_ij`` (n_edges, 3) eV/Å on the torch
+        route (any device).
 
-        This is what calculators call. The generic version takes one autograd pass; models
-        override it with closed forms that build no autograd graph. Both tensors are new:
-        the caller owns them (a :class:`~mlff.stack.Stack` sums its parts' gradients in place).
+        The generic version takes one autograd pass; models override it with closed forms
+        that build no autograd graph. Both tensors are new: the caller owns them (a
+        :class:`~mlff.stack.Stack` sums its parts' gradients in place).
         """
         g = graph.differentiable()
         with torch.enable_grad():
@@ -339,13 +246,10 @@ class SiteModel(nn.Module):
             (grads,) = torch.autograd.grad(energy, g.vectors)
         return site.detach(), grads
 
-    def site_grads(self, graph: Graph) -> torch.Tensor:
-        """``∂E/∂r_ij`` (n_edges, 3), eV/Å, by one autograd pass (the reference for closed forms)."""
-        return SiteModel.site_energies_and_grads(self, graph)[1]
-
 
 class LinearSiteModel(SiteModel):
-    """A site model linear in its parameters: ``E_i = site_basis[i] · θ + fixed_site_energies[i]``."""
+    """A site model linear in its parameters:
+    ``E_i = site_basis[i] · θ + fixed_site_energies[i]``."""
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         """(n_atoms, length_basis) design columns of each site."""
@@ -409,6 +313,7 @@ class ReadoutModel(LinearSiteModel):
 
     def set_linear_parameters(self, theta) -> None:
         self.readout.set(theta, type(self).__name__)
+        self.parameters_changed()
 
 
 class BlockReadout(nn.Module):

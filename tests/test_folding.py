@@ -1,6 +1,7 @@
-"""Pair and one-body parts carried by an ACE part's kernel (mlff.models.folding) on the
-calculators' CPU path: exact where they share the radial basis (pairs) or the elements
-(one-body), refused otherwise, and following every change of the parts."""
+"""Pair and one-body parts carried by an ACE part's kernel (the fold in mlff.stack) on the
+calculators' numba route: exact where they share the radial basis (pairs) or the elements
+(one-body), refused otherwise, and following every change of the parts that the model's
+version counter sees."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,9 @@ from ase import Atoms
 from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make_onebody
 
 from mlff import OneBody, PairModel, Stack, StackedCalculator, ZBLRepulsion
+from mlff.evaluator import Evaluator
 from mlff.graph import VerletGraphBuilder
-from mlff.models.folding import StackKernelPlan, onebody_fold_energies, pair_fold_coefficients
+from mlff.stack import onebody_fold_energies, pair_fold_coefficients
 
 
 def _pair(
@@ -29,10 +31,13 @@ def _stack(pair: PairModel, ace=None) -> Stack:
 
 def _on_kernel_path(model, atoms) -> bool:
     """Whether a call on ``atoms`` runs the compiled kernels (no ZBL collision, no refusal)."""
-    return (
-        model.kernel_energies_and_grads(VerletGraphBuilder(model.cutoff).edge_arrays(atoms))
-        is not None
-    )
+    edges = VerletGraphBuilder(model.cutoff).edge_arrays(atoms)
+    return Evaluator(model).kernel_energies_and_grads(edges) is not None
+
+
+def _kernels(model) -> list[str]:
+    """Which parts run a kernel of their own on the numba route: the folded ones do not."""
+    return [part.owner for part in Evaluator(model).parts]
 
 
 def _results(model, atoms, backend="auto"):
@@ -52,7 +57,7 @@ def _assert_same(got, want):
 
 
 class _Refuse:
-    """Stands in for a folded part's own kernel: calling it fails the test."""
+    """Stands in for a folded part's own kernel (``compiled``): calling it fails the test."""
 
     def __call__(self, *args, **kwargs):
         raise AssertionError("a folded part ran its own kernel")
@@ -64,11 +69,11 @@ def test_a_pair_on_the_ace_radial_basis_rides_in_the_ace_kernel(name):
     pair part's own kernel never runs."""
     atoms = STRUCTURES[name]()
     model = _stack(_pair())
-    model.parts[0].kernel_energies_and_grads = _Refuse()
-    model.parts[1].kernel_energies_and_grads = _Refuse()
+    model.parts[0].compiled = _Refuse()
+    model.parts[1].compiled = _Refuse()
     assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
-    assert model._kernel_plan.folded == {0, 1}
+    assert _kernels(model) == ["ACEModel"]
     _assert_same(got, _results(model, atoms, backend="torch"))
 
 
@@ -105,20 +110,20 @@ def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
     model = _stack(make_pair())
     assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
-    assert model._kernel_plan.folded == {0}, why
+    assert _kernels(model) == ["PairModel", "ACEModel"], why
     _assert_same(got, _results(model, atoms, backend="torch"))
 
 
 def test_an_ace_part_without_nu1_functions_takes_no_pair():
     ace = make_ace(max_degree={2: 6, 3: 7})
     assert pair_fold_coefficients(ace, _pair()) is None
-    assert StackKernelPlan(_stack(_pair(), ace).parts).folded == {0}
+    assert _kernels(_stack(_pair(), ace)) == ["PairModel", "ACEModel"]
 
 
 def test_the_fold_follows_changes_of_the_parts():
-    """In-place θ edits of either part, new θ tensors from a dtype round trip, and an r0 edit
-    that breaks the fold: each next call of the same calculator gives the torch path's
-    results for the parts as they now are."""
+    """θ set through the API, a state dict loaded, a dtype round trip, in-place edits declared
+    with parameters_changed(), and an r0 edit that breaks the fold: each next call of the same
+    calculator gives the torch route's results for the parts as they now are."""
     atoms = STRUCTURES["rattled-si"]()
     model = _stack(_pair())
     calc = StackedCalculator(model)
@@ -126,32 +131,63 @@ def test_the_fold_follows_changes_of_the_parts():
     def check(atol=1e-10):
         assert _on_kernel_path(model, atoms)
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
-        want = _results(
-            model, atoms, backend="torch"
-        )  # a torch-backend calculator copies the model
+        want = _results(model, atoms, backend="torch")
         assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=atol)
         np.testing.assert_allclose(calc.results["forces"], want["forces"], rtol=0, atol=atol)
         return calc.results["energy"]
 
     before = check()
-    assert model._kernel_plan.folded == {0, 1}
-    with torch.no_grad():
-        model.parts[1].readout.weight.mul_(-3.0)
+    assert _kernels(model) == ["ACEModel"]
+    pair = model.parts[1]
+    pair.set_linear_parameters(-3.0 * pair.get_linear_parameters())
     assert abs(check() - before) > 0.1
-    with torch.no_grad():
-        model.parts[2].readout.weight[:, 0] += 0.05
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["parts.2.readout.weight"][:, 0] += 0.05
+    model.load_state_dict(state)
     check()
     model.float()
     with torch.no_grad():
-        model.parts[1].readout.weight.mul_(2.0)
+        pair.readout.weight.mul_(2.0)
+    pair.parameters_changed()
     model.double()
     # The torch path now reads its coupling coefficients rounded to float32; the kernel keeps
     # them exact, hence the looser tolerance (a stale θ would be off by tenths of an eV).
     check(atol=1e-8)
-    assert model._kernel_plan.folded == {0, 1}
-    _r0_changed(model.parts[1])
+    assert _kernels(model) == ["ACEModel"]
+    _r0_changed(pair)
+    pair.parameters_changed()
     check(atol=1e-8)
-    assert model._kernel_plan.folded == {0}
+    assert _kernels(model) == ["PairModel", "ACEModel"]
+
+
+def test_an_in_place_edit_is_seen_only_once_declared():
+    """The documented contract: tensors edited in place reach a calculator after
+    parameters_changed(), not before."""
+    atoms = STRUCTURES["rattled-si"]()
+    model = _stack(_pair())
+    calc = StackedCalculator(model)
+    calc.calculate(atoms, ["energy"], ["positions"])
+    before = calc.results["energy"]
+    with torch.no_grad():
+        model.parts[0].e0.add_(0.25)
+    calc.calculate(atoms, ["energy"], ["positions"])
+    assert calc.results["energy"] == before
+    model.parts[0].parameters_changed()
+    calc.calculate(atoms, ["energy", "forces"], ["positions"])
+    assert calc.results["energy"] - before == pytest.approx(0.25 * len(atoms), abs=1e-10)
+    assert _kernels(model) == ["ACEModel"]
+
+
+def test_the_parts_of_a_stack_are_fixed():
+    """A changed list of parts would leave calculators on the old one: refused, with the way
+    out named."""
+    model = _stack(_pair())
+    with pytest.raises(TypeError, match="build a new Stack"):
+        model.parts[1] = _pair(seed=33)
+    with pytest.raises(TypeError, match="build a new Stack"):
+        del model.parts[1]
+    with pytest.raises(TypeError, match="build a new Stack"):
+        model.parts.append(_pair())
 
 
 def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
@@ -161,50 +197,26 @@ def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
     core = model.parts[1].core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     got = _results(model, atoms)
-    assert model._kernel_plan.folded == {0, 1}
+    assert _kernels(model) == ["ACEModel"]
     assert got["energy"] > 1.0  # the core repels
     want = _results(model, atoms, backend="torch")
     assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
     np.testing.assert_allclose(got["forces"], want["forces"], rtol=1e-12, atol=1e-10)
 
 
-def test_the_fold_follows_a_changed_list_of_parts():
-    """A part replaced or removed after a call: the plan, made for the old list, is remade."""
-    atoms = STRUCTURES["triclinic-sic"]()
-    model = _stack(_pair())
-    calc = StackedCalculator(model)
-
-    def check():
-        assert _on_kernel_path(model, atoms)
-        calc.calculate(atoms, ["energy", "forces"], ["positions"])
-        want = _results(model, atoms, backend="torch")
-        assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=1e-10)
-        np.testing.assert_allclose(calc.results["forces"], want["forces"], rtol=0, atol=1e-10)
-
-    check()
-    model.parts[1] = _pair(seed=33)  # another pair on the same basis: folds, with its own θ
-    check()
-    assert model._kernel_plan.folded == {0, 1}
-    del model.parts[1]  # [OneBody, ACE]: index 1 is now the ACE part
-    check()
-    assert model._kernel_plan.folded == {0}
-
-
 def test_a_zbl_core_added_to_a_folded_pair_is_checked():
-    """A pair without a core folds; a core set on it afterwards must still send a collision
-    to the torch path."""
+    """A pair without a core folds; a core set on it afterwards (a new submodule: the model's
+    version moves) must still send a collision to the torch path."""
     model = _stack(_pair(repulsion=False))
     calc = StackedCalculator(model)
     atoms = STRUCTURES["rattled-si"]()
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    assert model._kernel_plan.cores == []
     pair = model.parts[1]
     r0 = pair.radial.transform.r0
     pair.repulsion = ZBLRepulsion(pair.elements, 0.5 * r0, 0.75 * r0)
     core = pair.core_radius()
     hard = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     calc.calculate(hard, ["energy", "forces"], ["positions", "numbers", "cell"])
-    assert len(model._kernel_plan.cores) == 1
     want = _results(model, hard, backend="torch")
     assert want["energy"] > 1.0
     assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
@@ -222,9 +234,9 @@ def test_one_body_energies_ride_in_the_ace_kernel():
     )
     for atoms in [*(make() for make in STRUCTURES.values()), lonely]:
         model = Stack([onebody, make_ace()])
-        model.parts[0].kernel_energies_and_grads = _Refuse()
+        model.parts[0].compiled = _Refuse()
         got = _results(model, atoms)
-        assert model._kernel_plan.folded == {0}
+        assert _kernels(model) == ["ACEModel"]
         _assert_same(got, _results(model, atoms, backend="torch"))
     assert _results(model, lonely)["energy"] - _results(Stack([make_ace()]), lonely)[
         "energy"
@@ -238,36 +250,23 @@ def test_a_one_body_part_without_every_ace_element_runs_on_its_own():
     model = Stack([onebody, make_ace()])
     atoms = STRUCTURES["rattled-si"]()
     got = _results(model, atoms)
-    assert model._kernel_plan.folded == set()
+    assert _kernels(model) == ["OneBody", "ACEModel"]
     _assert_same(got, _results(model, atoms, backend="torch"))
 
 
-def test_the_fold_follows_changes_of_e0():
-    atoms = STRUCTURES["triclinic-sic"]()
-    model = _stack(_pair())
-    assert _on_kernel_path(model, atoms)
-    calc = StackedCalculator(model)
-    calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    before = calc.results["energy"]
-    with torch.no_grad():
-        model.parts[0].e0 += 0.25
-    calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    assert calc.results["energy"] - before == pytest.approx(0.25 * len(atoms), abs=1e-10)
-    assert model._kernel_plan.folded == {0, 1}
-
-
 def test_a_folded_zbl_core_that_grows_in_place_is_checked():
-    """The plan keeps the core radius while the core's r_outer is unchanged; an in-place edit
-    that puts an edge inside the core sends the next call to the torch path."""
+    """An in-place edit of the core's radii, declared, that puts an edge inside the core
+    sends the next call to the torch path."""
     model = _stack(_pair(repulsion=True))
     calc = StackedCalculator(model)
     atoms = Atoms("Si2", positions=[[0, 0, 0], [2.0, 0, 0]], cell=[8, 8, 8], pbc=True)
     calc.calculate(atoms, ["energy", "forces"], ["positions", "numbers", "cell"])
     soft = calc.results["energy"]
-    assert model._kernel_plan.core_radius < 2.0
+    assert model.parts[1].core_radius() < 2.0
     with torch.no_grad():
         model.parts[1].repulsion.r_outer.fill_(3.0)
         model.parts[1].repulsion.r_inner.fill_(2.5)
+    model.parts[1].parameters_changed()
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
     want = _results(model, atoms, backend="torch")
     assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
@@ -281,8 +280,9 @@ def test_the_fold_follows_a_changed_radial_setting():
     model = _stack(_pair())
     calc = StackedCalculator(model)
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    assert model._kernel_plan.folded == {0, 1}
+    assert _kernels(model) == ["ACEModel"]
     model.parts[1].radial.transform.a = 1.3
+    model.parts[1].parameters_changed()
     calc.calculate(atoms, ["energy", "forces"], ["positions"])
-    assert model._kernel_plan.folded == {0}
+    assert _kernels(model) == ["PairModel", "ACEModel"]
     _assert_same(calc.results, _results(model, atoms, backend="torch"))

@@ -24,9 +24,9 @@ def test_kernel_path_matches_the_torch_path(name):
     atoms = STRUCTURES[name]()
     properties = ["energy", "forces"] + (["stress"] if atoms.pbc.all() else [])
     fast = StackedCalculator(make_stack())
-    assert fast._cpu_kernels
+    assert fast.evaluator.uses_kernels
     reference = StackedCalculator(make_stack(), backend="torch")
-    assert not reference._cpu_kernels
+    assert not reference.evaluator.uses_kernels
     got, want = _results(fast, atoms, properties), _results(reference, atoms, properties)
     assert got["energy"] == pytest.approx(want["energy"], rel=1e-12, abs=1e-10)
     np.testing.assert_allclose(got["energies"], want["energies"], rtol=0, atol=1e-10)
@@ -84,15 +84,15 @@ class _NoKernel(SiteModel):
 
 
 def test_models_without_kernels_and_other_options_take_the_torch_path():
-    assert not SiteCalculator(_NoKernel(["Si"], cutoff=3.0))._cpu_kernels
-    assert not StackedCalculator([make_ace(), _NoKernel(["H", "C", "Si"], cutoff=3.0)])._cpu_kernels
-    assert not SiteCalculator(make_ace(), backend="torch")._cpu_kernels
-    assert SiteCalculator(make_ace(), backend="numba")._cpu_kernels
-    calc = StackedCalculator(make_stack())
-    calc.model.set_backend("torch")  # after construction: the next call goes through graphs
-    assert not calc._cpu_kernels
+    assert not SiteCalculator(_NoKernel(["Si"], cutoff=3.0)).evaluator.uses_kernels
+    mixed = StackedCalculator([make_ace(), _NoKernel(["H", "C", "Si"], cutoff=3.0)])
+    assert not mixed.evaluator.uses_kernels
+    assert not SiteCalculator(make_ace(), backend="torch").evaluator.uses_kernels
+    assert SiteCalculator(make_ace(), backend="numba").evaluator.uses_kernels
+    with pytest.raises(ValueError, match="backend 'numba' needs compiled kernels.*_NoKernel"):
+        SiteCalculator(_NoKernel(["Si"], cutoff=3.0), backend="numba")
     atoms = STRUCTURES["rattled-si"]()
-    atoms.calc = StackedCalculator([make_ace(), _NoKernel(["H", "C", "Si"], cutoff=3.0)])
+    atoms.calc = mixed
     assert np.isfinite(atoms.get_forces()).all()
 
 

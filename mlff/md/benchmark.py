@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -21,23 +21,35 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-from mlff.md.calculators import check_compatible
-from mlff.md.drift import energy_drift
 from mlff.md.ensembles import (
     ENSEMBLES,
     MDSettings,
     check_structure_for,
     initialize_velocities,
-    resolve_ensembles,
+    resolve_ensemble,
 )
 from mlff.md.environment import environment_info
+from mlff.md.loading import check_compatible
 from mlff.md.memory import MB, peak_rss_bytes
+from mlff.md.metrics import run_metrics
 from mlff.md.runner import MDRun
-from mlff.md.schema import SCHEMA_NAME, SCHEMA_VERSION, check_schema, finite_or_none
-from mlff.md.stats import latency_stats, linear_fit, summary
-from mlff.md.structures import resolve_sizes, sized_structure
+from mlff.md.schema import SCHEMA_NAME, SCHEMA_VERSION, check_schema
+from mlff.md.structures import SIZES, resolve_size, sized_structure
 
 __all__ = ["BenchmarkSettings", "BenchmarkResult", "run_benchmark", "run_metrics"]
+
+
+def _resolve_list(items: Iterable, resolve: Callable, what: str, accepted: str) -> tuple:
+    """``resolve(x)`` of each item, in order, without repeats; a lone string or integer is one
+    item, and an empty list raises ``ValueError`` naming ``what`` and ``accepted``."""
+    out: list = []
+    for item in [items] if isinstance(items, (str, int)) else items:
+        key = resolve(item)
+        if key not in out:
+            out.append(key)
+    if not out:
+        raise ValueError(f"give at least one {what}; accepted: {accepted}")
+    return tuple(out)
 
 
 def _whole(name: str, value, minimum: int) -> int:
@@ -72,8 +84,14 @@ class BenchmarkSettings:
     md: MDSettings = MDSettings()
 
     def __post_init__(self):
-        object.__setattr__(self, "sizes", tuple(resolve_sizes(self.sizes)))
-        object.__setattr__(self, "ensembles", tuple(resolve_ensembles(self.ensembles)))
+        sizes = _resolve_list(
+            self.sizes, resolve_size, "size", f"{', '.join(SIZES)} or a number of atoms"
+        )
+        ensembles = _resolve_list(
+            self.ensembles, resolve_ensemble, "ensemble", ", ".join(ENSEMBLES)
+        )
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "ensembles", ensembles)
         _whole("steps", self.steps, 1)
         _whole("warmup", self.warmup, 0)
         if self.warmup >= self.steps:
@@ -85,7 +103,8 @@ class BenchmarkSettings:
             math.isfinite(self.time_limit_s) and self.time_limit_s > 0
         ):
             raise ValueError(
-                f"time_limit_s must be a positive number of seconds or None, got {self.time_limit_s!r}"
+                "time_limit_s must be a positive number of seconds or None, "
+                f"got {self.time_limit_s!r}"
             )
         for ensemble in self.ensembles:
             self.for_ensemble(ensemble)  # e.g. a thermostat at 0 K is refused here
@@ -112,96 +131,6 @@ class BenchmarkSettings:
         out["sizes"], out["ensembles"] = list(self.sizes), list(self.ensembles)
         out.update({k: getattr(self.md, k) for k in _MD_FIELDS})
         return out
-
-
-def _growth_per_1000(steps: np.ndarray, values: np.ndarray, warmup: int) -> float | None:
-    keep = (steps >= warmup) & np.isfinite(values)
-    if keep.sum() < 2 or np.ptp(steps[keep]) == 0:
-        return None
-    return linear_fit(steps[keep], values[keep]).slope * 1000.0 / MB
-
-
-def _memory(run: MDRun, warmup: int) -> dict:
-    a = run.series.arrays()
-    rss = a["rss_bytes"]
-    out = {
-        "rss_initial_MB": None if run.rss_initial is None else run.rss_initial / MB,
-        "rss_peak_MB": finite_or_none(np.nanmax(rss) / MB) if np.isfinite(rss).any() else None,
-        "rss_final_MB": finite_or_none(rss[-1] / MB) if rss.size else None,
-        "rss_growth_MB_per_1000_steps": _growth_per_1000(a["step"], a["rss_attributed"], warmup),
-        "cuda_allocated_initial_MB": None,
-        "cuda_allocated_peak_MB": None,
-        "cuda_allocated_final_MB": None,
-        "cuda_growth_MB_per_1000_steps": None,
-    }
-    cuda = a["cuda_bytes"]
-    if np.isfinite(cuda).any():
-        out.update(
-            cuda_allocated_initial_MB=finite_or_none(cuda[0] / MB),
-            cuda_allocated_peak_MB=float(np.nanmax(cuda) / MB),
-            cuda_allocated_final_MB=finite_or_none(cuda[-1] / MB),
-            cuda_growth_MB_per_1000_steps=_growth_per_1000(a["step"], cuda, warmup),
-        )
-    return out
-
-
-def _energy(run: MDRun, n_atoms: int) -> dict | None:
-    a = run.series.arrays()
-    if run.conserved is None or a["step"].size < 3 or not np.isfinite(a["energy_conserved"]).all():
-        return None
-    fit = energy_drift(a["time_fs"], a["energy_conserved"], n_atoms)
-    return {"quantity": run.conserved[0], **fit.to_dict()}
-
-
-def _series(run: MDRun, n_atoms: int) -> dict:
-    a = run.series.arrays()
-    conserved = a["energy_conserved"] / n_atoms
-    return {
-        "time_ps": (a["time_fs"] * 1e-3).tolist(),
-        "energy_total_eV_per_atom": [
-            finite_or_none(x) for x in (a["energy_potential"] + a["energy_kinetic"]) / n_atoms
-        ],
-        "energy_conserved_eV_per_atom": [finite_or_none(x) for x in conserved]
-        if run.conserved
-        else None,
-        "temperature_K": [finite_or_none(x) for x in a["temperature_K"]],
-        "volume_A3_per_atom": [finite_or_none(x) for x in a["volume_A3"] / n_atoms],
-        "pressure_time_ps": (a["pressure_step"] * run.settings.timestep_fs * 1e-3).tolist(),
-        "pressure_GPa": [finite_or_none(x) for x in a["pressure_GPa"]],
-        "latency_s": a["latency_s"].tolist(),
-    }
-
-
-def run_metrics(run: MDRun, n_atoms: int, warmup: int, series: bool = True) -> dict:
-    """The metrics of one finished run (see ``docs/md.md`` for every field)."""
-    latency = np.asarray(run.series.latency_s)
-    timed = latency[warmup:] if latency.size > warmup else latency
-    stats = latency_stats(timed)
-    volume = np.asarray(run.series.volume_A3) / n_atoms
-    out = {
-        "steps": run.done_steps,
-        "steps_requested": run.steps,
-        "warmup_steps": min(warmup, run.done_steps),
-        "stopped": run.stopped,
-        "first_call_s": run.first_call_s,
-        "wall_s": run.wall_s,
-        "md_time_s": run.md_time_s,
-        "steps_per_s": float(timed.size / timed.sum()) if timed.size and timed.sum() > 0 else None,
-        "latency_s": stats,
-        "us_per_atom_step": stats["p50"] / n_atoms * 1e6 if stats else None,
-        "memory": _memory(run, warmup),
-        "energy": _energy(run, n_atoms),
-        "temperature_K": summary(run.series.temperature_K),
-        "pressure_GPa": summary(run.series.pressure_GPa),
-        "volume_A3_per_atom": (
-            {**summary(volume), "initial": float(volume[0]), "final": float(volume[-1])}
-            if np.isfinite(volume).any()
-            else None
-        ),
-    }
-    if series:
-        out["series"] = _series(run, n_atoms)
-    return out
 
 
 def _speed_ratio(runs: Mapping[str, dict], reference: str) -> dict | None:
@@ -273,9 +202,8 @@ class BenchmarkResult:
         for case in self.cases:
             if case["size"] == size and case["ensemble"] == ensemble:
                 return case
-        raise KeyError(
-            f"no case ({size!r}, {ensemble!r}); have {[(c['size'], c['ensemble']) for c in self.cases]}"
-        )
+        have = [(c["size"], c["ensemble"]) for c in self.cases]
+        raise KeyError(f"no case ({size!r}, {ensemble!r}); have {have}")
 
     def table(self) -> str:
         """A plain-text summary, one row per (case, calculator)."""
@@ -290,10 +218,11 @@ class BenchmarkResult:
                 lat = m["latency_s"] or {}
                 drift = (m["energy"] or {}).get("drift_meV_atom_ps")
                 rows.append(
-                    f"{str(case['size']):>6} {case['n_atoms']:>5} {case['ensemble']:<11} {name:<14} "
-                    f"{_fmt(lat.get('p50'), 1e3, 9, 3)} {_fmt(lat.get('p99'), 1e3, 9, 3)} {_fmt(m['steps_per_s'], 1, 8, 1)} "
-                    f"{_fmt(m['us_per_atom_step'], 1, 8, 1)} {_fmt(drift, 1, 9, 3)} {_fmt(ratio.get(name), 1, 7, 1)}"
-                    f"  {m['stopped'] or ''}"
+                    f"{str(case['size']):>6} {case['n_atoms']:>5} {case['ensemble']:<11} "
+                    f"{name:<14} {_fmt(lat.get('p50'), 1e3, 9, 3)} "
+                    f"{_fmt(lat.get('p99'), 1e3, 9, 3)} {_fmt(m['steps_per_s'], 1, 8, 1)} "
+                    f"{_fmt(m['us_per_atom_step'], 1, 8, 1)} {_fmt(drift, 1, 9, 3)} "
+                    f"{_fmt(ratio.get(name), 1, 7, 1)}  {m['stopped'] or ''}"
                 )
         return "\n".join(rows)
 
@@ -325,6 +254,40 @@ def run_benchmark(
     settings as flat keywords: :class:`MDSettings` fields (``timestep_fs``, ``temperature_K``,
     …) and :class:`BenchmarkSettings` fields (``interleave_block``, ``time_limit_s``, …).
     """
+    from tqdm.auto import tqdm
+
+    reference = _check_calculators(calculators, reference)
+    settings = BenchmarkSettings.from_options(
+        structure=_label(structure),
+        sizes=(sizes,) if isinstance(sizes, (str, int)) else tuple(sizes),
+        ensembles=(ensembles,) if isinstance(ensembles, str) else tuple(ensembles),
+        steps=steps,
+        warmup=warmup,
+        **md,
+    )
+    cells = _checked_cells(structure, settings, calculators)
+    result = _new_result(settings, calculators, reference, calculator_info)
+    total = len(cells) * len(settings.ensembles) * len(calculators) * settings.steps
+    with tqdm(total=total, disable=not progress, unit="step", desc="bench") as bar:
+        for size, atoms in cells.items():
+            for ensemble in settings.ensembles:
+                case = _run_case(calculators, atoms, size, ensemble, settings, series, bar)
+                case["speed_ratio"] = _speed_ratio(case["runs"], reference)
+                result.cases.append(case)
+                if log:
+                    _log_case(case, log)
+    peak = peak_rss_bytes()
+    result.process = {"peak_rss_MB": None if peak is None else peak / MB}
+    return result
+
+
+def _label(structure: str | Atoms) -> str:
+    return structure.get_chemical_formula() if isinstance(structure, Atoms) else str(structure)
+
+
+def _check_calculators(calculators: Mapping[str, BaseCalculator], reference: str | None) -> str:
+    """Raise ``ValueError`` unless ``calculators`` are distinct ASE calculator objects and
+    ``reference`` names one of them; return the reference's name."""
     if not calculators:
         raise ValueError("give at least one calculator (name → ASE calculator)")
     for name, calc in calculators.items():
@@ -334,98 +297,110 @@ def run_benchmark(
             )
     if len({id(calc) for calc in calculators.values()}) < len(calculators):
         raise ValueError(
-            f"calculators {', '.join(calculators)} include the same object twice; interleaved runs "
-            "need one calculator object each (build a second one)"
+            f"calculators {', '.join(calculators)} include the same object twice; interleaved "
+            "runs need one calculator object each (build a second one)"
         )
     reference = reference or ("teacher" if "teacher" in calculators else next(iter(calculators)))
     if reference not in calculators:
         raise ValueError(
             f"reference {reference!r} is not one of the calculators: {', '.join(calculators)}"
         )
-    label = structure.get_chemical_formula() if isinstance(structure, Atoms) else str(structure)
-    settings = BenchmarkSettings.from_options(
-        structure=label,
-        sizes=(sizes,) if isinstance(sizes, (str, int)) else tuple(sizes),
-        ensembles=(ensembles,) if isinstance(ensembles, str) else tuple(ensembles),
-        steps=steps,
-        warmup=warmup,
-        **md,
-    )
+    return reference
+
+
+def _checked_cells(
+    structure: str | Atoms, settings: BenchmarkSettings, calculators: Mapping[str, BaseCalculator]
+) -> dict[str | int, Atoms]:
+    """The structure at each size; raise ``ValueError`` if any ensemble or calculator cannot
+    run one of them (NPT needs a 3D cell and stress)."""
     cells = {size: sized_structure(structure, size) for size in settings.sizes}
     needs_stress = any(settings.for_ensemble(e).kind == "NPT" for e in settings.ensembles)
-    for size, atoms in cells.items():
+    for atoms in cells.values():
         for ensemble in settings.ensembles:
             check_structure_for(settings.for_ensemble(ensemble), atoms)
         for name, calc in calculators.items():
             check_compatible(calc, atoms, name, stress=needs_stress)
+    return cells
 
-    result = BenchmarkResult(
+
+def _new_result(
+    settings: BenchmarkSettings,
+    calculators: Mapping[str, BaseCalculator],
+    reference: str,
+    calculator_info: Mapping[str, dict] | None,
+) -> BenchmarkResult:
+    """A result with no cases yet: the machine, the settings and what each calculator is."""
+    info = calculator_info or {}
+    return BenchmarkResult(
         environment=environment_info(),
         settings=settings.to_dict(),
         calculators={
-            name: dict(
-                (calculator_info or {}).get(name, {"class": type(calc).__name__}),
-                reference=name == reference,
-            )
+            name: dict(info.get(name, {"class": type(calc).__name__}), reference=name == reference)
             for name, calc in calculators.items()
         },
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    total = len(cells) * len(settings.ensembles) * len(calculators) * settings.steps
-    from tqdm.auto import tqdm
 
-    with tqdm(total=total, disable=not progress, unit="step", desc="bench") as bar:
-        for size, atoms in cells.items():
-            for ensemble in settings.ensembles:
-                md_settings = settings.for_ensemble(ensemble)
-                start = atoms.copy()
-                initialize_velocities(start, md_settings.temperature_K, seed=md_settings.seed)
-                runs = {
-                    name: MDRun(
-                        start,
-                        calc,
-                        md_settings,
-                        settings.steps,
-                        settings.sample_interval,
-                        settings.pressure_interval,
-                        settings.time_limit_s,
-                    )
-                    for name, calc in calculators.items()
-                }
-                block = settings.interleave_block or settings.steps
-                while not all(run.finished for run in runs.values()):
-                    for run in runs.values():
-                        if not run.finished:
-                            before = run.done_steps
-                            run.advance(block)
-                            bar.update(run.done_steps - before)
-                bar.total -= sum(
-                    run.steps - run.done_steps for run in runs.values()
-                )  # stopped early
-                bar.refresh()
-                metrics = {
-                    name: run_metrics(run, len(start), settings.warmup, series)
-                    for name, run in runs.items()
-                }
-                case = {
-                    "size": size,
-                    "n_atoms": len(start),
-                    "formula": start.get_chemical_formula(),
-                    "ensemble": ensemble,
-                    "kind": md_settings.kind,
-                    "integrator": md_settings.integrator,
-                    "runs": metrics,
-                    "speed_ratio": _speed_ratio(metrics, reference),
-                }
-                result.cases.append(case)
-                if log:
-                    for name, m in metrics.items():
-                        p50 = (m["latency_s"] or {}).get("p50")
-                        log(
-                            f"{size} ({len(start)} atoms) {ensemble}: {name} "
-                            f"{'-' if p50 is None else f'{p50 * 1e3:.3f} ms/step'}"
-                            + (f" [{m['stopped']}]" if m["stopped"] else "")
-                        )
-    peak = peak_rss_bytes()
-    result.process = {"peak_rss_MB": None if peak is None else peak / MB}
-    return result
+
+def _run_case(
+    calculators: Mapping[str, BaseCalculator],
+    atoms: Atoms,
+    size: str | int,
+    ensemble: str,
+    settings: BenchmarkSettings,
+    series: bool,
+    bar,
+) -> dict:
+    """One MD per calculator from the same positions and velocities, interleaved; the case's
+    metrics without its speed ratio."""
+    md_settings = settings.for_ensemble(ensemble)
+    start = atoms.copy()
+    initialize_velocities(start, md_settings.temperature_K, seed=md_settings.seed)
+    runs = {
+        name: MDRun(
+            start,
+            calc,
+            md_settings,
+            settings.steps,
+            settings.sample_interval,
+            settings.pressure_interval,
+            settings.time_limit_s,
+        )
+        for name, calc in calculators.items()
+    }
+    _interleave(runs, settings.interleave_block or settings.steps, bar)
+    return {
+        "size": size,
+        "n_atoms": len(start),
+        "formula": start.get_chemical_formula(),
+        "ensemble": ensemble,
+        "kind": md_settings.kind,
+        "integrator": md_settings.integrator,
+        "runs": {
+            name: run_metrics(run, len(start), settings.warmup, series)
+            for name, run in runs.items()
+        },
+    }
+
+
+def _interleave(runs: Mapping[str, MDRun], block: int, bar) -> None:
+    """Advance the runs in turn ``block`` steps at a time until all have finished, so that
+    machine noise hits all of them alike."""
+    while not all(run.finished for run in runs.values()):
+        for run in runs.values():
+            if not run.finished:
+                before = run.done_steps
+                run.advance(block)
+                bar.update(run.done_steps - before)
+    bar.total -= sum(run.steps - run.done_steps for run in runs.values())  # stopped early
+    bar.refresh()
+
+
+def _log_case(case: dict, log: Callable[[str], None]) -> None:
+    for name, m in case["runs"].items():
+        p50 = (m["latency_s"] or {}).get("p50")
+        log(
+            f"{case['size']} ({case['n_atoms']} atoms) {case['ensemble']}: {name} "
+            f"{'-' if p50 is None else f'{p50 * 1e3:.3f} ms/step'}"
+            + (f" [{m['stopped']}]" if m["stopped"] else "")
+        )

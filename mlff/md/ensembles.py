@@ -15,21 +15,18 @@ The integrator class names (any case) are accepted as aliases.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from ase import Atoms, units
 from ase.md.md import MolecularDynamics
 
-from mlff.md._resolve import resolve_list
-
 __all__ = [
     "ENSEMBLES",
     "EnsembleSpec",
     "MDSettings",
     "resolve_ensemble",
-    "resolve_ensembles",
     "make_integrator",
     "initialize_velocities",
     "conserved_energy",
@@ -190,11 +187,12 @@ class MDSettings:
 
 
 def check_structure_for(settings: MDSettings, atoms: Atoms) -> None:
-    """Raise ``ValueError`` if ``atoms`` cannot run in ``settings.ensemble`` (NPT needs a 3D cell)."""
+    """Raise ``ValueError`` if ``atoms`` cannot run in ``settings.ensemble`` (NPT needs a 3D
+    cell)."""
     if settings.kind == "NPT" and not (atoms.pbc.all() and atoms.cell.rank == 3):
         raise ValueError(
-            f"ensemble {settings.ensemble!r} ({settings.integrator}) needs a 3D-periodic cell, but pbc is "
-            f"{atoms.pbc.tolist()}; use nve, langevin, bussi or nose-hoover"
+            f"ensemble {settings.ensemble!r} ({settings.integrator}) needs a 3D-periodic cell, "
+            f"but pbc is {atoms.pbc.tolist()}; use nve, langevin, bussi or nose-hoover"
         )
 
 
@@ -242,8 +240,3 @@ def conserved_energy(dyn: MolecularDynamics) -> tuple[str, Callable[[], float]] 
     if type(dyn) is VelocityVerlet:
         return "total energy", dyn.atoms.get_total_energy
     return None
-
-
-def resolve_ensembles(names: Iterable[str] | str) -> list[str]:
-    """Canonical names, in order, without repeats; an empty list is refused."""
-    return resolve_list(names, resolve_ensemble, "ensemble", ", ".join(ENSEMBLES))

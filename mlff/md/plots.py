@@ -136,7 +136,7 @@ def plot_benchmark(result, out: str | Path) -> list[Path]:
                 if c["ensemble"] == ensemble and c["runs"][name]["latency_s"]
             )
             if points:
-                n, t = zip(*points)
+                n, t = zip(*points, strict=True)  # (atoms, ms) pairs into two columns
                 sizes += n
                 times += t
                 ax.plot(

@@ -1,10 +1,11 @@
 """Per-call profile of a calculator: stage times with percentiles, a leak check, hotspots.
 
 For mlff students (:class:`~mlff.calculators.SiteCalculator`) each force call is split with the
-calculator's ``stage_timer`` hook into ``graph`` (neighbour list and tensors), ``forward``
-(site energies), ``backward`` (autograd), ``convert`` (forces/stress to numpy), and
-``ase`` = the whole ``atoms.get_forces()`` call minus those stages (ASE's state checks and
-copies, the calculator's Python glue). Other calculators get the total only.
+calculator's ``stage_timer`` hook into ``graph`` (neighbour list and edge vectors), ``forward``
+(site energies and their edge gradients, which models return together), ``convert``
+(forces/stress to numpy), and ``ase`` = the whole ``atoms.get_forces()`` call minus those
+stages (ASE's state checks and copies, the calculator's Python glue). Other calculators get the
+total only.
 
 Each call first moves the atoms (a fresh small random displacement of the reference
 positions), so nothing is served from the calculator's cache.
@@ -12,12 +13,7 @@ positions), so nothing is served from the calculator's cache.
 
 from __future__ import annotations
 
-import cProfile
-import io
-import pstats
-import sysconfig
 import time
-import tracemalloc
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,15 +22,15 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-from mlff.md.calculators import check_compatible
-from mlff.md.memory import MB, rss_bytes
-from mlff.md.schema import finite_or_none
-from mlff.md.stats import latency_stats, linear_fit
+from mlff.md.hotspots import cprofile_hotspots, holds_torch_module, torch_hotspots
+from mlff.md.leaks import leak_check
+from mlff.md.loading import check_compatible
+from mlff.md.stats import latency_stats
 
 __all__ = ["STAGES", "StageTimer", "ProfileResult", "profile_calculator"]
 
 #: Stages timed inside SiteCalculator.calculate, in order.
-STAGES = ("graph", "forward", "backward", "convert")
+STAGES = ("graph", "forward", "convert")
 
 
 class _Stage:
@@ -80,8 +76,9 @@ class StageTimer:
 @dataclass
 class ProfileResult:
     """Per-call timing (``total`` and ``stages``, each latency statistics in s), the leak check
-    and the hotspots. ``evaluations_per_call`` counts model evaluations per call (2 where stress
-    is asked for separately after forces, as ASE's NPT integrators do)."""
+    and the hotspots. ``evaluations_per_call`` counts a student's model evaluations per call
+    (1 with stress too on a 3D-periodic cell: the forces call caches the stress that ASE's NPT
+    integrators ask for next); ``None`` for calculators that report no stages."""
 
     calculator: str
     formula: str
@@ -101,8 +98,8 @@ class ProfileResult:
 
     def summary(self) -> str:
         lines = [
-            f"profile of {self.calculator} on {self.formula} ({self.n_atoms} atoms), {self.calls} calls of "
-            f"{' + '.join(self.properties)}",
+            f"profile of {self.calculator} on {self.formula} ({self.n_atoms} atoms), "
+            f"{self.calls} calls of {' + '.join(self.properties)}",
             f"{'stage':<10} {'mean':>9} {'p50':>9} {'p95':>9} {'p99':>9} {'max':>9}  ms   share",
         ]
         for name, stats in [("total", self.total)] + list(self.stages.items()):
@@ -117,7 +114,8 @@ class ProfileResult:
         if self.leak:
             leak = self.leak
             lines.append(
-                f"leak check over {leak['calls']} calls: RSS {leak['rss_growth_kB_per_call']:+.2f} kB/call, "
+                f"leak check over {leak['calls']} calls: "
+                f"RSS {leak['rss_growth_kB_per_call']:+.2f} kB/call, "
                 f"Python heap {leak['python_growth_kB_per_call']:+.3f} kB/call -> "
                 f"{'LEAK SUSPECTED' if leak['leak_suspected'] else 'no leak seen'}"
             )
@@ -136,140 +134,57 @@ class ProfileResult:
         return "\n".join(lines)
 
 
-def _mover(atoms: Atoms, displacement: float, seed: int) -> Callable[[], None]:
-    reference = atoms.positions.copy()
-    rng = np.random.default_rng(seed)
+class _Workload:
+    """The profiled call on a copy of the atoms. Each call first moves the atoms to a fresh
+    random displacement (``displacement``, Å) of the reference positions, so nothing is served
+    from the calculator's cache, then asks for what ``properties`` names."""
 
-    def move() -> None:
-        atoms.positions = reference + rng.normal(0.0, displacement, reference.shape)
+    def __init__(
+        self,
+        calc: BaseCalculator,
+        atoms: Atoms,
+        properties: tuple[str, ...],
+        displacement: float,
+        seed: int,
+    ):
+        self.atoms = atoms.copy()
+        self.atoms.calc = calc
+        self.properties = properties
+        self._reference = self.atoms.positions.copy()  # (n_atoms, 3) Å
+        self._displacement = displacement
+        self._rng = np.random.default_rng(seed)
 
-    return move
+    def move(self) -> None:
+        shape = self._reference.shape
+        self.atoms.positions = self._reference + self._rng.normal(0.0, self._displacement, shape)
 
+    def evaluate(self) -> None:
+        # The order ASE's integrators ask in: forces first, stress (NPT) after.
+        self.atoms.get_forces()
+        if "stress" in self.properties:
+            self.atoms.get_stress()
 
-def _call(atoms: Atoms, properties: tuple[str, ...]) -> None:
-    # The order ASE's integrators ask in: forces first, stress (NPT) after.
-    atoms.get_forces()
-    if "stress" in properties:
-        atoms.get_stress()
-
-
-def _cprofile_hotspots(call: Callable[[], None], n: int, top: int) -> list[dict]:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(n):
-        call()
-    profiler.disable()
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _) in stats.stats.items():
-        rows.append(
-            {
-                "name": f"{func} ({filename.rsplit('/', 2)[-1] if '/' in filename else filename}:{line})",
-                "calls": int(nc),
-                "self_s": tt / n,
-                "cumulative_s": ct / n,
-            }
-        )
-    rows.sort(key=lambda r: r["self_s"], reverse=True)
-    return rows[:top]
+    def __call__(self) -> None:
+        self.move()
+        self.evaluate()
 
 
-def _uses_torch(calc: BaseCalculator) -> bool:
-    """Whether the calculator holds a torch module (SevenNet, CHGNet, MACE … do)."""
-    import torch
+@dataclass
+class _CallTimes:
+    """What the timed calls measured: each call's wall time (s), each stage's time per call
+    (s), how many model evaluations (``graph`` stages) each call ran, and which stages the
+    calculator entered at all."""
 
-    return any(isinstance(v, torch.nn.Module) for v in vars(calc).values())
+    totals: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    evaluations: list[int] = field(default_factory=list)
+    entered: set[str] = field(default_factory=set)
 
-
-def _torch_hotspots(call: Callable[[], None], n: int, top: int, cuda: bool) -> list[dict]:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(n):
-            call()
-    if cuda:
-        torch.cuda.synchronize()
-    rows = []
-    for event in prof.key_averages():
-        row = {
-            "name": event.key,
-            "calls": int(event.count) // n if n else int(event.count),
-            "self_s": event.self_cpu_time_total * 1e-6 / n,
-            "cumulative_s": event.cpu_time_total * 1e-6 / n,
-        }
-        if cuda:
-            row["self_device_s"] = getattr(event, "self_device_time_total", 0.0) * 1e-6 / n
-        rows.append(row)
-    rows.sort(key=lambda r: r["self_s"], reverse=True)
-    return rows[:top]
-
-
-_FRAMES = 8  # traceback depth kept by tracemalloc in the leak check
-
-
-def _where(traceback: tracemalloc.Traceback) -> str:
-    """The most recent frame outside installed packages and the standard library (the line
-    that asked for the memory), with the allocating frame after it when that differs."""
-    stdlib = sysconfig.get_paths()["stdlib"]
-    frames = list(traceback)[::-1]  # tracemalloc lists the oldest frame first
-    inner = frames[0]
-    for frame in frames:
-        if "site-packages" not in frame.filename and not frame.filename.startswith(stdlib):
-            text = f"{frame.filename}:{frame.lineno}"
-            return (
-                text if frame is inner else f"{text} (allocated in {inner.filename}:{inner.lineno})"
-            )
-    return f"{inner.filename}:{inner.lineno}"
-
-
-def _leak_check(
-    call: Callable[[], None], n: int, rss_limit_kB: float, heap_limit_kB: float
-) -> dict:
-    """Run ``n`` calls under tracemalloc. The first half lets caches and the allocator settle;
-    growth is measured over the second half only: the RSS slope (least squares, one sample per
-    call) and the Python-heap difference between the two snapshots."""
-    half = n // 2
-    tracemalloc.start(_FRAMES)
-    try:
-        rss = []
-        for k in range(n):
-            if k == half:
-                before = tracemalloc.take_snapshot()
-            call()
-            rss.append(rss_bytes())
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    measured = n - half
-    diff = after.compare_to(before, "traceback")
-    heap = sum(d.size_diff for d in diff)
-    rss_values = np.array([np.nan if r is None else r for r in rss], dtype=np.float64)
-    tail = rss_values[half:]
-    rss_slope = (
-        linear_fit(np.arange(tail.size), tail).slope
-        if np.isfinite(tail).sum() >= 2
-        else float("nan")
-    )
-    rss_kB, heap_kB = rss_slope / 1024.0, heap / measured / 1024.0
-    return {
-        "calls": n,
-        "measured_calls": measured,
-        "rss_start_MB": finite_or_none(rss_values[0] / MB),
-        "rss_end_MB": finite_or_none(rss_values[-1] / MB),
-        "rss_growth_kB_per_call": finite_or_none(rss_kB),
-        "python_growth_kB_per_call": float(heap_kB),
-        "limits_kB_per_call": {"rss": rss_limit_kB, "python": heap_limit_kB},
-        "leak_suspected": bool(
-            (np.isfinite(rss_kB) and rss_kB > rss_limit_kB) or heap_kB > heap_limit_kB
-        ),
-        "top_python_growth": [
-            {"where": _where(d.traceback), "size_kB": d.size_diff / 1024.0, "count": d.count_diff}
-            for d in diff[:10]
-            if d.size_diff
-        ],
-    }
+    def add_stages(self, times: dict[str, float], entries: dict[str, int]) -> None:
+        self.entered.update(entries)
+        for stage in STAGES:
+            self.stages.setdefault(stage, []).append(times.get(stage, 0.0))
+        self.evaluations.append(entries.get("graph", 0))
 
 
 def profile_calculator(
@@ -295,10 +210,32 @@ def profile_calculator(
     A leak is suspected when RSS grows by more than ``rss_limit_kB_per_call`` (fitted slope) or
     the Python heap (tracemalloc) by more than ``heap_limit_kB_per_call`` per call.
     """
-    from tqdm.auto import tqdm
+    properties = _check_arguments(
+        calls, warmup, properties, leak_calls, hotspot_calls, top, displacement
+    )
+    check_compatible(calc, atoms, type(calc).__name__, stress="stress" in properties)
+    workload = _Workload(calc, atoms, properties, displacement, seed)
+    times = _time_calls(workload, calc, calls, warmup, progress)
+    leak = (
+        leak_check(workload, leak_calls, rss_limit_kB_per_call, heap_limit_kB_per_call)
+        if leak_calls
+        else None
+    )
+    hotspots = _hotspots(workload, calc, hotspot_calls, top) if hotspot_calls else {}
+    return _summarise(calc, workload, times, leak, hotspots)
 
-    from mlff.calculators import SiteCalculator
 
+def _check_arguments(
+    calls: int,
+    warmup: int,
+    properties: tuple[str, ...],
+    leak_calls: int,
+    hotspot_calls: int,
+    top: int,
+    displacement: float,
+) -> tuple[str, ...]:
+    """Raise ``ValueError`` on a bad setting; return ``properties`` in canonical order, with
+    ``"energy"`` (which every call gives)."""
     if leak_calls in (1, 2, 3):
         raise ValueError(f"leak_calls must be 0 (no leak check) or >= 4, got {leak_calls}")
     for name, value, low in (
@@ -316,86 +253,104 @@ def profile_calculator(
         raise ValueError(
             f"properties {list(properties)!r}: accepted are energy, forces (required) and stress"
         )
-    properties = tuple(p for p in known if p in properties or p == "energy")
     if not displacement >= 0:
         raise ValueError(f"displacement must be >= 0 Å, got {displacement!r}")
-    check_compatible(calc, atoms, type(calc).__name__, stress="stress" in properties)
+    return tuple(p for p in known if p in properties or p == "energy")
 
-    work = atoms.copy()
-    work.calc = calc
-    move = _mover(work, displacement, seed)
 
-    def call() -> None:
-        move()
-        _call(work, properties)
+def _is_student(calc: BaseCalculator) -> bool:
+    """Whether ``calc`` is an mlff calculator, whose calls report their stages."""
+    from mlff.calculators import SiteCalculator
 
-    staged = isinstance(calc, SiteCalculator)
-    cuda = staged and calc.device.type == "cuda"
+    return isinstance(calc, SiteCalculator)
+
+
+def _on_cuda(calc: BaseCalculator) -> bool:
+    return _is_student(calc) and calc.device.type == "cuda"
+
+
+def _time_calls(
+    workload: _Workload, calc: BaseCalculator, calls: int, warmup: int, progress: bool
+) -> _CallTimes:
+    """``warmup`` untimed calls, then ``calls`` timed ones. A student's stages are timed
+    through its ``stage_timer`` hook, which is taken off again afterwards."""
+    from tqdm.auto import tqdm
+
     timer = None
-    if staged:
+    if _is_student(calc):
         import torch
 
-        timer = StageTimer(torch.cuda.synchronize if cuda else None)
+        # Synchronised at each stage boundary, so GPU work is charged to the stage that queued it.
+        timer = StageTimer(torch.cuda.synchronize if _on_cuda(calc) else None)
         calc.stage_timer = timer
-    totals: list[float] = []
-    per_stage: dict[str, list[float]] = {s: [] for s in STAGES} if staged else {}
-    evaluations: list[int] = []
-    seen: set[str] = set()
+    times = _CallTimes()
     try:
         for _ in range(warmup):
-            call()
+            workload()
         if timer:
             timer.take()
         for _ in tqdm(range(calls), disable=not progress, desc="profile", unit="call"):
-            move()
+            workload.move()  # outside the timed span: the calculator does not see it
             t0 = time.perf_counter()
-            _call(work, properties)
-            totals.append(time.perf_counter() - t0)
+            workload.evaluate()
+            times.totals.append(time.perf_counter() - t0)
             if timer:
-                times, entries = timer.take()
-                seen.update(entries)
-                for stage in STAGES:
-                    per_stage[stage].append(times.get(stage, 0.0))
-                evaluations.append(entries.get("graph", 0))
+                times.add_stages(*timer.take())
     finally:
-        if staged:
+        if timer:
             calc.stage_timer = None
-    totals_arr = np.asarray(totals)
-    stages = {}
-    if staged:
-        stage_sum = np.sum([per_stage[s] for s in STAGES], axis=0)
-        # A stage the calculator never entered (e.g. no separate backward pass) is left out.
-        per_stage = {name: values for name, values in per_stage.items() if name in seen}
-        per_stage["ase"] = list(np.maximum(totals_arr - stage_sum, 0.0))
-        stages = {name: latency_stats(values) for name, values in per_stage.items()}
-    mean_total = float(totals_arr.mean())
+    return times
+
+
+def _stage_statistics(times: _CallTimes) -> dict[str, dict]:
+    """Latency statistics of each stage the calculator entered, and of ``ase``: the rest of
+    the call. Empty for calculators that report no stages."""
+    if not times.stages:
+        return {}
+    stage_sum = np.sum([times.stages[s] for s in STAGES], axis=0)  # (calls,) s
+    # A stage never entered (e.g. every call served from the calculator's cache) is left out.
+    per_stage = {name: values for name, values in times.stages.items() if name in times.entered}
+    per_stage["ase"] = list(np.maximum(np.asarray(times.totals) - stage_sum, 0.0))
+    return {name: latency_stats(values) for name, values in per_stage.items()}
+
+
+def _hotspots(
+    workload: _Workload, calc: BaseCalculator, calls: int, top: int
+) -> dict[str, list[dict]]:
+    """The ``top`` functions by self time from cProfile, and the top torch operators where
+    ``calc`` runs torch (an mlff student, SevenNet, CHGNet, MACE …)."""
+    hotspots = {"cprofile": cprofile_hotspots(workload, calls, top)}
+    if _is_student(calc) or holds_torch_module(calc):
+        hotspots["torch"] = torch_hotspots(workload, calls, top, _on_cuda(calc))
+    return hotspots
+
+
+def _summarise(
+    calc: BaseCalculator,
+    workload: _Workload,
+    times: _CallTimes,
+    leak: dict | None,
+    hotspots: dict[str, list[dict]],
+) -> ProfileResult:
+    from mlff.md.environment import environment_info
+
+    stages = _stage_statistics(times)
+    mean_total = float(np.mean(times.totals))
     share = (
         {name: stats["mean"] / mean_total for name, stats in stages.items()}
         if mean_total > 0
         else {}
     )
-    leak = (
-        _leak_check(call, leak_calls, rss_limit_kB_per_call, heap_limit_kB_per_call)
-        if leak_calls
-        else None
-    )
-    hotspots = {}
-    if hotspot_calls:
-        hotspots["cprofile"] = _cprofile_hotspots(call, hotspot_calls, top)
-        if staged or _uses_torch(calc):
-            hotspots["torch"] = _torch_hotspots(call, hotspot_calls, top, cuda)
-    from mlff.md.environment import environment_info
-
     return ProfileResult(
         calculator=type(calc).__name__,
-        formula=work.get_chemical_formula(),
-        n_atoms=len(work),
-        calls=calls,
-        properties=list(properties),
-        total=latency_stats(totals),
+        formula=workload.atoms.get_chemical_formula(),
+        n_atoms=len(workload.atoms),
+        calls=len(times.totals),
+        properties=list(workload.properties),
+        total=latency_stats(times.totals),
         stages=stages,
         stage_share=share,
-        evaluations_per_call=float(np.mean(evaluations)) if evaluations else None,
+        evaluations_per_call=float(np.mean(times.evaluations)) if times.evaluations else None,
         leak=leak,
         hotspots=hotspots,
         environment=environment_info(),

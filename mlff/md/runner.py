@@ -134,7 +134,10 @@ class MDRun:
                     and self.md_time_s >= self.time_limit_s
                     and not self.finished
                 ):
-                    self.stopped = f"time limit of {self.time_limit_s:g} s reached after {self.done_steps} steps"
+                    self.stopped = (
+                        f"time limit of {self.time_limit_s:g} s reached "
+                        f"after {self.done_steps} steps"
+                    )
         except Exception as err:  # a model that fails mid-run is a result, not a crash
             self.stopped = f"error at step {self.done_steps}: {type(err).__name__}: {err}"
         self.wall_s += time.perf_counter() - start_wall

@@ -1,12 +1,10 @@
-"""Summary statistics and the least-squares line shared by the MD tools."""
+"""Summary and latency statistics shared by the MD tools."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-__all__ = ["summary", "latency_stats", "LineFit", "linear_fit"]
+__all__ = ["summary", "latency_stats"]
 
 
 def summary(values) -> dict[str, float] | None:
@@ -38,40 +36,3 @@ def latency_stats(seconds) -> dict[str, float] | None:
         "p99": float(p99),
         "max": float(x.max()),
     }
-
-
-@dataclass(frozen=True)
-class LineFit:
-    """y ≈ slope·x + intercept by ordinary least squares.
-
-    ``slope_stderr`` is the textbook standard error, which assumes uncorrelated residuals (MD
-    series are correlated, so treat it as a lower bound). ``residual_std`` is the standard
-    deviation of the residuals (the detrended series).
-    """
-
-    slope: float
-    intercept: float
-    slope_stderr: float
-    residual_std: float
-    n: int
-
-
-def linear_fit(x, y) -> LineFit:
-    """Least-squares line through the finite (x, y) pairs; needs at least two distinct x."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if x.size < 2 or np.ptp(x) == 0:
-        raise ValueError(f"a line needs at least two distinct x values, got {x.size} point(s)")
-    xm, ym = x.mean(), y.mean()
-    dx = x - xm  # centred: a well-conditioned fit even for large offsets
-    sxx = float(dx @ dx)
-    slope = float(dx @ (y - ym)) / sxx
-    intercept = float(ym - slope * xm)
-    resid = y - (slope * x + intercept)
-    dof = max(x.size - 2, 1)
-    stderr = float(np.sqrt((resid @ resid) / dof / sxx))
-    return LineFit(slope, intercept, stderr, float(resid.std()), int(x.size))

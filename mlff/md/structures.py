@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ase import Atoms
 
-from mlff.md._resolve import resolve_list
-
-__all__ = ["SIZES", "resolve_sizes", "sized_structure", "load_structure"]
+__all__ = ["SIZES", "resolve_size", "sized_structure", "load_structure"]
 
 #: Size classes: (fewest, most) atoms.
 SIZES: dict[str, tuple[int, int]] = {"small": (32, 64), "medium": (128, 256), "large": (512, 1024)}
 
 
-def _size(size: str | int) -> str | int:
+def resolve_size(size: str | int) -> str | int:
+    """A size class's canonical name, or a positive number of atoms; anything else raises
+    ``ValueError`` listing what is accepted."""
     if isinstance(size, str) and size.strip().lower() in SIZES:
         return size.strip().lower()
     try:
@@ -22,17 +20,11 @@ def _size(size: str | int) -> str | int:
     except (TypeError, ValueError):
         n = None
     if n is None or isinstance(size, float) and size != n:
-        raise ValueError(
-            f"unknown size {size!r}; accepted: {', '.join(f'{k} ({a}-{b} atoms)' for k, (a, b) in SIZES.items())} or a number of atoms"
-        )
+        classes = ", ".join(f"{k} ({a}-{b} atoms)" for k, (a, b) in SIZES.items())
+        raise ValueError(f"unknown size {size!r}; accepted: {classes} or a number of atoms")
     if n < 1:
         raise ValueError(f"size must be a positive number of atoms, got {size!r}")
     return n
-
-
-def resolve_sizes(sizes: Iterable[str | int] | str | int) -> list[str | int]:
-    """Canonical size names (or atom counts), in order, without repeats."""
-    return resolve_list(sizes, _size, "size", f"{', '.join(SIZES)} or a number of atoms")
 
 
 def load_structure(structure: str | Atoms) -> Atoms:
@@ -59,7 +51,7 @@ def sized_structure(structure: str | Atoms, size: str | int) -> Atoms:
     """
     from mlff.distill.sampling import supercell
 
-    key = _size(size)
+    key = resolve_size(size)
     atoms = load_structure(structure)
     low, high = SIZES[key] if isinstance(key, str) else (key, None)
     if atoms.pbc.all():
@@ -67,8 +59,9 @@ def sized_structure(structure: str | Atoms, size: str | int) -> Atoms:
     if len(atoms) < low or (high is not None and len(atoms) > high):
         if isinstance(key, str):
             raise ValueError(
-                f"structure {atoms.get_chemical_formula()} ({len(atoms)} atoms after repetition) does not fit "
-                f"size {key!r} ({low}-{high} atoms); give a number of atoms instead, or another size"
+                f"structure {atoms.get_chemical_formula()} ({len(atoms)} atoms after repetition) "
+                f"does not fit size {key!r} ({low}-{high} atoms); give a number of atoms "
+                "instead, or another size"
             )
         raise ValueError(
             f"structure {atoms.get_chemical_formula()} is not 3D-periodic and has {len(atoms)} "

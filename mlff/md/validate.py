@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import vesin
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 
-from mlff.md.calculators import check_compatible
-from mlff.md.distances import min_distance
 from mlff.md.drift import EnergyDrift, energy_drift
 from mlff.md.ensembles import MDSettings, initialize_velocities
+from mlff.md.loading import check_compatible
 from mlff.md.runner import MDRun
 from mlff.md.stats import summary
 
@@ -83,7 +83,11 @@ class Check:
 
     def line(self) -> str:
         value = "n/a" if self.value is None else f"{self.value:.4g}"
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.name:<13} {value:>11} {self.unit:<13} (limit {self.limit}) {self.detail}"
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"{verdict}  {self.name:<13} {value:>11} {self.unit:<13} (limit {self.limit}) "
+            f"{self.detail}"
+        )
 
 
 @dataclass
@@ -157,57 +161,69 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _number(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= minimum if strict else value < minimum):
-        raise ValueError(
-            f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}"
+def min_distance(atoms: Atoms, cutoff: float | None = None) -> float | None:
+    """The shortest distance between two atoms (or an atom and an image of itself), in Å.
+
+    With ``cutoff`` only pairs closer than it are looked at, and ``None`` means none is;
+    without it the search widens from 3 Å up to 24 Å before giving up (``None``).
+    """
+    cutoffs = [cutoff] if cutoff is not None else [3.0, 6.0, 12.0, 24.0]
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    for c in cutoffs:
+        nl = vesin.NeighborList(cutoff=float(c), full_list=False)
+        distances = nl.compute(
+            points=positions, box=atoms.cell.array, periodic=atoms.pbc.tolist(), quantities="d"
         )
-    return float(value)
+        distances = np.asarray(distances[0] if isinstance(distances, (list, tuple)) else distances)
+        if distances.size:
+            return float(distances.min())
+    return None
 
 
-def _drift_note(drift: EnergyDrift | None, limit: float) -> str:
-    if drift is None:
-        return ""
-    note = f"± {drift.drift_stderr_meV_atom_ps:.2g} (OLS)"
-    if drift.drift_stderr_meV_atom_ps > 0.5 * limit:
-        note += "; run too short: the uncertainty is comparable to the limit"
-    return note
+@dataclass(frozen=True)
+class _Plan:
+    """The checked settings of one validation and the step counts they give."""
+
+    duration_ps: float
+    timestep_fs: float
+    temperature_K: float
+    equilibration_ps: float
+    sample_interval: int
+    seed: int
+
+    @property
+    def steps(self) -> int:
+        """NVE steps."""
+        return int(round(self.duration_ps * 1000.0 / self.timestep_fs))
+
+    @property
+    def equilibration_steps(self) -> int:
+        return int(round(self.equilibration_ps * 1000.0 / self.timestep_fs))
 
 
-def _equilibrate(
-    atoms: Atoms,
-    calc,
-    timestep_fs: float,
-    temperature_K: float,
-    steps: int,
-    seed: int,
-    advance: Callable[[MDRun, int], None],
-) -> tuple[Atoms, str | None]:
-    """Bussi MD for ``steps`` (τ = max(10 Δt, 20 fs): canonical for any τ, and a short one
-    decorrelates the energy quickly), then the kinetic energy set so that E_total equals
-    ⟨E_total⟩ over the second half."""
-    settings = MDSettings(
-        "bussi",
-        timestep_fs=timestep_fs,
-        temperature_K=temperature_K,
-        taut_fs=max(10 * timestep_fs, 20.0),
-        seed=seed,
-    )
-    run = MDRun(atoms, calc, settings, steps, sample_interval=1, pressure_interval=0)
-    advance(run, steps)
-    if run.stopped:
-        return run.atoms, f"equilibration: {run.stopped}"
-    a = run.series.arrays()
-    half = a["step"] >= steps / 2
-    target = float(np.mean(a["energy_potential"][half] + a["energy_kinetic"][half]))
-    out = run.atoms.copy()
-    out.set_momenta(run.atoms.get_momenta())
-    kinetic = target - run.atoms.get_potential_energy()
-    current = out.get_kinetic_energy()
-    if kinetic > 0 and current > 0:
-        out.set_momenta(out.get_momenta() * math.sqrt(kinetic / current))
-    return out, None
+class _DistanceWatch:
+    """The ``on_sample`` hook of the NVE run: records the shortest distance (Å) at each sample
+    and stops the run once it falls below ``fraction`` × that of the starting structure.
+    ``initial`` is ``None`` (and nothing is watched) when no two atoms are within 24 Å."""
+
+    def __init__(self, start: Atoms, fraction: float):
+        self.initial = min_distance(start)
+        self.limit = None if self.initial is None else fraction * self.initial
+        self.shortest: list[float] = []
+
+    def __call__(self, snapshot: Atoms, step: int) -> str | None:
+        if self.initial is None:
+            return None
+        d = min_distance(snapshot, self.initial)  # only pairs closer than at the start
+        self.shortest.append(self.initial if d is None else d)
+        closest = self.shortest[-1]
+        if closest < self.limit:
+            return f"atoms {closest:.3f} Å apart at step {step} (limit {self.limit:.3f} Å)"
+        return None
+
+    @property
+    def lowest(self) -> float | None:
+        return min(self.shortest) if self.shortest else None
 
 
 def validate_nve(
@@ -227,45 +243,78 @@ def validate_nve(
     ``sample_interval`` steps between samples of energy, temperature and shortest distance.
     Bad settings, or a structure the calculator cannot handle, raise ``ValueError`` first.
     """
-    from tqdm.auto import tqdm
-
     thresholds = thresholds or ValidationThresholds()
-    duration_ps = _number("duration_ps", duration_ps)
-    timestep_fs = _number("timestep_fs", timestep_fs)
-    temperature_K = _number("temperature_K", temperature_K)
-    equilibration_ps = _number("equilibration_ps", equilibration_ps, strict=False)
+    plan = _check_settings(
+        duration_ps, timestep_fs, temperature_K, equilibration_ps, sample_interval, seed, atoms
+    )
+    check_compatible(calc, atoms, "calculator")
+    start = _starting_state(atoms, plan)
+    watch = _DistanceWatch(start, thresholds.min_distance_fraction)
+    run, stopped = _run(calc, start, plan, watch, progress)
+    return _summarise(calc, atoms, plan, thresholds, run, stopped, watch)
+
+
+def _number(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= minimum if strict else value < minimum):
+        raise ValueError(
+            f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_settings(
+    duration_ps: float,
+    timestep_fs: float,
+    temperature_K: float,
+    equilibration_ps: float,
+    sample_interval: int,
+    seed: int,
+    atoms: Atoms,
+) -> _Plan:
+    """Raise ``ValueError`` on a bad setting, a run too short for 3 samples or fewer than 2
+    atoms."""
+    plan = _Plan(
+        duration_ps=_number("duration_ps", duration_ps),
+        timestep_fs=_number("timestep_fs", timestep_fs),
+        temperature_K=_number("temperature_K", temperature_K),
+        equilibration_ps=_number("equilibration_ps", equilibration_ps, strict=False),
+        sample_interval=sample_interval,
+        seed=seed,
+    )
     if (
         isinstance(sample_interval, bool)
         or not isinstance(sample_interval, int)
         or sample_interval < 1
     ):
         raise ValueError(f"sample_interval must be an integer >= 1, got {sample_interval!r}")
-    steps = int(round(duration_ps * 1000.0 / timestep_fs))
-    if steps < 3 * sample_interval:
+    if plan.steps < 3 * sample_interval:
         raise ValueError(
-            f"duration_ps={duration_ps} at timestep_fs={timestep_fs} is {steps} steps; "
-            f"need at least {3 * sample_interval} for 3 samples (sample_interval={sample_interval})"
+            f"duration_ps={plan.duration_ps} at timestep_fs={plan.timestep_fs} is {plan.steps} "
+            f"steps; need at least {3 * sample_interval} for 3 samples "
+            f"(sample_interval={sample_interval})"
         )
     if len(atoms) < 2:
         raise ValueError(f"validation needs at least 2 atoms, got {len(atoms)}")
-    check_compatible(calc, atoms, "calculator")
-    eq_steps = int(round(equilibration_ps * 1000.0 / timestep_fs))
+    return plan
+
+
+def _starting_state(atoms: Atoms, plan: _Plan) -> Atoms:
+    """A detached copy of ``atoms`` with Maxwell–Boltzmann velocities at the plan's T."""
     start = atoms.copy()
     start.calc = None
-    initialize_velocities(start, temperature_K, seed=seed)
-    d0 = min_distance(start)
-    limit = None if d0 is None else thresholds.min_distance_fraction * d0
-    shortest: list[float] = []
+    initialize_velocities(start, plan.temperature_K, seed=plan.seed)
+    return start
 
-    def watch(snapshot: Atoms, step: int) -> str | None:
-        if d0 is None:
-            return None
-        d = min_distance(snapshot, d0)
-        shortest.append(d0 if d is None else d)
-        if shortest[-1] < limit:
-            return f"atoms {shortest[-1]:.3f} Å apart at step {step} (limit {limit:.3f} Å)"
-        return None
 
+def _run(
+    calc: BaseCalculator, start: Atoms, plan: _Plan, watch: _DistanceWatch, progress: bool
+) -> tuple[MDRun, str | None]:
+    """The equilibration (if any), then the NVE run; returns the NVE run (not started if the
+    equilibration stopped) and why the whole stopped early, or ``None``."""
+    from tqdm.auto import tqdm
+
+    eq_steps, steps = plan.equilibration_steps, plan.steps
     with tqdm(total=eq_steps + steps, disable=not progress, unit="step", desc="validate") as bar:
 
         def advance(run: MDRun, n: int) -> None:
@@ -274,35 +323,88 @@ def validate_nve(
 
         stopped = None
         if eq_steps:
-            start, stopped = _equilibrate(
-                start, calc, timestep_fs, temperature_K, eq_steps, seed, advance
-            )
+            start, stopped = _equilibrate(start, calc, plan, advance)
         run = MDRun(
             start,
             calc,
-            MDSettings("nve", timestep_fs=timestep_fs),
+            MDSettings("nve", timestep_fs=plan.timestep_fs),
             steps,
-            sample_interval,
+            plan.sample_interval,
             pressure_interval=0,
             on_sample=watch,
         )
         if stopped is None:
             advance(run, steps)
             stopped = run.stopped
-    series = run.series.arrays()
-    series["min_distance_A"] = np.asarray(shortest, dtype=np.float64)
-    n = len(start)
-    total = series["energy_potential"] + series["energy_kinetic"]
-    finite = bool(np.isfinite(total).all() and total.size) and stopped is None
-    drift = (
-        energy_drift(series["time_fs"], total, n)
-        if total.size >= 3 and np.isfinite(total).all()
-        else None
+    return run, stopped
+
+
+def _equilibrate(
+    atoms: Atoms, calc: BaseCalculator, plan: _Plan, advance: Callable[[MDRun, int], None]
+) -> tuple[Atoms, str | None]:
+    """Bussi MD for the plan's equilibration steps (τ = max(10 Δt, 20 fs): canonical for any
+    τ, and a short one decorrelates the energy quickly), then the kinetic energy set so that
+    E_total equals ⟨E_total⟩ over the second half."""
+    steps = plan.equilibration_steps
+    settings = MDSettings(
+        "bussi",
+        timestep_fs=plan.timestep_fs,
+        temperature_K=plan.temperature_K,
+        taut_fs=max(10 * plan.timestep_fs, 20.0),
+        seed=plan.seed,
     )
-    temperature = summary(series["temperature_K"])
-    lowest = float(series["min_distance_A"].min()) if series["min_distance_A"].size else None
-    t = thresholds
-    checks = [
+    run = MDRun(atoms, calc, settings, steps, sample_interval=1, pressure_interval=0)
+    advance(run, steps)
+    if run.stopped:
+        return run.atoms, f"equilibration: {run.stopped}"
+    a = run.series.arrays()
+    half = a["step"] >= steps / 2
+    target = float(np.mean(a["energy_potential"][half] + a["energy_kinetic"][half]))
+    out = run.atoms.copy()
+    out.set_momenta(run.atoms.get_momenta())
+    kinetic = target - run.atoms.get_potential_energy()
+    current = out.get_kinetic_energy()
+    if kinetic > 0 and current > 0:
+        out.set_momenta(out.get_momenta() * math.sqrt(kinetic / current))
+    return out, None
+
+
+def _total_energy(series: dict) -> np.ndarray:
+    return series["energy_potential"] + series["energy_kinetic"]  # (n_samples,) eV
+
+
+def _drift(series: dict, n_atoms: int) -> EnergyDrift | None:
+    """The drift of the total energy; ``None`` with fewer than 3 samples or any non-finite."""
+    total = _total_energy(series)
+    if total.size < 3 or not np.isfinite(total).all():
+        return None
+    return energy_drift(series["time_fs"], total, n_atoms)
+
+
+def _drift_note(drift: EnergyDrift | None, limit: float) -> str:
+    if drift is None:
+        return ""
+    note = f"± {drift.drift_stderr_meV_atom_ps:.2g} (OLS)"
+    if drift.drift_stderr_meV_atom_ps > 0.5 * limit:
+        note += "; run too short: the uncertainty is comparable to the limit"
+    return note
+
+
+def _checks(
+    series: dict,
+    stopped: str | None,
+    drift: EnergyDrift | None,
+    temperature: dict | None,
+    watch: _DistanceWatch,
+    plan: _Plan,
+    thresholds: ValidationThresholds,
+) -> list[Check]:
+    """The five PASS/FAIL checks of the module docstring, in its order."""
+    t, target_K = thresholds, plan.temperature_K
+    total = _total_energy(series)
+    finite = bool(np.isfinite(total).all() and total.size) and stopped is None
+    initial, lowest, limit = watch.initial, watch.lowest, watch.limit
+    return [
         Check(
             "finite",
             finite,
@@ -329,44 +431,53 @@ def validate_nve(
         Check(
             "temperature",
             temperature is not None
-            and abs(temperature["mean"] - temperature_K) <= t.temperature_tolerance * temperature_K,
+            and abs(temperature["mean"] - target_K) <= t.temperature_tolerance * target_K,
             None if temperature is None else temperature["mean"],
-            f"{temperature_K:g} ± {t.temperature_tolerance * temperature_K:.3g}",
+            f"{target_K:g} ± {t.temperature_tolerance * target_K:.3g}",
             "K (mean)",
             "" if temperature is None else f"std {temperature['std']:.1f} K",
         ),
         Check(
             "min_distance",
-            d0 is None or (lowest is not None and lowest >= limit),
+            initial is None or (lowest is not None and lowest >= limit),
             lowest,
-            "n/a" if d0 is None else f">= {limit:.3f}",
+            "n/a" if initial is None else f">= {limit:.3f}",
             "Å",
-            "no neighbours within 24 Å" if d0 is None else f"start {d0:.3f} Å",
+            "no neighbours within 24 Å" if initial is None else f"start {initial:.3f} Å",
         ),
     ]
+
+
+def _summarise(
+    calc: BaseCalculator,
+    atoms: Atoms,
+    plan: _Plan,
+    thresholds: ValidationThresholds,
+    run: MDRun,
+    stopped: str | None,
+    watch: _DistanceWatch,
+) -> ValidationReport:
+    """The NVE series, its drift and temperature, the checks and the verdict."""
     from mlff.md.environment import environment_info
 
+    series = run.series.arrays()
+    series["min_distance_A"] = np.asarray(watch.shortest, dtype=np.float64)
+    drift = _drift(series, len(atoms))
+    temperature = summary(series["temperature_K"])
+    checks = _checks(series, stopped, drift, temperature, watch, plan, thresholds)
     return ValidationReport(
         passed=all(c.passed for c in checks),
         checks=checks,
-        n_atoms=n,
-        formula=start.get_chemical_formula(),
-        settings={
-            "duration_ps": duration_ps,
-            "timestep_fs": timestep_fs,
-            "temperature_K": temperature_K,
-            "equilibration_ps": equilibration_ps,
-            "sample_interval": sample_interval,
-            "seed": seed,
-            "calculator": type(calc).__name__,
-        },
+        n_atoms=len(atoms),
+        formula=atoms.get_chemical_formula(),
+        settings={**asdict(plan), "calculator": type(calc).__name__},
         thresholds=asdict(thresholds),
         steps=run.done_steps,
         stopped=stopped,
         drift=drift,
         temperature_K=temperature,
-        initial_min_distance_A=d0,
-        min_distance_A=lowest,
+        initial_min_distance_A=watch.initial,
+        min_distance_A=watch.lowest,
         timing={
             "md_time_s": run.md_time_s,
             "wall_s": run.wall_s,

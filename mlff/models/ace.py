@@ -7,18 +7,19 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from mlff.graph import EdgeArrays, Graph
+from mlff.graph import EdgeArrays, Graph, centre_offsets
+from mlff.kernels.ace import ace_energies_and_grads
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
-from mlff.models.ace_fused import FusedACE
 from mlff.models.ace_jacobian import InvariantGradients
 from mlff.models.ace_product import InvariantProducts
+from mlff.models.ace_tables import ace_kernel_tables
 from mlff.models.harmonics import (
     harmonic_gradient_dot,
     spherical_harmonics,
     spherical_harmonics_with_gradients,
 )
-from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
-from mlff.protocol import BlockReadout, ReadoutModel
+from mlff.models.radial import RadialBasis, check_r0
+from mlff.protocol import BlockReadout, CompiledPart, ReadoutModel
 
 __all__ = ["ACEModel", "DEFAULT_MAX_DEGREE"]
 
@@ -78,7 +79,6 @@ class ACEModel(ReadoutModel):
         self.products = InvariantProducts(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.gradients = InvariantGradients(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
-        self._fused: FusedACE | None = None  # built on first use: tables for the CPU kernel
 
     def check_parameters(self, prefix: str = "") -> None:
         """Finite tensors and a valid r0."""
@@ -133,80 +133,51 @@ class ACEModel(ReadoutModel):
         (padded_y,) = self._padded(graph, species, [ylm], channel=False)
         return self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)  # from (N, C, n_lm)
 
+    def compiled(
+        self, dtype, theta: torch.Tensor | None = None, constant: torch.Tensor | None = None
+    ) -> tuple[CompiledPart]:
+        """The compiled kernel (:mod:`mlff.kernels.ace`) with readout ``theta``
+        (n_elements, n_basis; the model's own by default) and a fixed energy per centre species
+        ``constant`` (n_elements,) eV: a stack folds its pair and one-body parts in this way
+        (:mod:`mlff.stack`)."""
+        tables = ace_kernel_tables(self, dtype, theta, constant)
+
+        def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
+            offsets = edges.offsets
+            if offsets is not None:
+                return ace_energies_and_grads(
+                    tables, edges.vectors, edges.neighbors, offsets, species, n_threads
+                )
+            # Edges not grouped by centre (graphs from mlff.graph always are): sort them.
+            n_atoms = len(species)
+            if len(edges.centers) and not 0 <= edges.centers.min() <= edges.centers.max() < n_atoms:
+                raise ValueError(
+                    f"edge centres must index the {n_atoms} atoms, got values from "
+                    f"{edges.centers.min()} to {edges.centers.max()}"
+                )
+            order = np.argsort(edges.centers, kind="stable")
+            centers = edges.centers[order]
+            energies, grads = ace_energies_and_grads(
+                tables,
+                np.ascontiguousarray(edges.vectors[order]),
+                np.ascontiguousarray(edges.neighbors[order]),
+                centre_offsets(centers, n_atoms),
+                species,
+                n_threads,
+            )
+            grads[order] = grads.copy()
+            return energies, grads
+
+        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
+
     @torch.no_grad()
-    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) in closed form, without autograd.
 
-        On the CPU (backend ``"auto"`` or ``"numba"``) this runs the compiled kernel of
-        :mod:`mlff.models.ace_fused`; otherwise the torch closed form below.
-        """
-        if self._use_kernel(graph):
-            energies, grads = self._kernel(
-                graph.vectors.numpy(),
-                graph.centers.numpy(),
-                graph.neighbors.numpy(),
-                self.species(graph).numpy(),
-            )
-            return torch.from_numpy(energies.astype(grads.dtype, copy=False)), torch.from_numpy(
-                grads
-            )
-        return self.site_energies_and_grads_torch(graph)
-
-    def _kernel(
-        self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernel with the model's
-        own readout, atoms split over torch's thread count."""
-        return self._fused_kernel()(
-            vectors,
-            centers,
-            neighbors,
-            species,
-            self.readout.weight,
-            n_threads=torch.get_num_threads(),
-        )
-
-    def _fused_kernel(self) -> FusedACE:
-        if self._fused is None:
-            self._fused = FusedACE(self)
-        return self._fused
-
-    def has_kernels(self) -> bool:
-        return self.backend != "torch"
-
-    def kernel_tables(
-        self, dtype, theta: torch.Tensor, constant: torch.Tensor | None = None
-    ) -> tuple:
-        """The kernel's tables for readout θ (n_elements, n_basis) and a fixed energy per
-        species ``constant`` (n_elements,) eV, in ``dtype`` (a stack's folded parts,
-        :mod:`mlff.models.folding`); valid while θ, the constant and the radial basis are."""
-        return self._fused_kernel().tables(theta, np.dtype(dtype), constant)
-
-    def kernel_energies_and_grads(
-        self, edges: EdgeArrays, tables: tuple | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`SiteModel.kernel_energies_and_grads`; ``tables`` (from :meth:`kernel_tables`)
-        replace the model's own readout for this call."""
-        fused = self._fused or self._fused_kernel()
-        if tables is None:
-            tables = fused.tables(self.readout.weight, edges.vectors.dtype)
-        return fused.run(
-            tables,
-            edges.vectors,
-            edges.centers,
-            edges.neighbors,
-            self.kernel_species(edges),
-            torch.get_num_threads(),
-            edges.offsets,
-        )
-
-    @torch.no_grad()
-    def site_energies_and_grads_torch(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-        """The torch closed form of :meth:`site_energies_and_grads` (any device).
-
-        The adjoint H = ∂E/∂A (N, C, n_lm) comes from :meth:`InvariantProducts.energy_and_adjoint`.
-        With φ_{n,lm}(r) = R_n(r) Y_lm(r̂): ∂E/∂r_e = r̂ Σ_n R'_n Σ_lm H Y_lm + Σ_lm (Σ_n H R_n) ∇Y_lm,
-        both contractions batched per atom on the padded layout.
+        The adjoint H = ∂E/∂A (N, C, n_lm) comes from
+        :meth:`InvariantProducts.energy_and_adjoint`. With φ_{n,lm}(r) = R_n(r) Y_lm(r̂):
+        ∂E/∂r_e = r̂ Σ_n R'_n Σ_lm H Y_lm + Σ_lm (Σ_n H R_n) ∇Y_lm, both contractions batched
+        per atom on the padded layout.
         """
         species = self.species(graph)
         if graph.n_edges == 0:
@@ -253,8 +224,9 @@ class ACEModel(ReadoutModel):
 
         ∂B_ik/∂r_e = Σ_{c,l,m} ∂B_ik/∂A_{i,c,lm} · ∂φ_{c,lm}(r_e)/∂r_e, with the first factor from
         :class:`InvariantGradients` and the second from forward-mode derivatives of the radial
-        functions and closed-form gradients of the spherical harmonics, contracted per atom as batched matrix products on the
-        padded neighbour layout. Memory: (n_atoms, P, max_neighbours, 3).
+        functions and closed-form gradients of the spherical harmonics, contracted per atom as
+        batched matrix products on the padded neighbour layout. Memory:
+        (n_atoms, P, max_neighbours, 3).
         """
         species = self.species(graph)
         si, sj = species[graph.centers], species[graph.neighbors]
@@ -264,9 +236,10 @@ class ACEModel(ReadoutModel):
         # Padded per-atom layout: jac_padded[k, i, slot] = ∂B_ik/∂r_(i, slot).
         jac_padded = graph.vectors.new_zeros(n_basis, n_atoms, width, 3)
         if graph.n_edges:
-            radial, d_radial = edge_derivatives(self.radial, graph.vectors, si, sj)
+            r = torch.linalg.vector_norm(graph.vectors, dim=1)
+            radial, d_radial = self.radial.with_derivative(r, si, sj)
             ylm, d_ylm = spherical_harmonics_with_gradients(graph.vectors, self.l_max)
-            unit = graph.vectors / torch.linalg.vector_norm(graph.vectors, dim=1, keepdim=True)
+            unit = graph.vectors / r[:, None]
             for l, entries in enumerate(per_l):
                 if entries is None:
                     continue

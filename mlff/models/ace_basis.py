@@ -55,10 +55,6 @@ class ACEBasisFunction:
     def ls(self) -> tuple[int, ...]:
         return tuple(f[2] for f in self.factors)
 
-    @property
-    def ns(self) -> tuple[int, ...]:
-        return tuple(f[1] for f in self.factors)
-
     def __str__(self) -> str:
         body = " ⊗ ".join(f"{z}(n={n},l={l})" for z, n, l in self.factors)
         tail = f" →L={self.coupling[0]}" if self.coupling else ""
@@ -180,7 +176,8 @@ def enumerate_ace_basis(
 
 
 def _one_particle_degrees(n_max: int, l_max: int, w_l: float, top: float) -> list[tuple[int, int]]:
-    """(n, l) of the one-particle functions of one element that :func:`enumerate_ace_basis` keeps."""
+    """(n, l) of the one-particle functions of one element that :func:`enumerate_ace_basis`
+    keeps."""
     return [
         (n, l) for n in range(1, n_max + 1) for l in range(l_max + 1) if n + w_l * l <= top + 1e-9
     ]

@@ -29,6 +29,21 @@ def _outer(xs: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+class _Group(nn.Module):
+    """The functions of one l-signature ``ls`` and coupling, as buffers: ``basis`` (K,) their
+    indices, ``channels`` (ν, K) the channel of each factor, ``coupling`` (d_1, …, d_ν) the
+    coupling tensor C they share."""
+
+    def __init__(self, ls: tuple[int, ...], coupling: tuple[int, ...], basis, channels):
+        super().__init__()
+        self.ls = ls
+        self.register_buffer("basis", torch.tensor(basis, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "channels", torch.tensor(channels, dtype=torch.long).t().contiguous(), persistent=False
+        )
+        self.register_buffer("coupling", coupling_tensor(ls, coupling).clone(), persistent=False)
+
+
 class InvariantGradients(nn.Module):
     """B and ∂B/∂A from A (a list per l of (channels, n_atoms, 2l+1) tensors)."""
 
@@ -38,36 +53,27 @@ class InvariantGradients(nn.Module):
         super().__init__()
         zindex = {e: s for s, e in enumerate(elements)}
         self.l_max = l_max
-        groups: dict[tuple, list[int]] = {}
-        for k, f in enumerate(spec):
-            groups.setdefault((f.ls, f.coupling), []).append(k)
-        self.groups: list[tuple[int, ...]] = []
-        for g, ((ls, coupling), ks) in enumerate(groups.items()):
-            channels = (
-                torch.tensor(
-                    [[zindex[z] * n_max + n - 1 for z, n, _ in spec[k].factors] for k in ks],
-                    dtype=torch.long,
-                )
-                .t()
-                .contiguous()
-            )  # (ν, K)
-            self.register_buffer(f"_k_{g}", torch.tensor(ks, dtype=torch.long), persistent=False)
-            self.register_buffer(f"_c_{g}", channels, persistent=False)
-            self.register_buffer(f"_w_{g}", coupling_tensor(ls, coupling).clone(), persistent=False)
-            self.groups.append(ls)
         self.n_basis = len(spec)
+        members: dict[tuple, list[int]] = {}
+        for k, f in enumerate(spec):
+            members.setdefault((f.ls, f.coupling), []).append(k)
+        self.groups = nn.ModuleList(
+            _Group(
+                ls,
+                coupling,
+                ks,
+                [[zindex[z] * n_max + n - 1 for z, n, _ in spec[k].factors] for k in ks],
+            )
+            for (ls, coupling), ks in members.items()
+        )
 
     def forward(self, a_by_l: list[torch.Tensor]):
         """Returns B (n_atoms, n_basis) and, per l, (k (n_q,), c (n_q,), values (n_q, N, 2l+1))."""
         n_atoms = a_by_l[0].shape[1]
         basis = a_by_l[0].new_zeros(self.n_basis, n_atoms)
         pieces: list[list[tuple]] = [[] for _ in range(self.l_max + 1)]
-        for g, ls in enumerate(self.groups):
-            ks, chans, w = (
-                getattr(self, f"_k_{g}"),
-                getattr(self, f"_c_{g}"),
-                getattr(self, f"_w_{g}"),
-            )
+        for group in self.groups:
+            ls, ks, chans, w = group.ls, group.basis, group.channels, group.coupling
             xs = [a_by_l[l].index_select(0, chans[t]) for t, l in enumerate(ls)]  # (K, N, 2l+1)
             order = len(ls)
             if order == 1:

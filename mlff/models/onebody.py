@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.protocol import SiteModel
-from mlff.stamps import is_current, tensor_stamp
+from mlff.protocol import CompiledPart, SiteModel
 
 __all__ = ["OneBody"]
 
@@ -31,24 +30,20 @@ class OneBody(SiteModel):
     def site_energies(self, graph: Graph) -> torch.Tensor:
         return self.e0[self.species(graph)]
 
-    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         return self.site_energies(graph), torch.zeros_like(graph.vectors)
 
-    def has_kernels(self) -> bool:
-        return self.backend != "torch"  # a table lookup: no kernel needed
+    def compiled(self, dtype) -> tuple[CompiledPart]:
+        """A table lookup: no kernel needed, but it runs on the CPU route with the others."""
+        e0 = self.e0.detach().cpu().numpy().astype(dtype)
 
-    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
-        # Constant while the atoms' numbers are (the cache lives that long) and e0 is. A copy
-        # goes out, since callers may add into what they get.
-        key = ("e0", id(self))
-        cached = edges.cache.get(key)
-        if cached is None or not is_current(cached[0], self.e0):
-            energies = self.e0.cpu().numpy()[self.kernel_species(edges)].astype(edges.vectors.dtype)
-            cached = edges.cache[key] = (tensor_stamp(self.e0), energies)
-        return cached[1].copy(), np.zeros_like(edges.vectors)
+        def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
+            return e0[species], np.zeros_like(edges.vectors)
+
+        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
 
     def reference_energies(self) -> dict[str, float]:
-        return {e: float(v) for e, v in zip(self.elements, self.e0)}
+        return {e: float(v) for e, v in zip(self.elements, self.e0, strict=True)}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{e}={v:.6g} eV" for e, v in self.reference_energies().items())

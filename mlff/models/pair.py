@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 
 from mlff.graph import EdgeArrays, Graph
-from mlff.models.kernels import (
-    pair_energies_and_grads,
-    pair_energies_and_grads_parallel,
-    start_thread_pool,
-)
-from mlff.models.radial import RadialBasis, check_r0, edge_derivatives
+from mlff.kernels.pair import PairTables, pair_energies_and_grads
+from mlff.models.radial import RadialBasis, check_r0
 from mlff.models.repulsion import ZBLRepulsion
-from mlff.protocol import BlockReadout, ReadoutModel
-from mlff.stamps import is_current, tensor_stamp
+from mlff.protocol import BlockReadout, CompiledPart, ReadoutModel
 
 __all__ = ["PairModel"]
-
-#: Fewest edges per thread of the pair kernel: 2 threads take 83 -> 61 µs at 1,792 edges
-#: (64 Si atoms, 5 Å) and 273 -> 160 µs at 6,048, measured on 2 cores.
-_EDGES_PER_THREAD = 768
 
 
 class PairModel(ReadoutModel):
@@ -91,103 +81,42 @@ class PairModel(ReadoutModel):
             edge_energy = edge_energy + self._repulsion(r, si, sj)
         return self._to_sites(edge_energy, graph)
 
-    def _kernel(
-        self, vectors: np.ndarray, centers: np.ndarray, neighbors: np.ndarray, species: np.ndarray
-    ):
-        """E_i (n_atoms,), ∂E/∂r_e (n_edges, 3) without the ZBL core, and the shortest edge (Å),
-        from the compiled kernel."""
-        energies = np.zeros(species.shape[0], dtype=vectors.dtype)
-        grads = np.empty_like(vectors)
-        tables = self._kernel_tables(vectors.dtype)
-        # Edges split over torch's thread count, in ranges of at least _EDGES_PER_THREAD.
-        n_ranges = min(
-            torch.get_num_threads(),
-            numba.config.NUMBA_NUM_THREADS,
-            len(centers) // _EDGES_PER_THREAD,
-        )
-        if n_ranges > 1:
-            start_thread_pool()
-            r_min = pair_energies_and_grads_parallel(
-                n_ranges, vectors, centers, neighbors, species, *tables, energies, grads
-            )
-        else:
-            r_min = pair_energies_and_grads(
-                vectors, centers, neighbors, species, *tables, energies, grads
-            )
-        return energies, grads, r_min
-
-    def _kernel_tables(self, dtype) -> tuple:
-        """The kernel's pair index and θ (a view that follows in-place updates), cached on θ's
-        storage (building them costs more than a 64-atom call), and the radial constants."""
-        weight = self.readout.weight
-        cached = self.__dict__.get("_kernel_cache")
-        # The θ view must still be θ's memory: a copy of the model (deepcopy, pickling) copies
-        # the cache with it, and then the view is a detached copy.
-        if (
-            cached is None
-            or cached[2] != weight.dtype
-            or cached[1].__array_interface__["data"][0] != weight.data_ptr()
-        ):
-            cached = (self.pair_index.cpu().numpy(), weight.detach().numpy(), weight.dtype)
-            self.__dict__["_kernel_cache"] = cached
-        return (cached[0], cached[1], *self.radial.kernel_constants(dtype))
+    def kernel_tables(self, dtype) -> PairTables:
+        """What the compiled kernel reads (:class:`~mlff.kernels.pair.PairTables`): the pair
+        index, θ (n_pairs, n_max) and the radial constants, in numpy ``dtype``."""
+        weight = self.readout.weight.detach().cpu().numpy().astype(dtype)
+        return PairTables(self.radial.kernel_tables(dtype), self.pair_index.cpu().numpy(), weight)
 
     def core_radius(self) -> float:
-        """Where the ZBL core starts to count (Å): edges shorter than this need the torch path.
-        Cached on the prior's r_outer and its version (one torch reduction less per call)."""
-        repulsion = self._modules.get(
-            "repulsion"
-        )  # not an nn.Module lookup (~1 µs each): MD asks every step
-        if repulsion is None:
-            return 0.0
-        r_outer = repulsion._buffers["r_outer"]
-        cached = self.__dict__.get("_core_radius_cache")  # (stamp, radius): follows load_state_dict
-        if cached is None or not is_current(cached[0], r_outer):
-            cached = self.__dict__["_core_radius_cache"] = (
-                tensor_stamp(r_outer),
-                float(r_outer.max()),
+        """Where the ZBL core starts to count (Å; 0 without one): edges shorter than this need
+        the torch route."""
+        return 0.0 if self.repulsion is None else float(self.repulsion.r_outer.max())
+
+    def compiled(self, dtype) -> tuple[CompiledPart]:
+        """The compiled kernel without the ZBL core: a call with an edge inside the core
+        returns ``None`` (the torch route adds it)."""
+        tables, core = self.kernel_tables(dtype), self.core_radius()
+
+        def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
+            energies, grads, r_min = pair_energies_and_grads(
+                tables, edges.vectors, edges.centers, edges.neighbors, species, n_threads
             )
-        return cached[1]
+            return None if r_min < core else (energies, grads)
 
-    def has_kernels(self) -> bool:
-        return self.backend != "torch"
-
-    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
-        energies, grads, r_min = self._kernel(
-            edges.vectors, edges.centers, edges.neighbors, self.kernel_species(edges)
-        )
-        if r_min < self.core_radius():  # a hard collision: the ZBL core runs in torch
-            return None
-        return energies, grads
+        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
 
     @torch.no_grad()
-    def site_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
-        """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form.
-
-        On the CPU (backend ``"auto"`` or ``"numba"``) the radial part runs in the compiled
-        kernel :func:`~mlff.models.kernels.pair_energies_and_grads`. The ZBL core is added in
-        torch, only on the rare edges inside its switch radius.
-        """
-        if self._use_kernel(graph):
-            energies, grads, r_min = self._kernel(
-                graph.vectors.numpy(),
-                graph.centers.numpy(),
-                graph.neighbors.numpy(),
-                self.species(graph).numpy(),
-            )
-            site, grads = torch.from_numpy(energies), torch.from_numpy(grads)
-            if self.repulsion is None or r_min >= self.core_radius():
-                return site, grads
-        else:
-            r, si, sj = self._edges(graph)
-            radial, d_radial = self.radial.with_derivative(r, si, sj)
-            pairs = self.pair_index[si, sj]
-            slope = self.readout.energies(d_radial, pairs)  # V'(r), eV/Å
-            site = self._to_sites(self.readout.energies(radial, pairs), graph)
-            grads = (0.5 * slope / r)[:, None] * graph.vectors
+    def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_i (n_atoms,) and ∂E/∂r_e = ½ V'(r_e) r̂_e (n_edges, 3), in closed form. The ZBL
+        core is added only on the rare edges inside its switch radius."""
+        r, si, sj = self._edges(graph)
+        radial, d_radial = self.radial.with_derivative(r, si, sj)
+        pairs = self.pair_index[si, sj]
+        slope = self.readout.energies(d_radial, pairs)  # V'(r), eV/Å
+        site = self._to_sites(self.readout.energies(radial, pairs), graph)
+        grads = (0.5 * slope / r)[:, None] * graph.vectors
         if self.repulsion is None:
             return site, grads
-        r, si, sj = self._edges(graph)
         close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
         if close.numel() == 0:  # the usual case in MD: the core is only reached in hard collisions
             return site, grads
@@ -219,10 +148,11 @@ class PairModel(ReadoutModel):
         """Basis (n_atoms, P) and ∂B_{i(e)}/∂r_e = ½ R_n'(r_e) r̂_e in its pair's columns."""
         species = self.species(graph)
         si, sj = species[graph.centers], species[graph.neighbors]
-        radial, d_radial = edge_derivatives(self.radial, graph.vectors, si, sj)
+        r = torch.linalg.vector_norm(graph.vectors, dim=1)
+        radial, d_radial = self.radial.with_derivative(r, si, sj)
         pairs = self.pair_index[si, sj]
         basis = self._to_sites(self.readout.design(radial, pairs), graph)
-        unit = graph.vectors / torch.linalg.vector_norm(graph.vectors, dim=1, keepdim=True)
+        unit = graph.vectors / r[:, None]
         rows = self.readout.design(0.5 * d_radial, pairs)  # (n_edges, P)
         return basis, rows[:, :, None] * unit[:, None, :]
 
@@ -242,7 +172,8 @@ class PairModel(ReadoutModel):
         for e in pair:
             if e not in self.elements:
                 raise ValueError(
-                    f"element {e!r} not known to PairModel; known elements: {', '.join(self.elements)}"
+                    f"element {e!r} not known to PairModel; "
+                    f"known elements: {', '.join(self.elements)}"
                 )
         r = torch.as_tensor(r, dtype=torch.float64).reshape(-1)
         energies = torch.as_tensor(energies, dtype=torch.float64).reshape(-1)
@@ -252,8 +183,9 @@ class PairModel(ReadoutModel):
             or bool((r <= 0).any() | (r >= self.cutoff).any())
         ):
             raise ValueError(
-                f"need matching r and energies with 0 < r < cutoff={self.cutoff} Å; got {r.numel()} "
-                f"distances in [{float(r.min()) if r.numel() else 'n/a'}, {float(r.max()) if r.numel() else 'n/a'}]"
+                f"need matching r and energies with 0 < r < cutoff={self.cutoff} Å; got "
+                f"{r.numel()} distances in [{float(r.min()) if r.numel() else 'n/a'}, "
+                f"{float(r.max()) if r.numel() else 'n/a'}]"
                 f" and {energies.numel()} energies"
             )
         sa, sb = self.elements.index(a), self.elements.index(b)
@@ -265,6 +197,7 @@ class PairModel(ReadoutModel):
         p = int(self.pair_index[sa, sb])
         with torch.no_grad():
             self.readout.weight[p] = solution
+        self.parameters_changed()
         return float((design @ solution - target).pow(2).mean().sqrt())
 
     def basis_degrees(self) -> torch.Tensor:

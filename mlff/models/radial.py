@@ -1,44 +1,29 @@
 """Radial building blocks: a distance transform, a polynomial basis and a cutoff envelope.
 
 Each is a small module with its constants as buffers. Shapes: distances (n_edges,),
-outputs (n_edges, n_basis).
+outputs (n_edges, n_basis). Each formula is written once here in torch (values and
+derivatives together) and once in the compiled kernel (:mod:`mlff.kernels.radial`), which
+reads its constants from :meth:`RadialBasis.kernel_tables`; tests compare the two.
 """
 
 from __future__ import annotations
-
-import operator
 
 import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
 from torch import nn
 
-from mlff.models.kernels import MAX_KERNEL_POWER
-from mlff.stamps import is_current, tensor_stamp
+from mlff.kernels.common import MAX_KERNEL_POWER
+from mlff.kernels.radial import RadialTables
 
 __all__ = [
-    "PolynomialEnvelope",
     "AgnesiTransform",
     "ChebyshevBasis",
+    "PolynomialEnvelope",
     "RadialBasis",
-    "default_r0",
     "check_r0",
-    "edge_derivatives",
+    "default_r0",
 ]
-
-
-def _ipow(x: torch.Tensor, n: int) -> torch.Tensor:
-    """x**n for a small integer n ≥ 0 by repeated multiplication (aten's pow is ~10× slower)."""
-    if n == 0:
-        return torch.ones_like(x)
-    result, base = None, x
-    while n:
-        if n & 1:
-            result = base if result is None else result * base
-        n >>= 1
-        if n:
-            base = base * base
-    return result
 
 
 def default_r0(elements) -> torch.Tensor:
@@ -48,7 +33,8 @@ def default_r0(elements) -> torch.Tensor:
 
 
 def check_r0(r0, elements) -> torch.Tensor:
-    """``r0`` as a validated (n_elements, n_elements) symmetric tensor; ``None`` gives the default."""
+    """``r0`` as a validated (n_elements, n_elements) symmetric tensor; ``None`` gives the
+    default."""
     if r0 is None:
         return default_r0(elements)
     r0 = torch.as_tensor(r0, dtype=torch.float64)
@@ -79,33 +65,20 @@ class PolynomialEnvelope(nn.Module):
         self.p = int(p)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        x = r / self.cutoff
-        xp = _ipow(x, p)
-        f = 1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
-        return f * (x < 1.0)
-
-    def derivative(self, r: torch.Tensor) -> torch.Tensor:
-        """df/dr (n_edges,), 1/Å: ``-c x^(p-1) (1 - x)² / r_c`` with c = p(p+1)(p+2)/2."""
-        p = self.p
-        x = r / self.cutoff
-        c = 0.5 * p * (p + 1) * (p + 2)
-        one_minus = 1.0 - x
-        return (-c / self.cutoff) * _ipow(x, p - 1) * one_minus * one_minus * (x < 1.0)
+        return self.with_derivative(r)[0]
 
     def with_derivative(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """f and df/dr (n_edges,), sharing the powers of x."""
+        """f and df/dr (n_edges,), 1/Å: ``df/dr = -c x^(p-1) (1 - x)² / r_c`` with
+        c = p(p+1)(p+2)/2."""
         p = self.p
         x = r / self.cutoff
         inside = x < 1.0
-        xp1 = _ipow(x, p - 1)
+        xp1 = x ** (p - 1)
         xp = xp1 * x
-        f = (
-            1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
-        ) * inside
+        f = 1.0 + xp * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
         one_minus = 1.0 - x
-        df = (-0.5 * p * (p + 1) * (p + 2) / self.cutoff) * xp1 * one_minus * one_minus * inside
-        return f, df
+        df = (-0.5 * p * (p + 1) * (p + 2) / self.cutoff) * xp1 * one_minus * one_minus
+        return f * inside, df * inside
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}"
@@ -127,15 +100,23 @@ class AgnesiTransform(nn.Module):
             )
         self.cutoff, self.p, self.q, self.a = float(cutoff), int(p), int(q), float(a)
 
-    def _y(self, r: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
-        s = r / r0
-        return 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
+    def _y_and_slope(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """y(s) and dy/ds."""
+        p, q = self.p, self.q
+        s_qp1 = s ** (q - p - 1)
+        s_qp = s_qp1 * s  # s^(q-p)
+        s_q = s_qp * s**p
+        den = 1.0 + s_qp
+        y = 1.0 / (1.0 + self.a * s_q / den)
+        # dg/ds of g = a s^q / den: a (q s^(q-1) den - s^q (q-p) s^(q-p-1)) / den²
+        dg = self.a * (q * s_qp1 * s**p * den - (q - p) * s_q * s_qp1) / (den * den)
+        return y, -dg * y * y
 
     def pair_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(n_elements, n_elements) tables of 1/r0, the scale 2/(1 - y(r_c)) and the offset
         of the rescaling ``x = scale·y + offset``."""
         r0 = self.r0
-        y_cut = self._y(torch.full_like(r0, self.cutoff), r0)
+        y_cut, _ = self._y_and_slope(self.cutoff / r0)
         scale = 2.0 / (1.0 - y_cut)
         return 1.0 / r0, scale, -scale * y_cut - 1.0
 
@@ -149,30 +130,13 @@ class AgnesiTransform(nn.Module):
     def forward(
         self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
     ) -> torch.Tensor:
-        inv_r0, scale, offset = self._pair_constants(species_i, species_j)
-        s = r * inv_r0
-        y = 1.0 / (1.0 + self.a * _ipow(s, self.q) / (1.0 + _ipow(s, self.q - self.p)))
-        return scale * y + offset
+        return self.with_derivative(r, species_i, species_j)[0]
 
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """x (n_edges,) and dx/dr (n_edges,), 1/Å."""
         inv_r0, scale, offset = self._pair_constants(species_i, species_j)
-        s, p, q = r * inv_r0, self.p, self.q
-        s_qp1 = _ipow(s, q - p - 1) if q - p > 1 else torch.ones_like(s)
-        s_qp = s_qp1 * s  # s^(q-p)
-        s_q = s_qp * _ipow(s, p) if p else s_qp
-        den = 1.0 + s_qp
-        g = self.a * s_q / den
-        y = 1.0 / (1.0 + g)
-        # dg/ds = a (q s^(q-1) den - s^q (q-p) s^(q-p-1)) / den²
-        dg = self.a * (q * (s_q / s) * den - (q - p) * s_q * s_qp1) / (den * den)
-        return scale * y + offset, -scale * dg * y * y * inv_r0
-
-    def derivative(
-        self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
-    ) -> torch.Tensor:
-        """dx/dr (n_edges,), 1/Å."""
-        return self.with_derivative(r, species_i, species_j)[1]
+        y, dy = self._y_and_slope(r * inv_r0)
+        return scale * y + offset, scale * dy * inv_r0
 
     def extra_repr(self) -> str:
         return f"cutoff={self.cutoff}, p={self.p}, q={self.q}, a={self.a}"
@@ -194,10 +158,6 @@ class ChebyshevBasis(nn.Module):
             terms.append(2.0 * x * terms[-1] - terms[-2])
         return torch.stack(terms[: self.n], dim=-1)
 
-    def derivative(self, x: torch.Tensor) -> torch.Tensor:
-        """dT_k/dx = k U_{k-1}(x): (n_edges,) → (n_edges, n)."""
-        return self.with_derivative(x)[1]
-
     def with_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """T (n_edges, n) and dT/dx = k U_{k-1} (n_edges, n), by the two recurrences."""
         two_x = 2.0 * x
@@ -213,11 +173,6 @@ class ChebyshevBasis(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n={self.n}"
-
-
-#: The settings of the transform and the envelope that the kernel constants are made from.
-_transform_settings = operator.attrgetter("p", "q", "a", "cutoff")
-_envelope_settings = operator.attrgetter("p", "cutoff")
 
 
 class RadialBasis(nn.Module):
@@ -243,57 +198,6 @@ class RadialBasis(nn.Module):
         x = self.transform(r, species_i, species_j)
         return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
 
-    def kernel_inputs(self) -> tuple[list[tuple[dict, str]], list[tuple[dict, str]], tuple]:
-        """What :meth:`kernel_constants` are made from, for a caller that holds the constants and
-        checks many such inputs in one pass (:class:`~mlff.models.folding.StackKernelPlan`):
-        the (module dict, name) of the transform and the envelope, the (buffer dict, name) of
-        r0, and (getter, object) for the settings."""
-        transform, envelope = self._modules["transform"], self._modules["envelope"]
-        return (
-            [(self._modules, "transform"), (self._modules, "envelope")],
-            [(transform._buffers, "r0")],
-            ((_transform_settings, transform), (_envelope_settings, envelope)),
-        )
-
-    def kernel_constants(self, dtype=np.float64) -> tuple:
-        """The constants the compiled CPU kernels (:mod:`mlff.models.kernels`) read:
-        1/r0, scale, offset (n_elements, n_elements), (p, q, a) of the transform, the cutoff
-        (Å) and the envelope power, as numpy values of ``dtype``. Kernels ask for them every
-        call, so they are cached per dtype, and remade when r0 (its tensor or version: a dtype
-        round trip, ``load_state_dict``) or an exponent changes."""
-        # Straight from the module dicts: each nn.Module attribute lookup costs ~1 µs, and MD
-        # asks for these every step.
-        transform, envelope = self._modules["transform"], self._modules["envelope"]
-        r0 = transform._buffers["r0"]
-        settings = _transform_settings(transform) + _envelope_settings(envelope)
-        cache = self.__dict__.get("_kernel_constants")
-        if cache is None or not is_current(cache["r0"], r0) or cache["settings"] != settings:
-            cache = self.__dict__["_kernel_constants"] = {
-                "r0": tensor_stamp(r0),
-                "settings": settings,
-            }
-        key = np.dtype(dtype)
-        if key not in cache:
-            powers = {
-                "q": transform.q,
-                "q - p": transform.q - transform.p,
-                "p": transform.p,
-                "envelope p": envelope.p,
-            }
-            bad = {name: v for name, v in powers.items() if not 1 <= v <= MAX_KERNEL_POWER}
-            if bad:  # the constructors refuse < 1; attributes set later are checked here
-                raise ValueError(
-                    f"the compiled kernels take exponents from 1 to {MAX_KERNEL_POWER}, got {bad}; "
-                    "use backend='torch' for such a radial basis"
-                )
-            tables = [
-                np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=key)
-                for t in transform.pair_tables()
-            ]
-            agnesi = np.array([transform.p, transform.q, transform.a], dtype=key)
-            cache[key] = (*tables, agnesi, key.type(envelope.cutoff), int(envelope.p))
-        return cache[key]
-
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
         x, dx = self.transform.with_derivative(r, species_i, species_j)
@@ -301,8 +205,34 @@ class RadialBasis(nn.Module):
         f, df = self.envelope.with_derivative(r)
         return t * f[:, None], dt * (dx * f)[:, None] + t * df[:, None]
 
-
-def edge_derivatives(radial: RadialBasis, vectors: torch.Tensor, species_i, species_j):
-    """R (n_edges, n) and dR/dr (n_edges, n) of a radial basis at the edges' lengths."""
-    r = torch.linalg.vector_norm(vectors, dim=1)
-    return radial.with_derivative(r, species_i, species_j)
+    def kernel_tables(self, dtype) -> RadialTables:
+        """The constants the compiled kernels read (:class:`~mlff.kernels.radial.RadialTables`),
+        floats in numpy ``dtype``."""
+        transform, envelope = self.transform, self.envelope
+        powers = {
+            "q": transform.q,
+            "q - p": transform.q - transform.p,
+            "p": transform.p,
+            "envelope p": envelope.p,
+        }
+        bad = {name: v for name, v in powers.items() if not 1 <= v <= MAX_KERNEL_POWER}
+        if bad:  # the constructors refuse < 1; attributes set later are checked here
+            raise ValueError(
+                f"the compiled kernels take exponents from 1 to {MAX_KERNEL_POWER}, got {bad}; "
+                "use backend='torch' for such a radial basis"
+            )
+        dtype = np.dtype(dtype)
+        inv_r0, scale, offset = (
+            np.ascontiguousarray(t.detach().cpu().double().numpy(), dtype=dtype)
+            for t in transform.pair_tables()
+        )
+        return RadialTables(
+            inv_r0,
+            scale,
+            offset,
+            transform.p,
+            transform.q,
+            dtype.type(transform.a),
+            dtype.type(envelope.cutoff),
+            envelope.p,
+        )

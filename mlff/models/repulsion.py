@@ -55,8 +55,8 @@ class ZBLRepulsion(nn.Module):
             self.z.detach().cpu().double(), expected
         ):
             raise ValueError(
-                f"tensor '{prefix}z' = {self.z.tolist()}; expected the atomic numbers {expected.tolist()} "
-                f"of {list(elements)}"
+                f"tensor '{prefix}z' = {self.z.tolist()}; expected the atomic numbers "
+                f"{expected.tolist()} of {list(elements)}"
             )
         try:
             _check_switch(
@@ -71,7 +71,7 @@ class ZBLRepulsion(nn.Module):
         zi, zj = self.z[species_i], self.z[species_j]
         a = 0.46850 / (zi**0.23 + zj**0.23)
         x = r / a
-        phi = sum(c * torch.exp(-d * x) for c, d in zip(_ZBL_C, _ZBL_D))
+        phi = sum(c * torch.exp(-d * x) for c, d in zip(_ZBL_C, _ZBL_D, strict=True))
         energy = _COULOMB * zi * zj / r * phi
         r_in, r_out = self.r_inner[species_i, species_j], self.r_outer[species_i, species_j]
         t = ((r - r_in) / (r_out - r_in)).clamp(0.0, 1.0)

@@ -12,7 +12,7 @@ from ase.calculators.emt import EMT
 from md_helpers import PageLeak, Slow, harmonic_copper
 
 from mlff import OneBody, PairModel, StackedCalculator
-from mlff.md import BenchmarkResult, check_schema, run_benchmark
+from mlff.md import BenchmarkResult, BenchmarkSettings, check_schema, run_benchmark
 from mlff.md.ensembles import initialize_velocities
 
 
@@ -198,3 +198,16 @@ def test_bad_input_is_refused_before_any_md():
         run_benchmark({"student": student}, "Cu-fcc", sizes=["small"], steps=5)
     with pytest.raises(ValueError, match=r"'npt' \(MTKNPT\) needs a 3D-periodic cell"):
         run_benchmark({"emt": EMT()}, molecule("CH4"), sizes=[5], ensembles=["npt"], steps=5)
+
+
+def test_sizes_and_ensembles_become_canonical_names_without_repeats():
+    settings = BenchmarkSettings(
+        sizes=["Small", "small", 32], ensembles=["NVE", "VelocityVerlet", "bussi"]
+    )
+    assert settings.sizes == ("small", 32)
+    assert settings.ensembles == ("nve", "bussi")  # an integrator's class name is an alias
+    assert BenchmarkSettings(sizes="large", ensembles="npt").sizes == ("large",)
+    with pytest.raises(ValueError, match="give at least one size; accepted: small, medium"):
+        BenchmarkSettings(sizes=[])
+    with pytest.raises(ValueError, match="give at least one ensemble; accepted: nve, langevin"):
+        BenchmarkSettings(ensembles=())

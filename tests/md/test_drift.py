@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlff.md.drift import energy_drift
-from mlff.md.stats import latency_stats, linear_fit
+from mlff.md.stats import latency_stats
 
 
 def test_known_slope_and_noise_are_recovered_in_the_right_units():
@@ -44,13 +44,30 @@ def test_exact_line_has_no_fluctuation():
     assert fit.fluctuation_meV_atom < 1e-9
 
 
+def test_constant_energy_has_no_drift_and_no_uncertainty():
+    # linregress leaves its standard error undefined (NaN) here; the reports need a number.
+    fit = energy_drift(np.arange(50.0), np.full(50, -3.5), 2)
+    assert fit.drift_meV_atom_ps == 0.0 and fit.drift_stderr_meV_atom_ps == 0.0
+    assert fit.fluctuation_meV_atom == 0.0 and fit.span_meV_atom == 0.0
+
+
+def test_non_finite_samples_are_left_out():
+    t = np.arange(10.0)
+    energy = 1e-3 * t * 1e-3  # 1 meV/atom/ps on one atom
+    energy[3] = np.nan
+    fit = energy_drift(t, energy, 1)
+    assert fit.n_samples == 9 and fit.drift_meV_atom_ps == pytest.approx(1.0)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="n_atoms must be >= 1, got 0"):
         energy_drift([0, 1], [0, 1], 0)
     with pytest.raises(ValueError, match="at least two distinct x"):
-        linear_fit([1.0], [2.0])
+        energy_drift([1.0], [2.0], 1)
+    with pytest.raises(ValueError, match="at least two distinct x"):
+        energy_drift([1.0, 1.0, np.nan], [2.0, 3.0, 4.0], 1)  # one distinct finite time
     with pytest.raises(ValueError, match="same length"):
-        linear_fit([1.0, 2.0], [2.0])
+        energy_drift([1.0, 2.0], [2.0], 1)
 
 
 def test_latency_percentiles_of_a_known_sample():

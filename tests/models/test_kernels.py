@@ -1,5 +1,7 @@
 """The compiled CPU kernels (numba) against the torch closed forms they replace."""
 
+import copy
+
 import numba
 import numpy as np
 import pytest
@@ -8,17 +10,47 @@ from ase import Atoms
 from ase.build import bulk
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
 
-from mlff import ACEModel, StackedCalculator, build_graph
-from mlff.graph import Graph
-from mlff.models.ace_fused import FusedACE
+from mlff import ACEModel, PairModel, SiteCalculator, StackedCalculator, build_graph
+from mlff.evaluator import Evaluator
+from mlff.graph import EdgeArrays, Graph
+from mlff.models.ace_tables import ace_kernel_tables
 from mlff.testing import random_linear_parameters
 
 
+def _edges(graph: Graph) -> EdgeArrays:
+    """The numpy view of a graph that the compiled kernels read."""
+    arrays = (graph.numbers, graph.centers, graph.neighbors, graph.vectors)
+    return EdgeArrays(*(np.ascontiguousarray(a.numpy()) for a in arrays), graph.cutoff)
+
+
+def _kernel(model, graph):
+    """E_i and ∂E/∂r_e of the numba route, as tensors."""
+    energies, grads = Evaluator(model).kernel_energies_and_grads(_edges(graph))
+    return torch.from_numpy(energies), torch.from_numpy(grads)
+
+
 def _both_backends(model, graph):
-    fast = model.set_backend("numba").site_energies_and_grads(graph)
-    reference = model.set_backend("torch").site_energies_and_grads(graph)
-    model.set_backend("auto")
-    return fast, reference
+    """The numba and torch routes of ``model``. A call with an edge inside a pair part's ZBL
+    core takes the torch route as a whole; the kernels are then compared without the core."""
+    edges = _edges(graph)
+    if Evaluator(model).kernel_energies_and_grads(edges) is None:
+        pairs = [m for m in model.modules() if isinstance(m, PairModel)]
+        assert edges.shortest < max(pair.core_radius() for pair in pairs)
+        model = copy.deepcopy(model)
+        for pair in (m for m in model.modules() if isinstance(m, PairModel)):
+            pair.repulsion = None
+    return _kernel(model, graph), model.energies_and_grads(graph)
+
+
+def _registered_coupled_values(plan) -> int:
+    """Coupled values the plan's pools hold per atom (objects beyond A and 1, times 2L+1)."""
+    return sum((2 * pool.L + 1) * (pool.size - pool.head) for pool in plan.pools)
+
+
+def _run(model, edges: EdgeArrays, n_threads: int):
+    """One part's compiled kernel on ``edges`` with ``n_threads`` threads."""
+    (part,) = model.compiled(edges.vectors.dtype)
+    return part.run(edges, edges.species(part.elements, part.owner), n_threads)
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
@@ -60,21 +92,14 @@ def test_ace_kernel_computes_only_the_coupled_values_its_readout_reads(max_degre
     many more coupled values than its functions read."""
     model = ACEModel(["Si"], cutoff=5.0, max_degree=max_degree)
     torch.nn.init.uniform_(model.readout.weight, 0.5, 1.5)
-    fused = FusedACE(model)
-    n_rows, t_dest = fused.pair_tables[0], fused.pair_tables[1]
-    n_a = fused.n_channels * fused.n_lm
-    ro_out, ro_in, _ = fused.tables(model.readout.weight, np.float64)[-3:]
-    read = np.union1d(ro_out, ro_in)
+    tables = ace_kernel_tables(model, np.float64)
+    n_rows, t_dest = tables.products.n_rows, tables.products.dest
+    n_a = tables.n_channels * tables.harmonics.ycoef.shape[0]
+    read = np.union1d(tables.readout.out, tables.readout.inp)
     coupled_rows = np.arange(n_a + 1, n_rows)
-    np.testing.assert_array_equal(
-        np.unique(t_dest), coupled_rows
-    )  # each coupled row is written ...
+    np.testing.assert_array_equal(np.unique(t_dest), coupled_rows)  # each coupled row is written
     assert set(coupled_rows) <= set(read.tolist())  # ... and read
-    registered = sum(
-        (2 * L + 1) * (model.products.pool_size[L] - model.products._head_size(L))
-        for L in model.products.pool_layout
-    )
-    assert len(coupled_rows) < 0.75 * registered
+    assert len(coupled_rows) < 0.75 * _registered_coupled_values(model.products.plan)
 
 
 def test_ace_kernel_accepts_edges_in_any_order_and_any_thread_count():
@@ -92,43 +117,38 @@ def test_ace_kernel_accepts_edges_in_any_order_and_any_thread_count():
         graph.pbc,
         graph.cutoff,
     )
-    energies, grads = model.site_energies_and_grads(graph)
-    shuffled_energies, shuffled_grads = model.site_energies_and_grads(shuffled)
+    energies, grads = _kernel(model, graph)
+    shuffled_energies, shuffled_grads = _kernel(model, shuffled)
     torch.testing.assert_close(shuffled_energies, energies, rtol=0, atol=1e-13)
     torch.testing.assert_close(shuffled_grads, grads[perm], rtol=0, atol=1e-13)
-    species = model.species(graph).numpy()
-    args = (
-        graph.vectors.numpy(),
-        graph.centers.numpy(),
-        graph.neighbors.numpy(),
-        species,
-        model.readout.weight,
-    )
     for threads in (2, 3):
-        e_t, g_t = model._fused(*args, n_threads=threads)
+        e_t, g_t = _run(model, _edges(graph), threads)
         np.testing.assert_allclose(e_t, energies.numpy(), rtol=0, atol=1e-13)
         np.testing.assert_allclose(g_t, grads.numpy(), rtol=0, atol=1e-13)
 
 
 def test_kernels_follow_parameter_changes():
-    """The folded readout is cached on θ's version: a refit must reach the next call."""
+    """A refit through the API reaches the next call of the same calculator."""
     model = make_ace()
-    graph = build_graph(STRUCTURES["rattled-si"](), model.cutoff)
-    before = model.site_energies_and_grads(graph)[0].sum()
+    atoms = STRUCTURES["rattled-si"]()
+    calc = SiteCalculator(model)
+    calc.calculate(atoms, ["energy"])
+    before = calc.results["energy"]
     model.set_linear_parameters(2.0 * model.get_linear_parameters())
-    after = model.site_energies_and_grads(graph)[0].sum()
-    reference = model.set_backend("torch").site_energies_and_grads(graph)[0].sum()
-    assert float(abs(after - 2.0 * before)) < 1e-10 * abs(float(before))
-    assert float(abs(after - reference)) < 1e-10 * abs(float(reference))
+    calc.calculate(atoms, ["energy"], ["positions"])
+    reference = SiteCalculator(model, backend="torch")
+    reference.calculate(atoms, ["energy"])
+    assert calc.results["energy"] == pytest.approx(2.0 * before, rel=1e-10)
+    assert calc.results["energy"] == pytest.approx(reference.results["energy"], rel=1e-10)
 
 
 def test_float32_kernels_agree_with_float64():
     stack = make_stack()
     graph64 = build_graph(STRUCTURES["si-slab"](), stack.cutoff)
     graph32 = build_graph(STRUCTURES["si-slab"](), stack.cutoff, dtype=torch.float32)
-    e64, g64 = stack.site_energies_and_grads(graph64)
-    e32, g32 = stack.to(torch.float32).site_energies_and_grads(graph32)
-    assert e32.dtype == g32.dtype == torch.float32
+    e64, g64 = _kernel(stack, graph64)
+    e32, g32 = _kernel(stack.to(torch.float32), graph32)
+    assert g32.dtype == torch.float32
     assert float((g32.double() - g64).abs().max()) < 1e-4 * float(g64.abs().max())
     assert float((e32.double() - e64).abs().max()) < 1e-5 * max(1.0, float(e64.abs().max()))
 
@@ -141,7 +161,7 @@ def test_calculator_backends_agree_and_leave_the_callers_model_alone():
         calc = StackedCalculator(stack, backend=backend)
         calc.calculate(atoms, ["energy", "forces", "stress"])
         results[backend] = calc.results
-    assert {m.backend for m in stack.modules() if hasattr(m, "backend")} == {"auto"}
+    assert stack.dtype == torch.float64
     for backend in ("numba", "torch"):
         np.testing.assert_allclose(
             results[backend]["forces"], results["auto"]["forces"], rtol=0, atol=1e-10
@@ -158,18 +178,14 @@ def test_bad_backends_are_refused():
         ValueError, match=r"backend must be one of \['auto', 'torch', 'numba'\], got 'fortran'"
     ):
         StackedCalculator(make_stack(), backend="fortran")
-    with pytest.raises(ValueError, match="backend must be one of"):
-        make_ace().set_backend("gpu")
     with pytest.raises(ValueError, match="compile=True runs torch.compile on the torch backend"):
         StackedCalculator(make_stack(), backend="numba", compile=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_numba_backend_refuses_cuda_graphs():
-    model = make_ace().to("cuda").set_backend("numba")
-    graph = build_graph(STRUCTURES["rattled-si"](), model.cutoff, device="cuda")
+def test_numba_backend_refuses_cuda():
     with pytest.raises(ValueError, match="backend 'numba' runs on the CPU only"):
-        model.site_energies_and_grads(graph)
+        SiteCalculator(make_ace(), device="cuda", backend="numba")
 
 
 def test_centre_offsets_of_grouped_and_ungrouped_edges():
@@ -197,7 +213,8 @@ def test_centre_offsets_of_grouped_and_ungrouped_edges():
 
 @pytest.mark.parametrize("max_degree", [{1: 6}, {1: 6, 2: 8}], ids=["order-1", "order-2"])
 def test_ace_kernel_with_low_correlation_orders(max_degree):
-    """Order 1 has no coupled pairs at all (empty term lists); two elements mix species in a block."""
+    """Order 1 has no coupled pairs at all (empty term lists); two elements mix species in a
+    block."""
     model = ACEModel(["Si", "C"], cutoff=4.0, n_max=4, l_max=2, max_degree=max_degree)
     atoms = bulk("SiC", "zincblende", a=4.36).repeat(2)
     atoms.rattle(0.05, seed=1)
@@ -254,19 +271,9 @@ def test_ace_kernel_with_atoms_that_have_no_neighbours(lonely, elements):
     graph = build_graph(atoms, model.cutoff)
     counts = torch.bincount(graph.centers, minlength=len(atoms))
     assert all(int(counts[i]) == 0 for i in lonely) and int(counts.sum()) > 0
-    reference = model.set_backend("torch").site_energies_and_grads(graph)
-    model.set_backend("auto")
-    species = model.species(graph).numpy()
-    fused = FusedACE(model)
+    reference = model.energies_and_grads(graph)
     for threads in (1, 2, 3):
-        energies, grads = fused(
-            graph.vectors.numpy(),
-            graph.centers.numpy(),
-            graph.neighbors.numpy(),
-            species,
-            model.readout.weight,
-            n_threads=threads,
-        )
+        energies, grads = _run(model, _edges(graph), threads)
         scale_e = max(1.0, float(reference[0].abs().max()))
         assert np.abs(energies - reference[0].numpy()).max() < 1e-12 * scale_e
         assert np.abs(grads - reference[1].numpy()).max() < 1e-11 * float(reference[1].abs().max())
@@ -277,7 +284,7 @@ def test_slp_vectorized_is_scoped_to_its_block():
     setting is restored afterwards, also when the call raises."""
     import numba
 
-    from mlff.models.kernels import slp_vectorized
+    from mlff.kernels.common import slp_vectorized
 
     before = numba.config.SLP_VECTORIZE
     with slp_vectorized():
@@ -302,7 +309,7 @@ def test_slp_vectorized_is_scoped_to_its_block():
 def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     """The kernel's branch-free integer powers against the torch radial basis, across the
     cutoff (zero beyond it), for transform and envelope exponents other than the defaults."""
-    from mlff.models.kernels import radial_with_derivative
+    from mlff.kernels.radial import radial_with_derivative
     from mlff.models.radial import RadialBasis, default_r0
 
     radial = RadialBasis(9, 4.5, default_r0(["Si"]), envelope_p=envelope_p)
@@ -310,13 +317,11 @@ def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     r = torch.linspace(0.6, 5.0, 101, dtype=torch.float64)
     zeros = torch.zeros_like(r, dtype=torch.long)
     want, want_d = radial.with_derivative(r, zeros, zeros)
-    inv_r0, scale, offset, agnesi, cutoff, env_p = radial.kernel_constants(np.float64)
+    tables = radial.kernel_tables(np.float64)
     w = r.numel()
-    per_edge = [np.full(w, t[0, 0]) for t in (inv_r0, scale, offset)]
+    per_edge = [np.full(w, t[0, 0]) for t in (tables.inv_r0, tables.scale, tables.offset)]
     rad, drad = np.empty((9, w)), np.empty((9, w))
-    radial_with_derivative(
-        r.numpy(), *per_edge, agnesi, cutoff, env_p, w, np.empty((4, w)), rad, drad
-    )
+    radial_with_derivative(r.numpy(), *per_edge, tables, w, np.empty((4, w)), rad, drad)
     assert float(want.abs().max()) > 0.1 and bool((want[r >= 4.5] == 0).all())
     np.testing.assert_allclose(rad.T, want.numpy(), rtol=0, atol=1e-12 * float(want.abs().max()))
     np.testing.assert_allclose(
@@ -325,23 +330,23 @@ def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
 
 
 def test_radial_exponents_beyond_the_kernels_are_refused():
-    from mlff.models.kernels import MAX_KERNEL_POWER
+    from mlff.kernels.common import MAX_KERNEL_POWER
     from mlff.models.radial import RadialBasis, default_r0
 
     radial = RadialBasis(4, 5.0, default_r0(["Si"]), envelope_p=MAX_KERNEL_POWER + 1)
     with pytest.raises(
         ValueError, match=f"exponents from 1 to {MAX_KERNEL_POWER}.*envelope p.*backend='torch'"
     ):
-        radial.kernel_constants(np.float64)
+        radial.kernel_tables(np.float64)
     radial = RadialBasis(4, 5.0, default_r0(["Si"]))
     radial.transform.p = radial.transform.q  # set after construction, which refuses it
     with pytest.raises(ValueError, match="exponents from 1.*'q - p': 0"):
-        radial.kernel_constants(np.float64)
+        radial.kernel_tables(np.float64)
 
 
 def test_kernel_path_follows_changes_of_every_parts_parameters():
-    """Pair θ, E0 and ACE θ, each changed in place between calls of one calculator: the next
-    call sees the change (the parts cache their tables on the parameters' storage)."""
+    """Pair θ, E0 and ACE θ, each changed between calls of one calculator (in place and
+    declared, or through the API): the next call sees the change."""
     atoms = STRUCTURES["rattled-si"]()
     calc = StackedCalculator(make_stack())
     one, pair, ace = calc.model.parts
@@ -354,10 +359,12 @@ def test_kernel_path_follows_changes_of_every_parts_parameters():
     base = energy()
     with torch.no_grad():
         pair.readout.weight.mul_(2.0)
+    pair.parameters_changed()
     pair_energy = float(pair.site_energies(build_graph(atoms, pair.cutoff)).sum()) / 2.0
     assert energy() == pytest.approx(base + pair_energy, rel=1e-9)
     with torch.no_grad():
         one.e0.add_(0.25)
+    one.parameters_changed()
     assert energy() == pytest.approx(base + pair_energy + 0.25 * len(atoms), rel=1e-9)
     ace_theta = ace.get_linear_parameters().clone()
     ace.set_linear_parameters(torch.zeros_like(ace_theta))
@@ -370,6 +377,7 @@ def test_kernel_path_follows_changes_of_every_parts_parameters():
     with torch.no_grad():
         one.e0.add_(1.0)
         pair.readout.weight.mul_(0.5)
+    calc.model.parameters_changed()
     reference = StackedCalculator(calc.model, backend="torch")
     reference.calculate(atoms, ["energy"], ["positions"])
     assert energy() == pytest.approx(reference.results["energy"], rel=1e-9)
@@ -380,7 +388,7 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
     """Edge ranges per thread, each summing its own site energies: the same energies,
     gradients and shortest edge as one thread, also with the edges shuffled (ranges then
     share centres)."""
-    from mlff.models.kernels import pair_energies_and_grads, pair_energies_and_grads_parallel
+    from mlff.kernels.pair import pair_energies_and_grads
 
     model = make_pair()
     graph = build_graph(STRUCTURES["triclinic-sic"](), model.cutoff)
@@ -390,27 +398,14 @@ def test_pair_kernel_on_threads_matches_serial_in_any_edge_order(threads, monkey
         for a in (graph.vectors.numpy(), graph.centers.numpy(), graph.neighbors.numpy())
     )
     species = model.species(graph).numpy()
-    tables = model._kernel_tables(np.float64)
-
-    def run(kernel, *head):
-        energies, grads = np.zeros(graph.n_atoms), np.empty_like(vectors)
-        r_min = kernel(*head, vectors, centers, neighbors, species, *tables, energies, grads)
-        return r_min, energies, grads
-
-    r_ref, e_ref, g_ref = run(pair_energies_and_grads)
-    r_min, energies, grads = run(pair_energies_and_grads_parallel, threads)
+    tables = model.kernel_tables(np.float64)
+    e_ref, g_ref, r_ref = pair_energies_and_grads(tables, vectors, centers, neighbors, species, 1)
+    monkeypatch.setattr("mlff.kernels.pair.EDGES_PER_THREAD", 16)  # so this graph is split
+    numba_before = numba.get_num_threads()
+    energies, grads, r_min = pair_energies_and_grads(
+        tables, vectors, centers, neighbors, species, threads
+    )
+    assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone
     assert r_min == r_ref == pytest.approx(float(np.linalg.norm(vectors, axis=1).min()))
     np.testing.assert_allclose(energies, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
     np.testing.assert_allclose(grads, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())
-    monkeypatch.setattr("mlff.models.pair._EDGES_PER_THREAD", 16)  # so this small graph is split
-    before, numba_before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        e_model, g_model, _ = model._kernel(
-            vectors, centers, neighbors, species
-        )  # as the calculators call it
-    finally:
-        torch.set_num_threads(before)
-    assert numba.get_num_threads() == numba_before  # the kernel leaves numba's setting alone
-    np.testing.assert_allclose(e_model, e_ref, rtol=0, atol=1e-13 * np.abs(e_ref).max())
-    np.testing.assert_allclose(g_model, g_ref, rtol=0, atol=1e-14 * np.abs(g_ref).max())

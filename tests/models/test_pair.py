@@ -86,7 +86,7 @@ def test_fit_dimer_curve_reproduces_a_smooth_pair_potential():
     misfit = model.fit_dimer_curve(("Si", "C"), r, target)
     assert misfit < 5e-3
     calc = SiteCalculator(model)
-    for d, expected in zip(r[::17], target[::17]):
+    for d, expected in zip(r[::17], target[::17], strict=True):
         atoms = _dimer("SiC", d)
         atoms.calc = calc
         assert atoms.get_potential_energy() == pytest.approx(expected, abs=2e-2)

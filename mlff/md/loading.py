@@ -1,5 +1,5 @@
-"""Calculator specs for the MD tools, and the pre-flight check that a calculator can run a
-structure.
+"""Loading calculators from specs for the MD tools, and the pre-flight check that a calculator
+can run a structure.
 
 A spec is ``teacher:NAME`` (``sevennet-0``, ``chgnet``, ``emt``, via
 :func:`mlff.distill.get_teacher`), a student path (a run directory or ``student.json``), or the
@@ -23,6 +23,11 @@ __all__ = [
     "check_compatible",
     "calculator_elements",
 ]
+
+_ACCEPTED_SPECS = (
+    "teacher:sevennet-0, teacher:chgnet, teacher:emt, a student run directory or student.json, "
+    "or a student name in the models directory"
+)
 
 _DTYPES = {
     "float64": torch.float64,
@@ -96,14 +101,14 @@ def load_calculator(
         return LoadedCalculator(name or label.removesuffix(".json"), calc, text, "student")
     if os.sep in path or path.endswith(".json"):
         raise FileNotFoundError(
-            f"calculator spec {spec!r}: no such file or directory; accepted: teacher:sevennet-0, teacher:chgnet, "
-            "teacher:emt, a student run directory or student.json, or a student name in the models directory"
+            f"calculator spec {spec!r}: no such file or directory; accepted: {_ACCEPTED_SPECS}"
         )
     try:
         calc = DistilledCalculator(model=path, device=device, dtype=torch_dtype, backend=backend)
     except FileNotFoundError as err:
         raise FileNotFoundError(
-            f"calculator spec {spec!r} is not teacher:NAME, not an existing path, and not a known student: {err}"
+            f"calculator spec {spec!r} is not teacher:NAME, not an existing path, and not a "
+            f"known student: {err}"
         ) from None
     return LoadedCalculator(name or path, calc, text, "student")
 

@@ -1,0 +1,132 @@
+"""How a calculator evaluates its model, chosen once: the backend, the folded parts and their
+kernel tables.
+
+A calculator builds an :class:`Evaluator` when it is made and again only when its model's
+:attr:`~mlff.protocol.SiteModel.version` moves (``set_linear_parameters``,
+``load_state_dict``, dtype and device moves, ``parameters_changed()``). Between those, a call
+checks one integer and runs; no per-call cache or stamp exists anywhere on the route.
+
+Two routes, one per backend:
+
+* **numba** (the default on the CPU): the model's compiled kernels
+  (:meth:`~mlff.protocol.SiteModel.compiled`), each part on the edges within its cutoff,
+  summed by :func:`~mlff.stack.add_part`; numpy from the neighbour list to the results.
+* **torch** (other devices, ``backend="torch"``, ``compile=True``, and models without
+  kernels): :meth:`~mlff.protocol.SiteModel.energies_and_grads` on a
+  :class:`~mlff.graph.Graph`, optionally through ``torch.compile``.
+
+A kernel call may decline (``None``: an edge inside a ZBL core); that call then takes the
+torch route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mlff.graph import EdgeArrays, Graph
+from mlff.protocol import CompiledPart, SiteModel
+from mlff.stack import add_part
+
+__all__ = ["BACKENDS", "Evaluator", "check_backend"]
+
+log = logging.getLogger("mlff")
+
+#: ``"auto"``: the compiled CPU kernels where every part has one and the device is the CPU,
+#: torch otherwise; ``"torch"``: always torch (``torch.compile`` needs it); ``"numba"``: the
+#: kernels, an error on another device or for a model without them.
+BACKENDS = ("auto", "torch", "numba")
+
+
+def check_backend(backend: str, device: torch.device, compile: bool) -> None:
+    """Refuse a backend name, or a combination with the device or ``compile``, that cannot run."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if compile and backend == "numba":
+        raise ValueError(
+            "compile=True runs torch.compile on the torch backend; use backend='auto' or 'torch'"
+        )
+    if backend == "numba" and device.type != "cpu":
+        raise ValueError(f"backend 'numba' runs on the CPU only, got device {str(device)!r}")
+
+
+class Evaluator:
+    """The route a calculator takes for one version of its model.
+
+    Attributes:
+        version: the model's :attr:`~mlff.protocol.SiteModel.version` it was built for.
+        parts: the compiled kernels (numba route) in order, or ``None`` (torch route).
+        path: what runs, for logs and tests: ``"numba kernels"``, ``"eager"``, or
+            ``torch.compile``'s state (``"compile-pending"``, ``"compiled"``,
+            ``"eager (compile failed)"``).
+    """
+
+    def __init__(self, model: SiteModel, backend: str = "auto", compile: bool = False):
+        check_backend(backend, model.device, compile)
+        self.model = model
+        self.version = model.version
+        self.parts: tuple[CompiledPart, ...] | None = None
+        if backend != "torch" and not compile and model.device.type == "cpu":
+            self.parts = model.compiled(np.dtype(str(model.dtype).removeprefix("torch.")))
+            if self.parts is None and backend == "numba":
+                raise ValueError(
+                    f"backend 'numba' needs compiled kernels, but {type(model).__name__} (or a "
+                    "part of it) has none; use backend='auto' or 'torch'"
+                )
+        self._compiled: Callable | None = None
+        if self.parts is not None:
+            self.path = "numba kernels"
+        elif compile:
+            self._compiled = torch.compile(self._call_model, dynamic=True)
+            self.path = "compile-pending"
+        else:
+            self.path = "eager"
+        log.info("mlff: %s (backend=%r, compile=%s)", self.path, backend, compile)
+
+    @property
+    def uses_kernels(self) -> bool:
+        return self.parts is not None
+
+    def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray] | None:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernels (numpy), or
+        ``None`` where a part declines this call (it then needs the torch route)."""
+        n_threads = torch.get_num_threads()
+        total = grads = None
+        for part in self.parts:
+            sub = edges.restrict(part.cutoff)
+            out = part.run(sub, edges.species(part.elements, part.owner), n_threads)
+            if out is None:
+                return None
+            total, grads = add_part(edges, sub, *out, total, grads)
+        return total, (grads if grads is not None else np.zeros_like(edges.vectors))
+
+    def _call_model(self, positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff):
+        graph = Graph(positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff)
+        return self.model.energies_and_grads(graph)
+
+    def torch_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the torch route; through
+        ``torch.compile`` (dynamic shapes, built on the first call) when asked, falling back
+        to eager with one log line where compiling fails."""
+        if self._compiled is not None:
+            args = (graph.positions, graph.numbers, graph.edge_index, graph.shifts)
+            args += (graph.vectors, graph.cell, graph.pbc, graph.cutoff)
+            try:
+                out = self._compiled(*args)
+            except Exception as err:  # noqa: BLE001 - any compiler failure means: run eager
+                first_line = str(err).splitlines()[0] if str(err) else ""
+                log.warning(
+                    "mlff: torch.compile failed (%s: %s); falling back to the eager path",
+                    type(err).__name__,
+                    first_line,
+                )
+                self._compiled, self.path = None, "eager (compile failed)"
+            else:
+                if self.path != "compiled":
+                    log.warning("mlff: running the torch.compile'd path")
+                    self.path = "compiled"
+                return out
+        return self.model.energies_and_grads(graph)
