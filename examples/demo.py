@@ -21,13 +21,15 @@ def main(out: str = "runs/si-sevennet") -> None:
     start = time.perf_counter()
     report = distill(DistillConfig(teacher="sevennet-0", structure="Si-diamond", out=out))
     print(
-        f"\ndistillation took {time.perf_counter() - start:.0f} s; {report['labels']} teacher labels"
+        f"\ndistillation took {time.perf_counter() - start:.0f} s; "
+        f"{report['labels']} teacher labels"
     )
     print("\nstudent vs SevenNet-0 on held-out teacher-labelled configurations:")
     print(ErrorTable.from_dict(report["errors"]["test"]))
     speed = report["speed"]
     print(
-        f"\nMD step at {speed['atoms']} atoms: SevenNet-0 {speed['teacher_s_per_step'] * 1e3:.0f} ms, "
+        f"\nMD step at {speed['atoms']} atoms: "
+        f"SevenNet-0 {speed['teacher_s_per_step'] * 1e3:.0f} ms, "
         f"student {speed['student_s_per_step'] * 1e3:.1f} ms -> {speed['speedup']:.0f}x faster"
     )
 

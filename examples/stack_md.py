@@ -36,7 +36,7 @@ def main() -> None:
     e0 = atoms.get_total_energy()
     steps = 200
     start = time.perf_counter()
-    for block in range(4):
+    for _ in range(4):
         dyn.run(steps // 4)
         print(
             f"step {dyn.nsteps:4d}  T = {atoms.get_temperature():6.1f} K  "

@@ -1,4 +1,5 @@
-"""``DistilledCalculator``: load a distilled student by name or path, as a drop-in ASE calculator."""
+"""``DistilledCalculator``: load a distilled student by name or path, as a drop-in ASE
+calculator."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class DistilledCalculator(SiteCalculator):
                     else []
                 )
                 raise FileNotFoundError(
-                    f"no student named {model!r} in {models_dir()} (set ${MODELS_ENV} to change it); "
+                    f"no student named {model!r} in {models_dir()} "
+                    f"(set ${MODELS_ENV} to change it); "
                     f"available: {', '.join(known) or 'none'}"
                 ) from None
         student, metadata = load_model(checkpoint_path)

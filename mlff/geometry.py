@@ -15,7 +15,7 @@ from ase.data import chemical_symbols
 
 __all__ = [
     "MAX_COORDINATE",
-    "MAX_NEIGHBOURS",
+    "MAX_NEIGHBORS",
     "MAX_PERIODIC_IMAGES",
     "cell_volume",
     "check_atoms",
@@ -38,7 +38,7 @@ MAX_PERIODIC_IMAGES = 10**6
 #: Most neighbours per atom within the search radius (an estimate from above, see
 #: ``mlff.graph``): dense solids have about 100 within 5.5 Å. Past this the input is in the
 #: wrong units or squeezed beyond physics, and the edges alone would take gigabytes.
-MAX_NEIGHBOURS = 10**4
+MAX_NEIGHBORS = 10**4
 
 #: Relative width (width / vector length) below which periodic cell vectors count as
 #: linearly dependent.
@@ -83,7 +83,8 @@ def _check_positions(positions: np.ndarray) -> None:
     far = np.flatnonzero(np.abs(positions).max(axis=1) > MAX_COORDINATE)
     if len(far):
         raise ValueError(
-            f"atoms {far[:10].tolist()} lie {np.abs(positions[far[0]]).max():.3g} Å from the origin; "
+            f"atoms {far[:10].tolist()} lie {np.abs(positions[far[0]]).max():.3g} Å "
+            "from the origin; "
             f"positions up to {MAX_COORDINATE:.0e} Å are accepted (wrap a periodic system with "
             "atoms.wrap())"
         )
@@ -102,13 +103,15 @@ def check_cell(cell: np.ndarray, pbc) -> None:
     flat = [ax for ax in periodic if _norm(rows[ax]) == 0.0]
     if flat:
         raise ValueError(
-            f"pbc is {np.asarray(pbc, dtype=bool).tolist()} but cell vectors {flat} have zero length; a periodic "
+            f"pbc is {np.asarray(pbc, dtype=bool).tolist()} but cell vectors {flat} "
+            "have zero length; a periodic "
             "direction needs a non-zero cell vector"
         )
     widths = periodic_widths(rows, pbc)
     if any(widths[ax] <= _DEGENERATE * _norm(rows[ax]) for ax in periodic):
         raise ValueError(
-            f"the periodic cell vectors {periodic} are linearly dependent (pbc {np.asarray(pbc, dtype=bool).tolist()}, "
+            f"the periodic cell vectors {periodic} are linearly dependent "
+            f"(pbc {np.asarray(pbc, dtype=bool).tolist()}, "
             f"cell {rows}); periodic directions need independent cell vectors"
         )
 
@@ -117,12 +120,14 @@ def _refuse_cell_entry(cell: np.ndarray) -> None:
     if not np.isfinite(cell).all():
         row, col = np.argwhere(~np.isfinite(cell))[0]
         raise ValueError(
-            f"cell entry [{row}][{col}] is {cell[row, col]}; every cell entry must be a finite number "
+            f"cell entry [{row}][{col}] is {cell[row, col]}; "
+            "every cell entry must be a finite number "
             "of Å (a non-periodic direction may have a zero vector)"
         )
     row, col = np.unravel_index(np.abs(cell).argmax(), cell.shape)
     raise ValueError(
-        f"cell entry [{row}][{col}] is {cell[row, col]:.3g} Å; cell entries up to {MAX_COORDINATE:.0e} Å "
+        f"cell entry [{row}][{col}] is {cell[row, col]:.3g} Å; "
+        f"cell entries up to {MAX_COORDINATE:.0e} Å "
         "are accepted (make a direction that needs more room non-periodic)"
     )
 

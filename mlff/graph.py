@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-import numba
 import numpy as np
 import torch
 import vesin
@@ -19,15 +18,35 @@ from ase import Atoms
 
 from mlff.elements import species_lookup, species_of
 from mlff.geometry import (
-    MAX_NEIGHBOURS,
+    MAX_NEIGHBORS,
     MAX_PERIODIC_IMAGES,
     cell_volume,
     check_atoms,
     periodic_widths,
     search_cell,
 )
+from mlff.kernels.edges import (
+    center_offsets_into,
+    group_by_center,
+    kept_edges_within,
+    pairs_within,
+    shift_vectors_into,
+    shortest_edge,
+)
 
 __all__ = ["Graph", "EdgeArrays", "build_graph", "cell_volume", "check_atoms", "VerletGraphBuilder"]
+
+
+def _drops_edges(built: float, cutoff: float) -> bool:
+    """Whether restricting edges built at ``built`` Å to ``cutoff`` Å can drop any (False: the
+    same edges); a larger cutoff is refused, since the edges beyond ``built`` were never
+    searched. Both edge types restrict by ``|r|² < cutoff²``, so they keep the same edges."""
+    if cutoff > built + 1e-12:
+        raise ValueError(
+            f"cannot restrict edges built at cutoff {built} Å to a larger cutoff {cutoff} Å; "
+            "build them at the largest cutoff of all models"
+        )
+    return cutoff < built
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,21 +121,15 @@ class Graph:
         Its vectors are gathered from this graph's vectors, so gradients flow back to the
         parent. Sub-graphs are cached per cutoff.
         """
-        if cutoff > self.cutoff + 1e-12:
-            raise ValueError(
-                f"cannot restrict a graph built at cutoff {self.cutoff} Å to a larger cutoff "
-                f"{cutoff} Å; build the graph at the largest cutoff of all models"
-            )
-        if cutoff >= self.cutoff:
+        if not _drops_edges(self.cutoff, cutoff):
             return self
         sub = self._cache.get(("restrict", cutoff))
         if sub is None:
             if cutoff <= 0.0:  # e.g. a one-body part: no edge can be inside, skip the norms
                 keep = torch.zeros(0, dtype=torch.long, device=self.device)
             else:
-                keep = torch.nonzero(
-                    torch.linalg.vector_norm(self.vectors.detach(), dim=1) < cutoff
-                ).squeeze(1)
+                vectors = self.vectors.detach()
+                keep = torch.nonzero((vectors * vectors).sum(1) < cutoff * cutoff).squeeze(1)
             sub = replace(
                 self,
                 edge_index=self.edge_index[:, keep],
@@ -215,10 +228,10 @@ class EdgeArrays:
 
     @property
     def offsets(self) -> np.ndarray | None:
-        """(n_atoms + 1,) int64: where each centre's edges begin (:func:`centre_offsets`), from
+        """(n_atoms + 1,) int64: where each centre's edges begin (:func:`center_offsets`), from
         the neighbour search where it was known there; ``None`` for edges not grouped by centre."""
         if self._offsets is None:
-            offsets = centre_offsets(self.centers, self.n_atoms)
+            offsets = center_offsets(self.centers, self.n_atoms)
             self._offsets = False if offsets is None else offsets  # False: known not to be grouped
         return None if self._offsets is False else self._offsets
 
@@ -239,16 +252,12 @@ class EdgeArrays:
         """The shortest edge, Å (inf without edges): from the neighbour search where it was
         known there, else measured once."""
         if self._shortest is None:
-            self._shortest = float(_shortest_edge(self.vectors))
+            self._shortest = float(shortest_edge(self.vectors))
         return self._shortest
 
     def restrict(self, cutoff: float) -> EdgeArrays:
         """The edges shorter than ``cutoff`` (as :meth:`Graph.restrict`)."""
-        if cutoff > self.cutoff + 1e-12:
-            raise ValueError(
-                f"cannot restrict edges built at cutoff {self.cutoff} Å to a larger cutoff {cutoff} Å"
-            )
-        if cutoff >= self.cutoff:
+        if not _drops_edges(self.cutoff, cutoff):
             return self
         if cutoff <= 0.0:  # views, not copies: a one-body part asks for this every step
             return EdgeArrays(
@@ -280,7 +289,8 @@ _VESIN_MIN_CUTOFF = 1e-5
 
 def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
     """i, j (int64), shifts S (int64), r_ij (float64) for all pairs closer than ``cutoff``,
-    grouped by centre; ``cell`` is a :func:`~mlff.geometry.search_cell`.
+    grouped by centre in increasing order (:func:`group_by_center`); ``cell`` is a
+    :func:`~mlff.geometry.search_cell`.
 
     vesin sees the positions wrapped into the cell along periodic directions (it keeps cell
     indices and shifts in int32, which an atom 2³¹ widths away overflows, dropping edges), and
@@ -302,33 +312,45 @@ def _vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutof
         offsets[:, pbc] = np.floor(fractional[:, pbc]).astype(np.int64)
         positions = positions - offsets.astype(np.float64) @ cell
         fractional = fractional - offsets
-    groups = (
-        _separated_groups(positions, cell[~pbc], cutoff)
-        if not pbc.all()
-        else [np.arange(len(positions))]
-    )
+    groups = _separated_groups(positions, cell[~pbc], cutoff) if not pbc.all() else []
+    if len(groups) <= 1:  # all atoms in one group, in their order: vesin's indices are theirs
+        groups = [np.arange(len(positions))]
     for group in groups:
         _check_group(positions[group], fractional[group], widths, pbc, cutoff)
     reach = max(cutoff, _VESIN_MIN_CUTOFF)
-    nl = vesin.NeighborList(cutoff=reach, full_list=True)
-    found = []
+    single = len(groups) == 1
+    found, searches = [], []
     for group in groups:
+        nl = vesin.NeighborList(cutoff=reach, full_list=True, n_threads=_vesin_threads(len(group)))
+        searches.append(nl)  # copy=False: its buffers back the views below until the regrouping
         # vesin returns r_ij = x_j - x_i + S·cell in float64 ("D"), so float32 graphs do not
         # lose precision far from the origin.
         i, j, shifts, vectors = nl.compute(
-            points=positions[group], box=cell, periodic=pbc.tolist(), quantities="ijSD"
+            points=positions if single else positions[group],
+            box=cell,
+            periodic=pbc.tolist(),
+            quantities="ijSD",
+            copy=False,
         )
-        found.append((group[i], group[j], shifts, vectors))
-    i, j, shifts, vectors = (np.concatenate(parts) for parts in zip(*found))
-    shifts = (
-        shifts.astype(np.int64) + offsets[i] - offsets[j]
-    )  # x' = x − n·cell: S = S' + n_i − n_j
-    keep = np.argsort(
-        i, kind="stable"
-    )  # grouped by centre: per-atom kernels read one contiguous run
-    if reach > cutoff:
-        keep = keep[np.einsum("ij,ij->i", vectors[keep], vectors[keep]) < cutoff * cutoff]
-    return i[keep].astype(np.int64), j[keep].astype(np.int64), shifts[keep], vectors[keep]
+        # vesin's indices are uint64 (size_t): reinterpret them, they are far below 2⁶³.
+        i, j = i.view(np.int64), j.view(np.int64)
+        found.append((i, j, shifts, vectors) if single else (group[i], group[j], shifts, vectors))
+    pairs = found[0] if single else [np.concatenate(part) for part in zip(*found, strict=True)]
+    return group_by_center(
+        *pairs, offsets, len(positions), cutoff * cutoff if reach > cutoff else np.inf
+    )
+
+
+#: Below this many atoms vesin searches on one thread: on the 64–512-atom cells of MD, more
+#: threads did not pay for their hand-offs (``benchmark/neighbour_lists.py --threads``). Larger
+#: searches keep vesin's default, every core, for many-core machines.
+_VESIN_SERIAL_ATOMS = 2048
+
+
+def _vesin_threads(n_atoms: int) -> int:
+    """vesin's ``n_threads`` for a search over ``n_atoms`` points: 1 for small systems, else
+    0 (vesin's default: ``OMP_NUM_THREADS`` or all cores)."""
+    return 1 if n_atoms < _VESIN_SERIAL_ATOMS else 0
 
 
 def _check_group(
@@ -340,25 +362,27 @@ def _check_group(
 ) -> None:
     """Refuse a group of atoms (wrapped, from one gap-separated group; ``fractional`` their
     coordinates along the search cell's rows, ``widths`` its :func:`periodic_widths`) that
-    vesin cannot bin or that packs more than MAX_NEIGHBOURS neighbours per atom within the
+    vesin cannot bin or that packs more than MAX_NEIGHBORS neighbours per atom within the
     cutoff (memory for the edges would run out long before the search ends)."""
-    neighbours = _neighbours_per_atom(fractional, widths, pbc, cutoff)
-    if neighbours > MAX_NEIGHBOURS:
+    neighbours = _neighbors_per_atom(fractional, widths, pbc, cutoff)
+    if neighbours > MAX_NEIGHBORS:
         raise ValueError(
-            f"{len(positions)} atoms are packed so densely (cell widths {widths.round(4).tolist()} Å, "
-            f"pbc {pbc.tolist()}) that each would have about {neighbours:.3g} neighbours within the cutoff {cutoff} Å; "
-            f"at most {MAX_NEIGHBOURS:.0e} are accepted. Check that the cell and positions are in Å"
+            f"{len(positions)} atoms are packed so densely (cell widths "
+            f"{widths.round(4).tolist()} Å, pbc {pbc.tolist()}) that each would have about "
+            f"{neighbours:.3g} neighbours within the cutoff {cutoff} Å; at most "
+            f"{MAX_NEIGHBORS:.0e} are accepted. Check that the cell and positions are in Å"
         )
     if _vesin_cell_counts(positions, widths, pbc, cutoff).min() < 1:
         raise ValueError(
-            f"the neighbour search cannot bin {len(positions)} atoms spanning {np.ptp(positions, axis=0).round(1).tolist()} Å "
-            f"with a cell of widths {widths.round(3).tolist()} Å (pbc {pbc.tolist()}) at "
-            f"cutoff {cutoff} Å: one direction is over 10^5 cutoffs longer than the others; make a long "
-            "periodic direction non-periodic or bring far atoms closer"
+            f"the neighbour search cannot bin {len(positions)} atoms spanning "
+            f"{np.ptp(positions, axis=0).round(1).tolist()} Å with a cell of widths "
+            f"{widths.round(3).tolist()} Å (pbc {pbc.tolist()}) at cutoff {cutoff} Å: one "
+            "direction is over 10^5 cutoffs longer than the others; make a long periodic "
+            "direction non-periodic or bring far atoms closer"
         )
 
 
-def _neighbours_per_atom(
+def _neighbors_per_atom(
     fractional: np.ndarray, widths: np.ndarray, pbc: np.ndarray, cutoff: float
 ) -> float:
     """An estimate from above of the neighbours per atom within ``cutoff``: the atoms' count
@@ -380,9 +404,10 @@ def _check_image_count(widths: np.ndarray, pbc: np.ndarray, cutoff: float) -> No
     images = np.prod([2 * np.ceil(cutoff / widths[ax]) + 1 for ax in range(3) if pbc[ax]])
     if images > MAX_PERIODIC_IMAGES:
         raise ValueError(
-            f"the periodic cell is {widths[pbc].tolist()} Å thick along its periodic directions {np.flatnonzero(pbc).tolist()}, "
-            f"so each pair of atoms has about {images:.3g} images within the cutoff {cutoff} Å; at most "
-            f"{MAX_PERIODIC_IMAGES:.0e} are searched. Check the cell (units are Å) or use a supercell"
+            f"the periodic cell is {widths[pbc].tolist()} Å thick along its periodic directions "
+            f"{np.flatnonzero(pbc).tolist()}, so each pair of atoms has about {images:.3g} images "
+            f"within the cutoff {cutoff} Å; at most {MAX_PERIODIC_IMAGES:.0e} are searched. "
+            "Check the cell (units are Å) or use a supercell"
         )
 
 
@@ -429,149 +454,25 @@ def _separated_groups(
 
 def _shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
     """S·cell (n_pairs, 3) Å of (n_pairs, 3) image shifts: computed once per list and cell, so
-    a step on a kept list adds each pair's image offset in one addition per component."""
-    return np.ascontiguousarray(np.asarray(shifts, dtype=np.float64) @ cell)
+    a step on a kept list adds each pair's image offset in one addition per component.
+
+    A compiled loop, not ``shifts @ cell``: numpy hands that thin product to a threaded BLAS,
+    whose threads stall whenever another process holds a core (a strained NPT step then took
+    as long as a rebuild)."""
+    vectors = np.empty((len(shifts), 3))  # (n_pairs, 3)
+    shift_vectors_into(
+        np.ascontiguousarray(shifts), np.ascontiguousarray(cell, np.float64), vectors
+    )
+    return vectors
 
 
-@numba.njit(cache=True, nogil=True)
-def _pairs_within(
-    positions, pair_start, j, shift_vectors, cutoff2, centers, neighbors, vectors, pairs, offsets
-):
-    """The candidate pairs (a, j[p], S_p·cell) of a list grouped by centre (atom a's pairs
-    are p = pair_start[a] … pair_start[a + 1] − 1) closer than the cutoff, in order: writes
-    their (n,) centers, neighbors and, unless ``pairs`` is empty, positions in the list, (n, 3) vectors
-    r = x_j − x_a + S·cell (``shift_vectors`` (n_pairs, 3) Å: S·cell) and the (n_atoms + 1,)
-    centre offsets; returns n and the smallest squared length kept (inf without edges), for
-    the overlap check.
-
-    Branch-free: every pair is written at slot n, which advances only past pairs within the
-    cutoff (about a third of a skin list's pairs are not, in no order a predictor follows)."""
-    keep_pairs = pairs.shape[0] > 0
-    n = 0
-    shortest = np.inf
-    for a in range(pair_start.shape[0] - 1):
-        offsets[a] = n
-        xa, ya, za = positions[a, 0], positions[a, 1], positions[a, 2]
-        for p in range(pair_start[a], pair_start[a + 1]):
-            b = j[p]
-            x = positions[b, 0] - xa + shift_vectors[p, 0]
-            y = positions[b, 1] - ya + shift_vectors[p, 1]
-            z = positions[b, 2] - za + shift_vectors[p, 2]
-            r2 = x * x + y * y + z * z
-            centers[n] = a
-            neighbors[n] = b
-            if keep_pairs:
-                pairs[n] = p
-            vectors[n, 0] = x
-            vectors[n, 1] = y
-            vectors[n, 2] = z
-            inside = r2 < cutoff2
-            shortest = min(shortest, r2 if inside else np.inf)
-            n += inside
-    offsets[pair_start.shape[0] - 1] = n
-    return n, shortest
-
-
-@numba.njit(cache=True, nogil=True)
-def _centre_offsets(centers, start) -> bool:
-    """start (n_atoms + 1,): where each centre's edges begin, if the edges are grouped by
-    centre (the graph convention); returns False, leaving start undefined, if they are not."""
-    n_atoms = start.shape[0] - 1
-    previous = 0
-    start[0] = 0
-    for e in range(centers.shape[0]):
-        c = centers[e]
-        if c < previous or c >= n_atoms:
-            return False
-        while previous < c:
-            previous += 1
-            start[previous] = e
-    for i in range(previous + 1, n_atoms + 1):
-        start[i] = centers.shape[0]
-    return True
-
-
-def centre_offsets(centers: np.ndarray, n_atoms: int) -> np.ndarray | None:
+def center_offsets(centers: np.ndarray, n_atoms: int) -> np.ndarray | None:
     """(n_atoms + 1,) int64: where each centre's edges begin in ``centers`` (n_edges,), if the
     edges are grouped by centre in increasing order (the graph convention); ``None`` if not."""
     start = np.empty(n_atoms + 1, dtype=np.int64)
-    return start if _centre_offsets(np.ascontiguousarray(centers, dtype=np.int64), start) else None
-
-
-@numba.njit(cache=True, nogil=True)
-def _kept_edges_within(
-    positions,
-    numbers,
-    pbc,
-    cell,
-    built_positions,
-    built_numbers,
-    built_pbc,
-    built_cell,
-    pair_start,
-    j,
-    shift_vectors,
-    cutoff2,
-    half_skin2,
-):
-    """One pass of an MD step on a kept Verlet list, for the usual case (same atoms, pbc and
-    cell as at the build; finite positions; no atom moved more than skin/2): the pairs closer
-    than the cutoff (:func:`_pairs_within`) as (n, smallest squared length kept or inf,
-    centers (n,), neighbors (n,), vectors (n, 3), centre offsets (n_atoms + 1,)). Returns
-    n = -1 and empty arrays where the step needs the general path
-    (:meth:`VerletGraphBuilder._pairs`): a rebuild, a strained cell, or an input error to report."""
-    none = (
-        -1,
-        np.inf,
-        np.empty(0, dtype=np.int64),
-        np.empty(0, dtype=np.int64),
-        np.empty((0, 3)),
-        np.empty(0, dtype=np.int64),
+    return (
+        start if center_offsets_into(np.ascontiguousarray(centers, dtype=np.int64), start) else None
     )
-    n_atoms = positions.shape[0]
-    if n_atoms != built_positions.shape[0]:
-        return none
-    for d in range(3):
-        if pbc[d] != built_pbc[d]:
-            return none
-        for e in range(3):
-            if cell[d, e] != built_cell[d, e]:
-                return none
-    for a in range(n_atoms):
-        if numbers[a] != built_numbers[a]:
-            return none
-        dx = positions[a, 0] - built_positions[a, 0]
-        dy = positions[a, 1] - built_positions[a, 1]
-        dz = positions[a, 2] - built_positions[a, 2]
-        if not dx * dx + dy * dy + dz * dz <= half_skin2:  # also catches NaN and inf
-            return none
-    n_pairs = j.shape[0]
-    centers, neighbors = np.empty(n_pairs, dtype=np.int64), np.empty(n_pairs, dtype=np.int64)
-    vectors = np.empty((n_pairs, 3))
-    offsets = np.empty(n_atoms + 1, dtype=np.int64)
-    n, shortest = _pairs_within(
-        positions,
-        pair_start,
-        j,
-        shift_vectors,
-        cutoff2,
-        centers,
-        neighbors,
-        vectors,
-        np.empty(0, dtype=np.int64),
-        offsets,
-    )
-    return n, shortest, centers[:n], neighbors[:n], vectors[:n], offsets
-
-
-@numba.njit(cache=True, nogil=True)
-def _shortest_edge(vectors) -> float:
-    """The shortest of (n_edges, 3) edge vectors, Å (inf without edges)."""
-    shortest2 = np.inf
-    for e in range(vectors.shape[0]):
-        vx, vy, vz = vectors[e, 0], vectors[e, 1], vectors[e, 2]
-        shortest2 = min(shortest2, vx * vx + vy * vy + vz * vz)
-    return np.sqrt(shortest2)
 
 
 #: Squared edge length (Å²) below which two atoms overlap.
@@ -584,7 +485,8 @@ def _check_no_overlap(edge_index, shifts, vectors64) -> None:
         k = int(squared.argmin())
         raise ValueError(
             f"atoms {int(edge_index[0, k])} and {int(edge_index[1, k])} (image shift "
-            f"{np.rint(shifts[k]).astype(int).tolist()}) are {np.sqrt(squared[k]):.2e} Å apart; atoms must not overlap"
+            f"{np.rint(shifts[k]).astype(int).tolist()}) are {np.sqrt(squared[k]):.2e} Å apart; "
+            "atoms must not overlap"
         )
 
 
@@ -619,6 +521,17 @@ class VerletGraphBuilder:
     pbc, atomic numbers or atom count rebuilds the list. The cell here is the
     :func:`~mlff.geometry.search_cell`, so a non-periodic direction's vector (zero, or
     changed) never enters. The graphs are identical to :func:`build_graph`'s up to edge order.
+
+    Why not vesin's own skin (``vesin.NeighborList(skin=...)``), which returns the same pairs:
+    each of its calls filters the candidates, sorts the survivors by centre (or leaves that to
+    the caller), and copies every output out through ctypes, and mlff then still needs the
+    centre offsets and the shortest edge; here one compiled pass (:func:`kept_edges_within`)
+    does all of it, several times faster per kept step at every MD size measured, and the
+    whole run with it (``benchmark/neighbour_lists.py``). A rebuild is one vesin search at
+    cutoff + skin either way; here it costs a little more on small cells, for the input checks
+    around the search. Under NPT vesin also charges the box corners' displacement and the
+    atoms' motion with the cell to the skin, so a breathing cell rebuilds its list, where the
+    strain criterion above keeps this one.
 
     Args:
         cutoff: Å.
@@ -664,9 +577,10 @@ class VerletGraphBuilder:
         return 2.0 * np.sqrt(largest) + (self.cutoff + self.skin) * strain > self.skin
 
     def _pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
-        """Edge index (2, n) int64, shifts S (n, 3), vectors (n, 3) float64, the shortest
-        edge (Å) and the centre offsets (n_atoms + 1,) of the current configuration, from the
-        kept list or a new one."""
+        """Edge index (2, n) int64, the edges' positions (n,) in the kept list (their shifts
+        are ``self._state["shifts"]`` there), vectors (n, 3) float64, the shortest edge (Å) and
+        the centre offsets (n_atoms + 1,) of the current configuration, from the kept list or a
+        new one."""
         check_atoms(atoms)
         positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
         cell = np.array(atoms.cell.array, dtype=np.float64)
@@ -703,13 +617,15 @@ class VerletGraphBuilder:
         edge_index = np.empty((2, n_pairs), dtype=np.int64)
         vectors = np.empty((n_pairs, 3))
         pairs = np.empty(n_pairs, dtype=np.int64)
-        shift_vectors = (
-            state["shift_vectors"]
-            if np.array_equal(cell, state["cell"])
-            else _shift_vectors(state["shifts"], search)
-        )
+        if np.array_equal(cell, state["cell"]):
+            shift_vectors = state["shift_vectors"]
+        else:  # a strained cell (NPT): every step, into one buffer kept with the list
+            shift_vectors = state.get("strained_shift_vectors")
+            if shift_vectors is None:
+                shift_vectors = state["strained_shift_vectors"] = np.empty((n_pairs, 3))
+            shift_vectors_into(state["shifts"], search, shift_vectors)
         offsets = np.empty(len(positions) + 1, dtype=np.int64)
-        n, shortest = _pairs_within(
+        n, shortest = pairs_within(
             positions,
             state["pair_start"],
             state["j"],
@@ -721,17 +637,14 @@ class VerletGraphBuilder:
             pairs,
             offsets,
         )
-        edge_index, shifts, vectors = (
-            np.ascontiguousarray(edge_index[:, :n]),
-            state["shifts"][pairs[:n]],
-            vectors[:n],
-        )
+        edge_index, kept, vectors = np.ascontiguousarray(edge_index[:, :n]), pairs[:n], vectors[:n]
         if shortest < _OVERLAP2:  # the lengths are known already: look for the culprit only then
-            _check_no_overlap(edge_index, shifts, vectors)
-        return edge_index, shifts, vectors, float(np.sqrt(shortest)), offsets
+            _check_no_overlap(edge_index, state["shifts"][kept], vectors)
+        return edge_index, kept, vectors, float(np.sqrt(shortest)), offsets
 
     def __call__(self, atoms: Atoms) -> Graph:
-        edge_index, shifts, vectors, _, _ = self._pairs(atoms)
+        edge_index, kept, vectors, _, _ = self._pairs(atoms)
+        shifts = self._state["shifts"][kept]  # (n_edges, 3)
         return _graph_from_pairs(
             atoms, self.cutoff, edge_index, shifts, vectors, self.dtype, self.device
         )
@@ -740,14 +653,14 @@ class VerletGraphBuilder:
         """The same edges as :meth:`__call__`, as numpy arrays for the CPU kernels, with the
         vectors in the builder's dtype (CPU builders only).
 
-        An MD step on a kept list is one compiled pass (:func:`_kept_edges_within`); anything
+        An MD step on a kept list is one compiled pass (:func:`kept_edges_within`); anything
         else (a rebuild, a changed cell, bad input) takes the general path of ``__call__``."""
         dtype = np.float32 if self.dtype == torch.float32 else np.float64
         state = self._state
         if state is not None and self.skin > 0.0 and self.cutoff > 0.0 and isinstance(atoms, Atoms):
             positions = atoms.positions
             if positions.dtype == np.float64 and positions.flags.c_contiguous:
-                n, shortest, centers, neighbors, vectors, offsets = _kept_edges_within(
+                n, shortest, centers, neighbors, vectors, offsets = kept_edges_within(
                     positions,
                     atoms.numbers,
                     atoms.pbc,
@@ -773,7 +686,7 @@ class VerletGraphBuilder:
                         shortest=math.sqrt(shortest),
                         offsets=offsets,
                     )
-        edge_index, shifts, vectors, shortest, offsets = self._pairs(atoms)
+        edge_index, _, vectors, shortest, offsets = self._pairs(atoms)
         return EdgeArrays(
             self._state["numbers"],
             edge_index[0],

@@ -117,7 +117,8 @@ def model_config(model: SiteModel) -> dict[str, Any]:
             "r0": model.radial.transform.r0.tolist(),
         }
     raise TypeError(
-        f"no checkpoint format for {type(model).__name__}; known: Stack, OneBody, PairModel, ACEModel"
+        f"no checkpoint format for {type(model).__name__}; "
+        "known: Stack, OneBody, PairModel, ACEModel"
     )
 
 
@@ -264,8 +265,9 @@ def _validate_ace(config: dict, where: str, depth: int) -> None:
     walked = enumeration_size(*size)
     if walked > MAX_ACE_ENUMERATION:
         raise ValueError(
-            f"{where}: {len(elements)} elements, n_max={config['n_max']}, l_max={l_max}, max_degree={degrees} "
-            f"would enumerate {walked:.3g} factor multisets; accepted at most {MAX_ACE_ENUMERATION:.0e} "
+            f"{where}: {len(elements)} elements, n_max={config['n_max']}, l_max={l_max}, "
+            f"max_degree={degrees} would enumerate {walked:.3g} factor multisets; "
+            f"accepted at most {MAX_ACE_ENUMERATION:.0e} "
             "(lower n_max, l_max, max_degree or the number of elements)"
         )
     bound = basis_size_bound(*size)
@@ -275,7 +277,8 @@ def _validate_ace(config: dict, where: str, depth: int) -> None:
         )
     if bound > MAX_ACE_BASIS:
         raise ValueError(
-            f"{where}: n_max={config['n_max']}, l_max={l_max}, max_degree={degrees} allow up to {bound} "
+            f"{where}: n_max={config['n_max']}, l_max={l_max}, max_degree={degrees} "
+            f"allow up to {bound} "
             f"basis functions per element; accepted at most {MAX_ACE_BASIS}"
         )
 
@@ -547,15 +550,18 @@ def _weights_path(json_path: Path, name: Any) -> Path:
     )
     if not (plain and name.endswith(".safetensors")):
         raise ValueError(
-            f"{json_path}: weights = {_show(name)}; accepted a plain file name next to the JSON ending in "
-            f"'.safetensors', as save_model writes it: '{json_path.stem}.<12 lowercase hex digits>.safetensors'"
+            f"{json_path}: weights = {_show(name)}; "
+            "accepted a plain file name next to the JSON ending in "
+            "'.safetensors', as save_model writes it: "
+            f"'{json_path.stem}.<12 lowercase hex digits>.safetensors'"
         )
     path = json_path.parent / name
     try:
         target = Path(os.path.realpath(path))
         if target.parent != Path(os.path.realpath(json_path.parent)):
             raise ValueError(
-                f"{json_path}: weights {name} is a link to {target}, outside the checkpoint's directory"
+                f"{json_path}: weights {name} is a link to {target}, "
+                "outside the checkpoint's directory"
             )
         if not path.exists():
             raise FileNotFoundError(
@@ -603,7 +609,7 @@ def _check_header(weights_path: Path, expected: dict[str, tuple[tuple[int, int],
             raise ValueError(f"tensor {key!r} is {dtype}; accepted {', '.join(FLOAT_DTYPES)}")
         bounds = expected[key]
         if len(shape) != len(bounds) or not all(
-            lo <= d <= hi for d, (lo, hi) in zip(shape, bounds)
+            lo <= d <= hi for d, (lo, hi) in zip(shape, bounds, strict=True)
         ):
             implied = ", ".join(str(lo) if lo == hi else f"{lo} to {hi}" for lo, hi in bounds)
             raise ValueError(f"tensor {key!r} has shape {shape}; the config implies ({implied})")

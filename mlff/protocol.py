@@ -43,7 +43,9 @@ __all__ = [
     "forces_from_edge_grads",
     "stress_from_virial",
     "virial_from_edge_grads",
+    "virial_from_stress",
     "voigt",
+    "energies_and_edge_grads",
 ]
 
 #: ASE's Voigt order [xx, yy, zz, yz, xz, xy] as (row, column) pairs of the 3x3 tensor.
@@ -59,6 +61,11 @@ def forces_from_edge_grads(edge_grads, edges: Edges):
     numpy or torch, as ``edge_grads`` is. Trailing dimensions pass through:
     (n_edges, P, 3) gives (n_atoms, P, 3) (the design rows of fitting)."""
     if isinstance(edge_grads, np.ndarray):
+        if edge_grads.ndim > 2:
+            forces = np.zeros((edges.n_atoms,) + edge_grads.shape[1:], dtype=edge_grads.dtype)
+            np.add.at(forces, edges.centers, edge_grads)
+            np.subtract.at(forces, edges.neighbors, edge_grads)
+            return forces
         forces = np.empty((edges.n_atoms, 3), dtype=edge_grads.dtype)
         scatter_forces(edges.centers, edges.neighbors, edge_grads, edges.vectors, forces, None)
         return forces
@@ -88,7 +95,9 @@ def voigt(tensor):
     """The Voigt vector (..., 6) [xx, yy, zz, yz, xz, xy] of (..., 3, 3) tensors, the
     off-diagonal pairs averaged; numpy (ASE's helper) or torch."""
     if isinstance(tensor, np.ndarray):
-        return full_3x3_to_voigt_6_stress(tensor)
+        # ASE's helper reverses the leading axes of a batch: apply it to a flat batch.
+        flat = full_3x3_to_voigt_6_stress(tensor.reshape(-1, 3, 3)).reshape(-1, 6)
+        return flat.reshape(tensor.shape[:-2] + (6,))
     return (0.5 * (tensor + tensor.transpose(-1, -2))).flatten(-2)[..., _VOIGT_FLAT]
 
 
@@ -96,6 +105,12 @@ def stress_from_virial(virial, volume: float):
     """ASE stress (..., 6) eV/Å³, Voigt order, from virials (..., 3, 3) eV of a cell of
     ``volume`` Å³: ``σ = -W / V``."""
     return voigt(virial) * (-1.0 / volume)
+
+
+def virial_from_stress(stress, volume: float):
+    """The virial (..., 6) eV in Voigt order of ASE stresses (..., 6) eV/Å³ of a cell of
+    ``volume`` Å³: ``W = -σ V``, the inverse of :func:`stress_from_virial` (fitting targets)."""
+    return stress * (-volume)
 
 
 def forces_and_stress(
@@ -108,6 +123,22 @@ def forces_and_stress(
     virial = np.empty((3, 3))
     scatter_forces(edges.centers, edges.neighbors, edge_grads, edges.vectors, forces, virial)
     return forces, stress_from_virial(virial, volume)
+
+
+def energies_and_edge_grads(
+    site_energies: Callable[[Graph], torch.Tensor], graph: Graph
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``site_energies(graph)`` (n_atoms,) eV and ``∂E/∂r_ij`` (n_edges, 3) eV/Å of their sum
+    by one autograd pass: the generic route, and the reference the closed forms are tested
+    against. Both tensors are new and detached."""
+    g = graph.differentiable()
+    with torch.enable_grad():
+        site = site_energies(g)
+        energy = site.sum()
+        if not energy.requires_grad:  # no edge dependence
+            return site.detach(), torch.zeros_like(g.vectors)
+        (grads,) = torch.autograd.grad(energy, g.vectors)
+    return site.detach(), grads
 
 
 class CompiledPart(NamedTuple):
@@ -237,14 +268,7 @@ class SiteModel(nn.Module):
         that build no autograd graph. Both tensors are new: the caller owns them (a
         :class:`~mlff.stack.Stack` sums its parts' gradients in place).
         """
-        g = graph.differentiable()
-        with torch.enable_grad():
-            site = self.site_energies(g)
-            energy = site.sum()
-            if not energy.requires_grad:  # a model with no edge dependence
-                return site.detach(), torch.zeros_like(g.vectors)
-            (grads,) = torch.autograd.grad(energy, g.vectors)
-        return site.detach(), grads
+        return energies_and_edge_grads(self.site_energies, graph)
 
 
 class LinearSiteModel(SiteModel):

@@ -22,7 +22,8 @@ from mlff.graph import VerletGraphBuilder
 def _edge_set(graph):
     shifts = np.rint(graph.shifts.numpy()).astype(int)
     return sorted(
-        (int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)
+        (int(i), int(j), *map(int, s))
+        for (i, j), s in zip(graph.edge_index.T.tolist(), shifts, strict=True)
     )
 
 
@@ -168,7 +169,7 @@ def test_atoms_far_along_open_directions_keep_their_neighbours(distance):
     slab.set_cell(cell, scale_atoms=False)
     flown = slab + Atoms("Cu", positions=[[1.0, 1.0, distance]])
     i, j, shifts = neighbor_list("ijS", slab, 5.0)
-    reference = sorted(zip(i.tolist(), j.tolist(), *np.asarray(shifts).T.tolist()))
+    reference = sorted(zip(i.tolist(), j.tolist(), *np.asarray(shifts).T.tolist(), strict=True))
     assert _edge_set(build_graph(flown, 5.0)) == reference
 
 

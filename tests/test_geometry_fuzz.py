@@ -107,7 +107,7 @@ def _check_graph(atoms: Atoms, graph) -> None:
     expected = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
     scale = 1.0 + np.abs(atoms.positions).max() + np.abs(shifts @ atoms.cell.array).max(initial=0.0)
     np.testing.assert_allclose(vectors, expected, atol=1e-12 * scale)
-    edges = set(zip(i.tolist(), j.tolist(), map(tuple, shifts.tolist())))
+    edges = set(zip(i.tolist(), j.tolist(), map(tuple, shifts.tolist()), strict=True))
     assert all((b, a, tuple(-np.array(s))) in edges for a, b, s in edges)
     if graph.n_edges < 3000:
         assert edges == _brute_force_edges(atoms, CUTOFF)

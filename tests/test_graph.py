@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk
+from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
 from helpers import STRUCTURES
 
@@ -15,6 +15,7 @@ def _edge_set(i, j, shifts):
             np.asarray(i).tolist(),
             np.asarray(j).tolist(),
             map(tuple, np.rint(shifts).astype(int).tolist()),
+            strict=True,
         )
     )
 
@@ -34,6 +35,45 @@ def test_edges_match_ase_neighbor_list(name, cutoff):
     expected = pos[graph.neighbors] - pos[graph.centers] + graph.shifts.numpy() @ cell
     np.testing.assert_allclose(graph.vectors.numpy(), expected, atol=1e-12)
     assert np.all(np.linalg.norm(graph.vectors.numpy(), axis=1) < cutoff)
+
+
+def _interleaved_methanes() -> Atoms:
+    """Two methanes 20 Å apart (open boundaries), their atoms' indices interleaved."""
+    atoms = molecule("CH4") + molecule("CH4")
+    atoms.positions[5:] += [0.0, 0.0, 20.0]
+    atoms.rattle(0.05, seed=6)
+    return atoms[[0, 5, 1, 6, 2, 7, 3, 8, 4, 9]]
+
+
+def _slab_with_far_adatoms() -> Atoms:
+    """A slab (periodic in-plane) with two atoms 30 Å above it, listed first."""
+    slab = STRUCTURES["si-slab"]()
+    top = slab.positions[:, 2].max()
+    adatoms = Atoms("Si2", positions=[[0.5, 0.5, top + 30.0], [1.0, 2.5, top + 32.0]])
+    atoms = adatoms + slab
+    atoms.set_cell(slab.cell)
+    atoms.pbc = slab.pbc
+    return atoms
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        *(STRUCTURES[name] for name in sorted(STRUCTURES)),
+        _interleaved_methanes,
+        _slab_with_far_adatoms,
+    ],
+    ids=[*sorted(STRUCTURES), "interleaved-methanes", "slab-with-far-adatoms"],
+)
+def test_edges_are_grouped_by_centre_in_increasing_order(make):
+    """The convention the kernels read: one contiguous run of edges per centre, in atom order,
+    whether the search ran as one (vesin sorts) or in gap-separated groups (merged here)."""
+    atoms = make()
+    graph = build_graph(atoms, 5.0)
+    centers = graph.centers.numpy()
+    assert np.all(np.diff(centers) >= 0)
+    i, j, shifts = neighbor_list("ijS", atoms, 5.0)
+    assert _edge_set(centers, graph.neighbors, graph.shifts.numpy()) == _edge_set(i, j, shifts)
 
 
 def test_small_cell_sees_its_own_images():
@@ -72,7 +112,7 @@ def test_neighbor_slots_index_each_centre_densely():
     slots, width = graph.neighbor_slots()
     counts = torch.bincount(graph.centers, minlength=graph.n_atoms)
     assert width == int(counts.max())
-    pairs = set(zip(graph.centers.tolist(), slots.tolist()))
+    pairs = set(zip(graph.centers.tolist(), slots.tolist(), strict=True))
     assert len(pairs) == graph.n_edges
     for i in range(graph.n_atoms):
         assert sorted(slots[graph.centers == i].tolist()) == list(range(int(counts[i])))
@@ -120,7 +160,8 @@ def test_dtype_and_device_are_honoured():
 def _graph_edges(graph):
     shifts = np.rint(graph.shifts.numpy()).astype(int)
     return {
-        (int(i), int(j), *map(int, s)) for (i, j), s in zip(graph.edge_index.T.tolist(), shifts)
+        (int(i), int(j), *map(int, s))
+        for (i, j), s in zip(graph.edge_index.T.tolist(), shifts, strict=True)
     }
 
 
@@ -128,15 +169,12 @@ def _graph_edges(graph):
 def test_verlet_builder_matches_fresh_lists_along_a_trajectory(repeat):
     from mlff.graph import VerletGraphBuilder
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(
-        repeat
-    )  # repeat 1: cell < cutoff + skin
+    # repeat 1: cell < cutoff + skin
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
     builder = VerletGraphBuilder(4.0, skin=0.6)
     rng = np.random.default_rng(0)
-    for step in range(40):
-        atoms.positions += rng.normal(
-            0, 0.04, atoms.positions.shape
-        )  # a random walk: rebuilds happen
+    for _ in range(40):
+        atoms.positions += rng.normal(0, 0.04, atoms.positions.shape)  # a random walk: rebuilds
         graph, fresh = builder(atoms), build_graph(atoms, 4.0)
         assert _graph_edges(graph) == _graph_edges(fresh)
         order = np.lexsort(graph.edge_index.numpy()[::-1])
@@ -144,6 +182,12 @@ def test_verlet_builder_matches_fresh_lists_along_a_trajectory(repeat):
         if repeat == 2:  # one image per pair: vectors compare edge by edge after sorting
             assert torch.allclose(graph.vectors[order], fresh.vectors[ref_order], atol=1e-12)
     assert 1 < builder.rebuilds < 40
+
+
+def _edge_order(graph):
+    """The order that sorts a graph's edges by (i, j, S)."""
+    keys = np.column_stack([graph.edge_index.numpy().T, np.rint(graph.shifts.numpy())])
+    return np.lexsort(keys.T[::-1])
 
 
 @pytest.mark.parametrize("repeat, scale_atoms", [(1, True), (2, True), (2, False)])
@@ -156,16 +200,15 @@ def test_verlet_builder_follows_a_changing_cell(repeat, scale_atoms):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
     builder = VerletGraphBuilder(4.0, skin=0.5)
     rng = np.random.default_rng(1)
-    for step in range(60):
+    for _ in range(60):
         strain = np.eye(3) + rng.normal(0, 0.002, (3, 3))
         atoms.set_cell(atoms.cell.array @ strain, scale_atoms=scale_atoms)
         atoms.positions += rng.normal(0, 0.01, atoms.positions.shape)
         graph, fresh = builder(atoms), build_graph(atoms, 4.0)
         assert _graph_edges(graph) == _graph_edges(fresh)
-        key = lambda g: np.lexsort(
-            np.column_stack([g.edge_index.numpy().T, np.rint(g.shifts.numpy())]).T[::-1]
-        )  # noqa: E731
-        assert torch.allclose(graph.vectors[key(graph)], fresh.vectors[key(fresh)], atol=1e-12)
+        assert torch.allclose(
+            graph.vectors[_edge_order(graph)], fresh.vectors[_edge_order(fresh)], atol=1e-12
+        )
         assert torch.allclose(graph.cell, fresh.cell)
     assert 1 < builder.rebuilds < 30
 
@@ -214,6 +257,7 @@ def _edge_vectors(centers, neighbors, vectors):
             np.asarray(centers).tolist(),
             np.asarray(neighbors).tolist(),
             map(tuple, np.round(np.asarray(vectors), 9).tolist()),
+            strict=True,
         )
     )
 
@@ -242,9 +286,8 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
             atoms = atoms.repeat((2, 1, 1)) if repeat == 1 else atoms[:-1]
         if step == 50:
             atoms.pbc = [True, False, True]
-        atoms.positions += rng.normal(
-            0, 0.08, atoms.positions.shape
-        )  # rebuilds between the changes too
+        # rebuilds between the changes too
+        atoms.positions += rng.normal(0, 0.08, atoms.positions.shape)
         edges, fresh = builder.edge_arrays(atoms), build_graph(atoms, 4.0)
         assert _edge_vectors(edges.centers, edges.neighbors, edges.vectors) == _edge_vectors(
             fresh.centers, fresh.neighbors, fresh.vectors
@@ -252,9 +295,8 @@ def test_edge_arrays_follow_a_trajectory_with_cell_species_and_count_changes(rep
         np.testing.assert_array_equal(edges.numbers, atoms.numbers)
         assert np.all(np.diff(edges.centers) >= 0)  # grouped by centre, as the kernels read them
         lengths = np.linalg.norm(edges.vectors, axis=1)
-        assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), (
-            step
-        )  # the ZBL core checks read it
+        # the ZBL core checks read it
+        assert edges.shortest == pytest.approx(lengths.min(), rel=1e-14), step
         sub = edges.restrict(2.4)
         assert sub.shortest == (
             pytest.approx(lengths.min(), rel=1e-14) if len(sub.centers) else np.inf

@@ -375,7 +375,8 @@ _ABSURD = {
     "max_degree": (
         ("model", "parts", 2, "max_degree"),
         {"1": 1e9, "2": 1e9, "3": 1e9, "4": 1e9},
-        r"model\.parts\[2\]: .* allow up to 510812 basis functions per element; accepted at most 200000",
+        r"model\.parts\[2\]: .* allow up to 510812 basis functions per element; "
+        r"accepted at most 200000",
     ),
     "big one-particle basis": (
         ("model", "parts", 2),
@@ -390,7 +391,8 @@ _ABSURD = {
             "r0": default_r0(["H", "C", "Si"]).tolist(),
         },
         (
-            r"model\.parts\[2\]: 3 elements, n_max=64, l_max=8, .* would enumerate 8\.63e\+08 factor multisets; "
+            r"model\.parts\[2\]: 3 elements, n_max=64, l_max=8, .* "
+            r"would enumerate 8\.63e\+08 factor multisets; "
             r"accepted at most 1e\+07"
         ),
     ),
@@ -406,7 +408,8 @@ _ABSURD = {
             "max_degree": {"3": 40},
             "r0": [[2.2]],
         },
-        r"model\.parts\[2\]: .* allow up to \d+ basis functions per element; accepted at most 200000",
+        r"model\.parts\[2\]: .* allow up to \d+ basis functions per element; "
+        r"accepted at most 200000",
     ),
     "order 5": (
         ("model", "parts", 2, "max_degree"),
@@ -566,7 +569,8 @@ def test_malformed_checkpoints_raise_value_error_naming_the_field(run, case):
         (
             ("model", "parts", 2, "max_degree"),
             {"1": -5.0},
-            r"model\.parts\[2\]\.max_degree = \{'1': -5\.0\}; accepted degrees that admit a basis function",
+            r"model\.parts\[2\]\.max_degree = \{'1': -5\.0\}; "
+            r"accepted degrees that admit a basis function",
         ),
         (
             (
@@ -670,7 +674,8 @@ def _symmetric(key: str, value: float):
         ),
         (
             _symmetric("parts.2.radial.transform.r0", -1.0),
-            r"tensor 'parts\.2\.radial\.transform\.r0': r0 must be a symmetric \(3, 3\) tensor of positive bond lengths",
+            r"tensor 'parts\.2\.radial\.transform\.r0': "
+            r"r0 must be a symmetric \(3, 3\) tensor of positive bond lengths",
         ),
         (
             _poke("parts.1.radial.transform.r0", (0, 1), 3.0),
@@ -678,7 +683,8 @@ def _symmetric(key: str, value: float):
         ),
         (
             _symmetric("parts.1.repulsion.r_inner", 5.0),
-            r"tensors 'parts\.1\.repulsion\.r_inner' and 'parts\.1\.repulsion\.r_outer': need finite 0 < r_inner < r_outer",
+            r"tensors 'parts\.1\.repulsion\.r_inner' and 'parts\.1\.repulsion\.r_outer': "
+            r"need finite 0 < r_inner < r_outer",
         ),
         (
             _poke("parts.1.repulsion.r_inner", (2, 2), 0.0),
@@ -686,7 +692,8 @@ def _symmetric(key: str, value: float):
         ),
         (
             _poke("parts.1.repulsion.z", (0,), 92.0),
-            r"tensor 'parts\.1\.repulsion\.z' = \[92\.0, 6\.0, 14\.0\]; expected the atomic numbers \[1\.0, 6\.0, 14\.0\]",
+            r"tensor 'parts\.1\.repulsion\.z' = \[92\.0, 6\.0, 14\.0\]; "
+            r"expected the atomic numbers \[1\.0, 6\.0, 14\.0\]",
         ),
     ],
 )
@@ -703,7 +710,8 @@ def test_invalid_weights_are_refused_naming_the_tensor(run, change, message):
             lambda s: s.update(
                 {"parts.2.readout.weight": torch.zeros(3, 100_000, dtype=torch.float64)}
             ),
-            r"tensor 'parts\.2\.readout\.weight' has shape \(3, 100000\); the config implies \(3, 1 to \d+\)",
+            r"tensor 'parts\.2\.readout\.weight' has shape \(3, 100000\); "
+            r"the config implies \(3, 1 to \d+\)",
         ),
         (
             lambda s: s.update({"parts.1.readout.weight": torch.zeros(6, dtype=torch.float64)}),
@@ -715,7 +723,8 @@ def test_invalid_weights_are_refused_naming_the_tensor(run, change, message):
         ),
         (
             lambda s: s.update({"parts.9.extra": torch.zeros(1, dtype=torch.float64)}),
-            r"unexpected tensors \['parts\.9\.extra'\]; the config implies \['parts\.0\.e0', .* and 3 more$",
+            r"unexpected tensors \['parts\.9\.extra'\]; "
+            r"the config implies \['parts\.0\.e0', .* and 3 more$",
         ),
         (lambda s: s.pop("parts.1.repulsion.z"), r"missing tensors \['parts\.1\.repulsion\.z'\]"),
     ],
@@ -758,7 +767,10 @@ def test_model_config_round_trips_and_implies_the_state_shapes(saved_stack):
     state = stack.state_dict()
     assert set(shapes) == set(state)
     for key, tensor in state.items():
-        assert all(lo <= d <= hi for d, (lo, hi) in zip(tensor.shape, shapes[key])), key
+        assert len(tensor.shape) == len(shapes[key]), key
+        assert all(lo <= d <= hi for d, (lo, hi) in zip(tensor.shape, shapes[key], strict=True)), (
+            key
+        )
         assert key == "parts.2.readout.weight" or all(lo == hi for lo, hi in shapes[key])
 
 

@@ -108,7 +108,8 @@ class DistillConfig:
             unknown = sorted(set(getattr(self, name)) - set(GENERATORS))
             if unknown:
                 raise ValueError(
-                    f"unknown generator(s) {', '.join(unknown)} in {name}; known: {', '.join(GENERATORS)}"
+                    f"unknown generator(s) {', '.join(unknown)} in {name}; "
+                    f"known: {', '.join(GENERATORS)}"
                 )
 
 
@@ -267,7 +268,8 @@ def distill(
     name = teacher_name(requested)  # the store key: labels of different teachers never mix
     store = LabelStore(out / "labels.db", teacher=name)
     log(
-        f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), store {len(store)} labels"
+        f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), "
+        f"store {len(store)} labels"
     )
 
     validation = _validation_set(seed_atoms, teacher, name, out, config)
@@ -296,7 +298,8 @@ def distill(
             }
         )
         log(
-            f"round {round_index}: {len(store)} labels, validation E {test.rmse('energy'):.2f} meV/atom, "
+            f"round {round_index}: {len(store)} labels, "
+            f"validation E {test.rmse('energy'):.2f} meV/atom, "
             f"F {test.rmse('forces'):.1f} meV/Å"
         )
         save_model(

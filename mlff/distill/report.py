@@ -48,7 +48,7 @@ def _plots(report: dict, result, validation, out: Path) -> list[str]:
     names = []
     data = parity_data(SiteCalculator(result.model), validation)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, (prop, unit) in zip(axes, [("energy", "eV/atom"), ("forces", "eV/Å")]):
+    for ax, (prop, unit) in zip(axes, [("energy", "eV/atom"), ("forces", "eV/Å")], strict=True):
         ref, pred = data[prop]
         if ref.size:
             lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())

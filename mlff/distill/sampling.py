@@ -51,7 +51,8 @@ def seed_structure(name_or_path: str) -> Atoms:
 
         return read(name_or_path, index=-1)
     raise ValueError(
-        f"unknown structure {name_or_path!r}: not a file and not a preset; presets: {', '.join(PRESETS)}"
+        f"unknown structure {name_or_path!r}: not a file and not a preset; "
+        f"presets: {', '.join(PRESETS)}"
     )
 
 

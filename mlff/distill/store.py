@@ -109,7 +109,8 @@ class LabelStore:
         return calls
 
     def configurations(self, config_type: str | None = None) -> list[Atoms]:
-        """The stored labelled structures (SinglePointCalculator attached, info["config_type"] set)."""
+        """The stored labelled structures, each with a SinglePointCalculator attached and
+        ``info["config_type"]`` set."""
         selection = {"teacher": self.teacher}
         if config_type is not None:
             selection["config_type"] = config_type

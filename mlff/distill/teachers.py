@@ -56,7 +56,8 @@ def get_teacher(teacher: str | BaseCalculator, device: str = "cpu") -> BaseCalcu
             ) from None
         return CHGNetCalculator(use_device=device)
     raise ValueError(
-        f"unknown teacher {teacher!r}; named teachers: {', '.join(TEACHERS)}, or pass an ASE calculator"
+        f"unknown teacher {teacher!r}; named teachers: {', '.join(TEACHERS)}, "
+        "or pass an ASE calculator"
     )
 
 

@@ -31,7 +31,14 @@ from ase import Atoms
 from mlff.fitting.labels import Labels, read_labels
 from mlff.geometry import check_atoms
 from mlff.graph import build_graph
-from mlff.protocol import LinearSiteModel, forces_from_edge_grads
+from mlff.protocol import (
+    LinearSiteModel,
+    energies_and_edge_grads,
+    forces_from_edge_grads,
+    virial_from_edge_grads,
+    virial_from_stress,
+    voigt,
+)
 
 __all__ = [
     "PROPERTIES",
@@ -44,7 +51,6 @@ __all__ = [
 ]
 
 PROPERTIES = ("energy", "forces", "virial")
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,8 @@ class NormalEquations:
 def _check_model(model) -> None:
     if not isinstance(model, LinearSiteModel):
         raise TypeError(
-            f"assembly needs a LinearSiteModel (a linear model or a Stack), got {type(model).__name__}"
+            "assembly needs a LinearSiteModel (a linear model or a Stack), "
+            f"got {type(model).__name__}"
         )
 
 
@@ -142,10 +149,12 @@ def potential_energy_basis(atoms: Atoms, model: LinearSiteModel) -> np.ndarray:
         return model.site_basis(_graph(atoms, model)).sum(0).cpu().numpy()
 
 
-def _virial_rows(jac: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """W_k = −Σ_e J_e,k ⊗ r_e in Voigt order: (6, P)."""
-    full = -torch.einsum("ekx,ey->kxy", jac, vectors)  # (P, 3, 3)
-    return torch.stack([full[:, a, b] for a, b in _VOIGT])
+def _virial_rows(jac: torch.Tensor, graph) -> torch.Tensor:
+    """Virial rows (6, P) eV in Voigt order from the basis Jacobian ``jac`` (n_edges, P, 3):
+    column k is the virial of basis function k, by the protocol's sign and Voigt order. The
+    off-diagonal pairs are averaged; for rotation-invariant basis functions the virial is
+    symmetric, so either entry would do."""
+    return voigt(virial_from_edge_grads(jac, graph)).T  # (P, 3, 3) -> (P, 6) -> (6, P)
 
 
 def energy_forces_virial_basis(
@@ -159,24 +168,18 @@ def energy_forces_virial_basis(
     graph = _graph(atoms, model)
     basis, jac = model.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
     forces = forces_from_edge_grads(jac, graph)  # (N, P, 3)
-    virial = _virial_rows(jac, graph.vectors)
+    virial = _virial_rows(jac, graph)  # (6, P)
     return basis.sum(0).numpy(), forces.permute(0, 2, 1).numpy(), virial.numpy()
 
 
-def _fixed_parts(
-    atoms: Atoms, model: LinearSiteModel, graph
-) -> tuple[float, np.ndarray, np.ndarray]:
-    g = graph.differentiable()
-    with torch.enable_grad():
-        energy = model.fixed_site_energies(g).sum()
-        if energy.requires_grad:
-            (grads,) = torch.autograd.grad(energy, g.vectors)
-        else:
-            grads = torch.zeros_like(g.vectors)
+def _fixed_parts(model: LinearSiteModel, graph) -> tuple[float, np.ndarray, np.ndarray]:
+    """Energy (eV), forces (n_atoms, 3) eV/Å and virial (6,) eV in Voigt order of the fixed
+    parts of ``model``, which the targets are reduced by."""
+    # (N,), (n_edges, 3)
+    site, grads = energies_and_edge_grads(model.fixed_site_energies, graph)
     forces = forces_from_edge_grads(grads, graph)
-    virial = -(grads.transpose(0, 1) @ graph.vectors)
-    voigt = torch.stack([virial[a, b] for a, b in _VOIGT])
-    return float(energy.detach()), forces.numpy(), voigt.numpy()
+    virial = voigt(virial_from_edge_grads(grads, graph))  # (6,)
+    return float(site.sum()), forces.numpy(), virial.numpy()
 
 
 def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Weights, index: int):
@@ -184,7 +187,7 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
     n = len(atoms)
     graph = _graph(atoms, model)
     need_grads = labels.forces is not None or labels.stress is not None
-    e_fixed, f_fixed, w_fixed = _fixed_parts(atoms, model, graph)
+    e_fixed, f_fixed, w_fixed = _fixed_parts(model, graph)
     if need_grads:
         basis, jac = model.site_basis_jacobian(graph)
     else:
@@ -205,9 +208,8 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
         props.append(np.ones(3 * n, dtype=np.int8))
         comps.append(np.arange(3 * n, dtype=np.int32))
     if labels.stress is not None:
-        volume = atoms.get_volume()
-        blocks.append(_virial_rows(jac, graph.vectors).numpy() / n)
-        targets.append((-labels.stress * volume - w_fixed) / n)
+        blocks.append(_virial_rows(jac, graph).numpy() / n)
+        targets.append((virial_from_stress(labels.stress, graph.volume()) - w_fixed) / n)
         wts.append(np.full(6, weights.weight("virial", labels.config_type)))
         props.append(np.full(6, 2, dtype=np.int8))
         comps.append(np.arange(6, dtype=np.int32))
@@ -232,7 +234,8 @@ def _check_finite_rows(A: np.ndarray, y: np.ndarray, props: np.ndarray) -> None:
             kinds = sorted({PROPERTIES[int(k)] for k in props[bad]})
             raise ValueError(
                 f"its {', '.join(kinds)} {name} contain NaN/inf ({int(bad.sum())} rows); "
-                "every row must be finite: check the geometry (atoms too close for the fixed parts?)"
+                "every row must be finite: check the geometry "
+                "(atoms too close for the fixed parts?)"
             )
 
 
@@ -252,7 +255,8 @@ def _check_elements(atoms: Atoms, model: LinearSiteModel, index: int) -> None:
     unknown = sorted(set(atoms.get_chemical_symbols()) - set(model.elements))
     if unknown:
         raise ValueError(
-            f"configuration {index} contains element(s) {', '.join(unknown)} not known to the model; "
+            f"configuration {index} contains element(s) {', '.join(unknown)} "
+            "not known to the model; "
             f"known elements: {', '.join(model.elements)}"
         )
 
@@ -348,7 +352,9 @@ def assemble(
     else:
         with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
             for chunk, result in zip(
-                chunks, pool.map(_work, [(model, c, weights, normal_equations) for c in chunks])
+                chunks,
+                pool.map(_work, [(model, c, weights, normal_equations) for c in chunks]),
+                strict=True,
             ):
                 results.append(result)
                 bar.update(len(chunk))
@@ -397,7 +403,8 @@ def _check_something_to_fit(configs, weights: Weights) -> None:
     counts = _row_counts(configs, weights)
     if not any(labelled for labelled, _ in counts.values()):
         raise ValueError(
-            f"nothing to fit: no configuration (of {len(configs)}) has an energy, forces or stress label "
+            f"nothing to fit: no configuration (of {len(configs)}) "
+            "has an energy, forces or stress label "
             "(read from the calculator's results, or atoms.info['energy'], atoms.arrays['forces'], "
             "atoms.info['stress']; stress only on 3D-periodic cells)"
         )

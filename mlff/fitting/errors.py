@@ -44,7 +44,10 @@ class ErrorTable:
         return cls(rows=data["rows"])
 
     def __str__(self) -> str:
-        header = f"{'config_type':<16} {'n':>5} | {'E RMSE':>8} {'E MAE':>8} | {'F RMSE':>8} {'F MAE':>8} | {'S RMSE':>7} {'S MAE':>7}"
+        header = (
+            f"{'config_type':<16} {'n':>5} | {'E RMSE':>8} {'E MAE':>8} | "
+            f"{'F RMSE':>8} {'F MAE':>8} | {'S RMSE':>7} {'S MAE':>7}"
+        )
         units = f"{'':<16} {'':>5} | {'meV/atom':>17} | {'meV/Å':>17} | {'GPa':>15}"
         lines = [header, units, "-" * len(header)]
         order = sorted(k for k in self.rows if k != "all") + ["all"]
@@ -52,7 +55,8 @@ class ErrorTable:
             row = self.rows[ctype]
             n = int(row.get("configs", {}).get("count", 0))
             lines.append(
-                f"{ctype:<16} {n:>5} | {_cell(row, 'energy', 'rmse', '8.2f')} {_cell(row, 'energy', 'mae', '8.2f')} | "
+                f"{ctype:<16} {n:>5} | "
+                f"{_cell(row, 'energy', 'rmse', '8.2f')} {_cell(row, 'energy', 'mae', '8.2f')} | "
                 f"{_cell(row, 'forces', 'rmse', '8.1f')} {_cell(row, 'forces', 'mae', '8.1f')} | "
                 f"{_cell(row, 'stress', 'rmse', '7.3f')} {_cell(row, 'stress', 'mae', '7.3f')}"
             )

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from ase.stress import full_3x3_to_voigt_6_stress
+
+from mlff.geometry import cell_volume
+from mlff.protocol import voigt
 
 __all__ = ["Labels", "read_labels"]
 
@@ -34,12 +36,12 @@ def _from_calc(atoms: Atoms, key: str):
 
 def _check_volume(atoms: Atoms, index: int) -> None:
     """A stress label becomes virial rows −σ·V: the cell needs a finite, non-zero volume."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        volume = abs(float(np.linalg.det(atoms.cell.array)))
+    volume = cell_volume(atoms.cell.array.tolist())  # NaN or inf for a non-finite cell
     if not (np.isfinite(volume) and volume > 1e-12):
         raise ValueError(
             f"configuration {index}: a stress label needs a 3D cell of finite, non-zero volume, "
-            f"got volume {volume:.3g} Å³ (cell {atoms.cell.array.tolist()}); fix the cell or drop the stress label"
+            f"got volume {volume:.3g} Å³ (cell {atoms.cell.array.tolist()}); "
+            "fix the cell or drop the stress label"
         )
 
 
@@ -61,16 +63,18 @@ def read_labels(atoms: Atoms, index: int) -> Labels:
         stress = np.asarray(atoms.info["stress"], dtype=float)
     if stress is not None:
         if stress.shape in ((3, 3), (9,)):
-            stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
+            stress = voigt(stress.reshape(3, 3))
         if stress.shape != (6,):
             raise ValueError(
-                f"configuration {index}: stress has shape {stress.shape}; expected (6,), (3, 3) or (9,)"
+                f"configuration {index}: stress has shape {stress.shape}; "
+                "expected (6,), (3, 3) or (9,)"
             )
         if not atoms.pbc.all():
             stress = None  # no virial rows for non-periodic configurations
     if energy is not None and energy.size != 1:
         raise ValueError(
-            f"configuration {index}: the energy label has shape {energy.shape}; expected one number (eV)"
+            f"configuration {index}: the energy label has shape {energy.shape}; "
+            "expected one number (eV)"
         )
     if forces is not None and forces.shape != (len(atoms), 3):
         raise ValueError(

@@ -41,10 +41,11 @@ def estimate_e0(
     if not rows:
         raise ValueError("no configuration has an energy label; E0 cannot be estimated")
     counts = np.array(rows, dtype=float)
-    missing = [e for e, c in zip(elements, counts.sum(0)) if c == 0]
+    missing = [e for e, c in zip(elements, counts.sum(0), strict=True) if c == 0]
     if missing:
         raise ValueError(
-            f"no labelled configuration contains {', '.join(missing)}; E0 cannot be estimated for it"
+            f"no labelled configuration contains {', '.join(missing)}; "
+            "E0 cannot be estimated for it"
         )
     e0, *_ = np.linalg.lstsq(counts, np.array(energies), rcond=None)
-    return {e: float(v) for e, v in zip(elements, e0)}
+    return {e: float(v) for e, v in zip(elements, e0, strict=True)}

@@ -72,7 +72,8 @@ _PROPERTY_NAMES = ("energy", "forces", "virial")
 def _row_name(problem: LinearProblem, row: int) -> str:
     """'row r (configuration c, forces)' for an error message."""
     try:
-        return f"row {row} (configuration {int(problem.config[row])}, {_PROPERTY_NAMES[int(problem.prop[row])]})"
+        config, prop = int(problem.config[row]), _PROPERTY_NAMES[int(problem.prop[row])]
+        return f"row {row} (configuration {config}, {prop})"
     except (IndexError, TypeError, ValueError):
         return f"row {row}"
 
@@ -87,7 +88,8 @@ def _check_finite_rows(problem: LinearProblem) -> None:
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
             raise ValueError(
-                f"{name} has {int(bad.sum())} NaN/inf entries (the first in {_row_name(problem, row)}); "
+                f"{name} has {int(bad.sum())} NaN/inf entries "
+                f"(the first in {_row_name(problem, row)}); "
                 "every entry must be finite: check that configuration's labels and geometry"
             )
 
@@ -111,12 +113,14 @@ def _check_problem(problem) -> None:
         if not np.any(problem.AtA) and problem.yty == 0:
             raise ValueError(
                 f"nothing to fit: the normal equations of {problem.n_rows} rows are all zero "
-                "(every row has weight zero?); give at least one labelled property a positive weight"
+                "(every row has weight zero?); "
+                "give at least one labelled property a positive weight"
             )
         return
     if problem.n_rows == 0:
         raise ValueError(
-            "nothing to fit: the problem has no rows (no configuration has an energy, forces or stress label)"
+            "nothing to fit: the problem has no rows "
+            "(no configuration has an energy, forces or stress label)"
         )
     _check_finite_rows(problem)
     if not np.any(problem.w):
@@ -157,7 +161,8 @@ def _prior(prior, problem) -> np.ndarray:
         prior = np.asarray(prior, dtype=float)
         if prior.shape != (p,) or not np.all(np.isfinite(prior)) or np.any(prior <= 0):
             raise ValueError(
-                f"prior must be {p} positive finite numbers (one per parameter), got shape {prior.shape}"
+                f"prior must be {p} positive finite numbers (one per parameter), "
+                f"got shape {prior.shape}"
             )
     return prior * _column_scale(problem)
 
@@ -209,7 +214,8 @@ class QR:
         gamma = _prior(prior, problem)
         if self.lambda_ > 0 and problem.n_rows < problem.n_params:
             warnings.warn(
-                f"QR: {_rows_note(problem.n_rows, problem.n_params)[2:]}; the ridge (lambda_={self.lambda_:g}) "
+                f"QR: {_rows_note(problem.n_rows, problem.n_params)[2:]}; "
+                f"the ridge (lambda_={self.lambda_:g}) "
                 "decides the directions the rows leave open",
                 LinAlgWarning,
                 stacklevel=2,
@@ -225,7 +231,8 @@ class QR:
                 z = scipy.linalg.cho_solve(c, rhs)
             except np.linalg.LinAlgError:
                 warnings.warn(
-                    f"QR: normal equations are singular{_rows_note(problem.n_rows, problem.n_params)}; "
+                    "QR: normal equations are singular"
+                    f"{_rows_note(problem.n_rows, problem.n_params)}; "
                     "using least squares (raise lambda_ for a unique solution)",
                     LinAlgWarning,
                     stacklevel=2,
@@ -240,7 +247,8 @@ class QR:
         diag = np.abs(np.diag(r))
         if A.shape[0] < A.shape[1] or diag.min() <= 1e-13 * diag.max():
             warnings.warn(
-                f"QR: the problem is rank deficient{_rows_note(problem.n_rows, problem.n_params)}; returning "
+                "QR: the problem is rank deficient"
+                f"{_rows_note(problem.n_rows, problem.n_params)}; returning "
                 "the least-norm solution (raise lambda_ or use RRQR)",
                 LinAlgWarning,
                 stacklevel=2,
@@ -355,8 +363,9 @@ class BLR:
         start = _maximise_evidence(spec)
         alpha, beta = np.full(p, start.alpha), start.beta
         beta_max = np.exp(_log_beta_max(spec))
-        converged, singular = False, 0
-        for it in range(self.max_iter):
+        converged, singular, n_iter = False, 0, 0
+        for _ in range(self.max_iter):
+            n_iter += 1
             cov, ok = _ard_covariance(ata, alpha, beta)
             singular += not ok
             mean = beta * cov @ aty
@@ -384,7 +393,8 @@ class BLR:
         singular += not ok
         if singular:
             warnings.warn(
-                f"BLR(ard): the posterior precision was numerically singular in {singular} of {it + 2} "
+                "BLR(ard): the posterior precision was numerically singular in "
+                f"{singular} of {n_iter + 1} "
                 "inversions; used a pseudo-inverse there",
                 LinAlgWarning,
                 stacklevel=3,
@@ -402,13 +412,14 @@ class BLR:
             covariance=cov / gamma[:, None] / gamma[None, :],
             noise_std=opt.noise_std,
             prior_precision=alpha,
-            info={"iterations": it + 1, "effective_parameters": effective, **opt.info(spec)},
+            info={"iterations": n_iter, "effective_parameters": effective, **opt.info(spec)},
         )
 
 
 @dataclass
 class _Spectrum:
-    """The Γ-scaled weighted design matrix M = W A Γ⁻¹ seen through its SVD, cut to the data's range.
+    """The Γ-scaled weighted design matrix M = W A Γ⁻¹ seen through its SVD, cut to the data's
+    range.
 
     lam (P,): squared singular values, 0 outside the range; vecs (P, P): right singular vectors
     as columns; b (P,): y along the left singular vectors, 0 outside the range; r_perp: |W y|²
@@ -543,7 +554,9 @@ def _maximise_evidence(spec: _Spectrum) -> _Optimum:
         res = scipy.optimize.minimize(negative_log_evidence, x0, method="L-BFGS-B", bounds=bounds)
         if best is None or res.fun < best.fun:
             best = res
-    at_bound = [abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(best.x, bounds)]
+    at_bound = [
+        abs(v - lo) < 1e-6 or abs(v - hi) < 1e-6 for v, (lo, hi) in zip(best.x, bounds, strict=True)
+    ]
     at_floor = abs(best.x[1] - bounds[1][1]) < 1e-6
     return _Optimum(
         float(best.x[0]), float(best.x[1]), bool(best.success and not any(at_bound)), bool(at_floor)
@@ -573,7 +586,8 @@ def _warn_degenerate(
     if opt.noise_at_floor:
         parts.append(
             f"the noise precision β reached its bound: the rows are fitted to within noise_std = "
-            f"{opt.noise_std:.3g} ({_NOISE_FLOOR:g} × the RMS weighted target), so the labels look noise-free, "
+            f"{opt.noise_std:.3g} ({_NOISE_FLOOR:g} × the RMS weighted target), "
+            "so the labels look noise-free, "
             "the evidence has no maximum and the posterior is overconfident; not converged"
         )
     elif not opt.converged:

@@ -111,7 +111,7 @@ class Workspace(NamedTuple):
     ir0: np.ndarray  # (w,) per-edge radial constants
     sc: np.ndarray
     off: np.ndarray
-    neighbour: np.ndarray  # (w,) int64 species of the neighbour
+    neighbor: np.ndarray  # (w,) int64 species of the neighbour
     scratch: np.ndarray  # (4, w)
     powers: np.ndarray  # (3, l_max + 1, w) powers of r̂'s components
     weights: np.ndarray  # (n_mono, w)
@@ -226,7 +226,7 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
     exps, degree_start, ycoef = harmonics.exps, harmonics.degree_start, harmonics.ycoef
     r, unit, rad, drad, mono, ylm = ws.r, ws.unit, ws.rad, ws.drad, ws.mono, ws.ylm
     rad_n, drad_n, ir0, sc, off = ws.rad_n, ws.drad_n, ws.ir0, ws.sc, ws.off
-    neighbour, scratch, powers = ws.neighbour, ws.scratch, ws.powers
+    neighbor, scratch, powers = ws.neighbor, ws.scratch, ws.powers
     n_mono = exps.shape[0]
     l_max = degree_start.shape[0] - 2
     n_species = inv_r0.shape[0]
@@ -249,14 +249,14 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
             unit[2, k] = vz * inverse
             if n_species > 1:
                 sj = species[neighbors[p]]
-                neighbour[k] = sj
+                neighbor[k] = sj
                 ir0[k], sc[k], off[k] = inv_r0[si, sj], scale[si, sj], offset[si, sj]
         for s in range(count, n_slots):  # empty slots: beyond the cutoff (exactly: in float32 too)
             k = s * LANES + b
             r[k] = 2.0 * cutoff
             unit[0, k], unit[1, k], unit[2, k] = 0.0, 0.0, 1.0
             if n_species > 1:
-                neighbour[k] = 0
+                neighbor[k] = 0
                 ir0[k], sc[k], off[k] = inv_r0[0, 0], scale[0, 0], offset[0, 0]
     if n_species == 1:  # the same radial constants for every edge
         inv_r0_0, scale_0, offset_0 = inv_r0[0, 0], scale[0, 0], offset[0, 0]
@@ -278,7 +278,7 @@ def _block_edge_basis(b0, n_lanes, n_slots, vectors, neighbors, start, species, 
                     drad_n[n],
                 )
                 for k in range(w):
-                    mine = neighbour[k] == z
+                    mine = neighbor[k] == z
                     out[k] = src[k] if mine else 0.0
                     d_out[k] = d_src[k] if mine else 0.0
     for d in range(3):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from mlff.graph import EdgeArrays, Graph, centre_offsets
+from mlff.graph import EdgeArrays, Graph, center_offsets
 from mlff.kernels.ace import ace_energies_and_grads
 from mlff.models.ace_basis import ACEBasisFunction, enumerate_ace_basis
 from mlff.models.ace_jacobian import InvariantGradients
@@ -161,7 +161,7 @@ class ACEModel(ReadoutModel):
                 tables,
                 np.ascontiguousarray(edges.vectors[order]),
                 np.ascontiguousarray(edges.neighbors[order]),
-                centre_offsets(centers, n_atoms),
+                center_offsets(centers, n_atoms),
                 species,
                 n_threads,
             )
@@ -226,7 +226,7 @@ class ACEModel(ReadoutModel):
         :class:`InvariantGradients` and the second from forward-mode derivatives of the radial
         functions and closed-form gradients of the spherical harmonics, contracted per atom as
         batched matrix products on the padded neighbour layout. Memory:
-        (n_atoms, P, max_neighbours, 3).
+        (n_atoms, P, max_neighbors, 3).
         """
         species = self.species(graph)
         si, sj = species[graph.centers], species[graph.neighbors]

@@ -43,7 +43,7 @@ def test_generators_are_reproducible_and_vary(generator):
     again = list(generator(base, 4, seed=3))
     other = list(generator(base, 4, seed=4))
     assert len(first) == 4
-    for (a, ctype, meta), (b, _, meta_b) in zip(first, again):
+    for (a, ctype, meta), (b, _, meta_b) in zip(first, again, strict=True):
         assert np.array_equal(a.positions, b.positions) and np.array_equal(
             a.cell.array, b.cell.array
         )

@@ -28,7 +28,7 @@ def test_labels_are_stored_with_teacher_hash_and_metadata(tmp_path):
     assert calls == 5 and len(store) == 5
     stored = store.configurations()
     reference = _cells(5)
-    for atoms, (original, _, meta) in zip(stored, reference):
+    for atoms, (original, _, meta) in zip(stored, reference, strict=True):
         assert structure_hash(atoms) == structure_hash(original)
         original.calc = EMT()
         assert atoms.get_potential_energy() == pytest.approx(

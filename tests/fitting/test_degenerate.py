@@ -212,7 +212,8 @@ def _cu(labelled: bool = True):
         (
             lambda: [_cu(), _cu()],
             Weights(energy=0, forces=0, virial=0),
-            r"every labelled row \(2 energy, 24 forces, 12 virial\) has weight zero under Weights\(energy=0",
+            r"every labelled row \(2 energy, 24 forces, 12 virial\) has weight zero "
+            r"under Weights\(energy=0",
         ),
         (
             lambda: [_cu()],

@@ -189,7 +189,7 @@ def test_numba_backend_refuses_cuda():
 
 
 def test_centre_offsets_of_grouped_and_ungrouped_edges():
-    from mlff.graph import _centre_offsets
+    from mlff.kernels.edges import center_offsets_into as _centre_offsets
 
     centers = np.array([1, 1, 1, 3, 4, 4, 6], dtype=np.int64)  # atoms 0, 2, 5 and 7 have no edges
     start = np.full(9, -1, dtype=np.int64)
@@ -200,9 +200,9 @@ def test_centre_offsets_of_grouped_and_ungrouped_edges():
     np.testing.assert_array_equal(start, np.zeros(9))
     assert not _centre_offsets(np.array([0, 2, 1], dtype=np.int64), start)  # not grouped
     assert not _centre_offsets(np.array([0, 9], dtype=np.int64), start)  # a centre beyond n_atoms
-    from mlff.graph import EdgeArrays, centre_offsets
+    from mlff.graph import EdgeArrays, center_offsets
 
-    assert centre_offsets(np.array([0, 2, 1]), 3) is None
+    assert center_offsets(np.array([0, 2, 1]), 3) is None
     ungrouped = EdgeArrays(
         np.full(3, 14), np.array([0, 2, 1]), np.array([1, 0, 2]), np.ones((3, 3)), 5.0
     )
