@@ -153,7 +153,8 @@ class SiteCalculator(Calculator):
         evaluator = self.evaluator
         if evaluator.version != self.model.version:
             evaluator = self.evaluator = Evaluator(self.model, self.backend, self.compile)
-        if evaluator.uses_kernels and self._kernel_results(atoms, want_stress, stage):
+        if evaluator.uses_kernels:
+            self._kernel_results(atoms, want_stress, stage)
             return
         with stage("graph"):
             graph = self.graphs(atoms)
@@ -188,19 +189,15 @@ class SiteCalculator(Calculator):
                     stress = stress_from_virial(virial, graph.volume())
                     self.results["stress"] = stress.cpu().numpy().astype(np.float64, copy=False)
 
-    def _kernel_results(self, atoms, want_stress: bool, stage) -> bool:
+    def _kernel_results(self, atoms, want_stress: bool, stage) -> None:
         """The numba route: numpy from the neighbour list to the results, with no tensors or
-        graphs in between. Forces, and on a 3D-periodic cell the stress, come with every call.
-        Returns False, having stored nothing, where this call needs the torch route."""
+        graphs in between. Forces, and on a 3D-periodic cell the stress, come with every call."""
         with stage("graph"):
             edges = self.graphs.edge_arrays(atoms)
         with stage("forward"):
-            out = self.evaluator.kernel_energies_and_grads(edges)
-        if out is None:
-            return False
+            site, grads = self.evaluator.kernel_energies_and_grads(edges)
         with stage("convert"):
-            self._store_kernel_results(atoms, edges, *out, want_stress)
-        return True
+            self._store_kernel_results(atoms, edges, site, grads, want_stress)
 
     def _store_kernel_results(
         self, atoms, edges: EdgeArrays, site: np.ndarray, grads: np.ndarray, want_stress: bool

@@ -259,7 +259,8 @@ class EdgeArrays:
         """The edges shorter than ``cutoff`` (as :meth:`Graph.restrict`)."""
         if not _drops_edges(self.cutoff, cutoff):
             return self
-        if cutoff <= 0.0:  # views, not copies: a one-body part asks for this every step
+        if cutoff <= (self._shortest or 0.0):  # views, not copies: a one-body part or a ZBL
+            # core asks for this every step, and the shortest edge is known from the search
             return EdgeArrays(
                 self.numbers,
                 self.centers[:0],

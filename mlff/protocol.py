@@ -25,12 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from ase.stress import full_3x3_to_voigt_6_stress
 from torch import nn
 
 from mlff.elements import normalize_elements, species_lookup, species_of
 from mlff.graph import EdgeArrays, Graph
-from mlff.kernels.scatter import scatter_forces
+from mlff.kernels.scatter import scatter_forces, scatter_forces_and_stress
 
 __all__ = [
     "VOIGT_PAIRS",
@@ -48,9 +47,12 @@ __all__ = [
     "energies_and_edge_grads",
 ]
 
-#: ASE's Voigt order [xx, yy, zz, yz, xz, xy] as (row, column) pairs of the 3x3 tensor.
+#: ASE's Voigt order [xx, yy, zz, yz, xz, xy] as (row, column) pairs of the 3x3 tensor
+#: (the tests check it against ``ase.stress.full_3x3_to_voigt_6_stress``).
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-_VOIGT_FLAT = [3 * a + b for a, b in VOIGT_PAIRS]
+#: The same components in a row-major flattened 3x3 tensor, and their transposes.
+_FLAT = np.array([3 * a + b for a, b in VOIGT_PAIRS])
+_FLAT_T = np.array([3 * b + a for a, b in VOIGT_PAIRS])
 
 Edges = Graph | EdgeArrays
 
@@ -93,12 +95,13 @@ def virial_from_edge_grads(edge_grads, edges: Edges):
 
 def voigt(tensor):
     """The Voigt vector (..., 6) [xx, yy, zz, yz, xz, xy] of (..., 3, 3) tensors, the
-    off-diagonal pairs averaged; numpy (ASE's helper) or torch."""
+    off-diagonal pairs averaged, as ``ase.stress.full_3x3_to_voigt_6_stress`` gives it; numpy
+    or torch. (ASE's helper reverses the leading axes of a batch and costs several µs of an
+    MD step, so the order is applied here by indexing.)"""
+    flat = tensor.reshape(tensor.shape[:-2] + (9,))
     if isinstance(tensor, np.ndarray):
-        # ASE's helper reverses the leading axes of a batch: apply it to a flat batch.
-        flat = full_3x3_to_voigt_6_stress(tensor.reshape(-1, 3, 3)).reshape(-1, 6)
-        return flat.reshape(tensor.shape[:-2] + (6,))
-    return (0.5 * (tensor + tensor.transpose(-1, -2))).flatten(-2)[..., _VOIGT_FLAT]
+        return 0.5 * (flat.take(_FLAT, axis=-1) + flat.take(_FLAT_T, axis=-1))
+    return 0.5 * (flat[..., _FLAT.tolist()] + flat[..., _FLAT_T.tolist()])
 
 
 def stress_from_virial(virial, volume: float):
@@ -120,9 +123,12 @@ def forces_and_stress(
     compiled pass over the edges (the virial summed in float64): an MD step on a periodic
     cell keeps the stress with the forces."""
     forces = np.empty((edges.n_atoms, 3), dtype=edge_grads.dtype)
-    virial = np.empty((3, 3))
-    scatter_forces(edges.centers, edges.neighbors, edge_grads, edges.vectors, forces, virial)
-    return forces, stress_from_virial(virial, volume)
+    stress = np.empty(6)
+    # σ = -voigt(W) / V, with the Voigt order passed in: the kernel applies it, this owns it.
+    scatter_forces_and_stress(
+        edges.centers, edges.neighbors, edge_grads, edges.vectors, _FLAT, volume, forces, stress
+    )
+    return forces, stress
 
 
 def energies_and_edge_grads(
@@ -144,9 +150,9 @@ def energies_and_edge_grads(
 class CompiledPart(NamedTuple):
     """A model's compiled CPU kernel bound to tables of its current parameters
     (:meth:`SiteModel.compiled`): ``run(edges, species, n_threads)`` gives E_i (n_atoms,)
-    and ∂E/∂r_e (n_edges, 3) as numpy arrays, or ``None`` where this call needs the torch
-    route (for example an edge inside a ZBL core). ``species`` (n_atoms,) int64 indexes
-    ``elements``."""
+    and ∂E/∂r_e (n_edges, 3) as new numpy arrays for the edges shorter than ``cutoff`` Å, or
+    ``None`` where it adds nothing (a ZBL core that no edge reaches); ``species`` (n_atoms,)
+    int64 indexes ``elements``; ``owner`` names the part in errors."""
 
     run: Callable[[EdgeArrays, np.ndarray, int], tuple[np.ndarray, np.ndarray] | None]
     cutoff: float

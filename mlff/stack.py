@@ -11,7 +11,7 @@ every R_n anyway. A :class:`~mlff.models.onebody.OneBody` part's E0 rides along 
 per centre species. So a distilled default stack (one-body, pair, ACE) is one kernel call.
 The sum is exact up to rounding; the models themselves are not changed, and the torch route,
 fitting and the committee still run the parts separately. A pair model's ZBL core has no ACE
-counterpart: a call with an edge inside it takes the torch route.
+counterpart: it stays a part of its own, which sees only the edges inside its reach.
 """
 
 from __future__ import annotations
@@ -91,12 +91,16 @@ class Stack(LinearSiteModel):
             )
         super().__init__(common, max(m.cutoff for m in models))
         self.parts = StackParts(models)
+        self._part_list = tuple(models)  # the same modules, read by version on every call
 
     @property
     def version(self) -> int:
         """The stack's own count plus its parts' (each only grows, so the sum moves whenever
         any part's does)."""
-        return self._parameter_version + sum(part.version for part in self.parts)
+        version = self._parameter_version
+        for part in self._part_list:
+            version += part.version
+        return version
 
     def check_parameters(self, prefix: str = "") -> None:
         """Each part's :meth:`~mlff.protocol.SiteModel.check_parameters`, named by its key."""
@@ -133,7 +137,7 @@ class Stack(LinearSiteModel):
         aces = [p for p in self.parts if type(p) is ACEModel]
         additions: dict[int, torch.Tensor] = {}  # ACE index → θ additions
         constants: dict[int, torch.Tensor] = {}  # ACE index → E0 per species
-        cores: dict[int, float] = {}  # ACE index → the largest ZBL core radius folded in
+        cores: list[CompiledPart] = []  # the ZBL cores of folded pairs: they run on their own
         folded = set()
         for k, part in enumerate(self.parts):
             for a, ace in enumerate(aces):
@@ -141,7 +145,8 @@ class Stack(LinearSiteModel):
                     extra = pair_fold_coefficients(ace, part)
                     if extra is not None:
                         additions[a] = additions[a] + extra if a in additions else extra
-                        cores[a] = max(cores.get(a, 0.0), part.core_radius())
+                        core = part.core_part()
+                        cores.extend([] if core is None else [core])
                         break
                 elif type(part) is OneBody:
                     extra = onebody_fold_energies(ace, part)
@@ -158,14 +163,13 @@ class Stack(LinearSiteModel):
             if type(part) is ACEModel:
                 a = aces.index(part)
                 theta = part.readout.weight.detach() + additions[a] if a in additions else None
-                (call,) = part.compiled(dtype, theta, constants.get(a))
-                calls.append(_with_core(call, cores.get(a, 0.0)))
+                calls.extend(part.compiled(dtype, theta, constants.get(a)))
                 continue
             own = part.compiled(dtype)
             if own is None:
                 return None
             calls.extend(own)
-        return tuple(calls)
+        return tuple(calls + cores)
 
     def site_basis(self, graph: Graph) -> torch.Tensor:
         self._check(graph)
@@ -228,19 +232,6 @@ class Stack(LinearSiteModel):
             stop = start + m.length_basis()
             m.set_linear_parameters(theta[start:stop])
             start = stop
-
-
-def _with_core(call: CompiledPart, core_radius: float) -> CompiledPart:
-    """``call``, refusing (``None``: the torch route) any call with an edge shorter than
-    ``core_radius`` Å, where a folded pair part's ZBL core counts."""
-    if core_radius <= 0.0:
-        return call
-    run = call.run
-
-    def guarded(edges, species, n_threads):
-        return None if edges.shortest < core_radius else run(edges, species, n_threads)
-
-    return call._replace(run=guarded)
 
 
 def _same_radial_basis(pair: PairModel, ace: ACEModel) -> bool:

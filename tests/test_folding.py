@@ -11,15 +11,13 @@ from helpers import ACE_CUTOFF, ELEMENTS, STRUCTURES, _randomize, make_ace, make
 
 from mlff import OneBody, PairModel, Stack, StackedCalculator, ZBLRepulsion
 from mlff.evaluator import Evaluator
-from mlff.graph import VerletGraphBuilder
 from mlff.stack import onebody_fold_energies, pair_fold_coefficients
 
 
 def _pair(
     n_max: int = 4, repulsion: bool = False, cutoff: float = ACE_CUTOFF, seed: int = 21
 ) -> PairModel:
-    """A pair part on the ACE part's radial basis; without a ZBL core unless asked (some test
-    structures have edges inside the core, which send the call to the torch path)."""
+    """A pair part on the ACE part's radial basis; without a ZBL core unless asked."""
     pair = PairModel(ELEMENTS, cutoff=cutoff, n_max=n_max, repulsion=repulsion)
     _randomize(pair, seed=seed)
     return pair
@@ -27,12 +25,6 @@ def _pair(
 
 def _stack(pair: PairModel, ace=None) -> Stack:
     return Stack([make_onebody(), pair, make_ace() if ace is None else ace])
-
-
-def _on_kernel_path(model, atoms) -> bool:
-    """Whether a call on ``atoms`` runs the compiled kernels (no ZBL collision, no refusal)."""
-    edges = VerletGraphBuilder(model.cutoff).edge_arrays(atoms)
-    return Evaluator(model).kernel_energies_and_grads(edges) is not None
 
 
 def _kernels(model) -> list[str]:
@@ -71,7 +63,6 @@ def test_a_pair_on_the_ace_radial_basis_rides_in_the_ace_kernel(name):
     model = _stack(_pair())
     model.parts[0].compiled = _Refuse()
     model.parts[1].compiled = _Refuse()
-    assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
     assert _kernels(model) == ["ACEModel"]
     _assert_same(got, _results(model, atoms, backend="torch"))
@@ -108,7 +99,6 @@ def _r0_changed(pair):
 def test_a_pair_on_another_radial_basis_runs_on_its_own(make_pair, why):
     atoms = STRUCTURES["triclinic-sic"]()
     model = _stack(make_pair())
-    assert _on_kernel_path(model, atoms)
     got = _results(model, atoms)
     assert _kernels(model) == ["PairModel", "ACEModel"], why
     _assert_same(got, _results(model, atoms, backend="torch"))
@@ -129,7 +119,6 @@ def test_the_fold_follows_changes_of_the_parts():
     calc = StackedCalculator(model)
 
     def check(atol=1e-10):
-        assert _on_kernel_path(model, atoms)
         calc.calculate(atoms, ["energy", "forces", "stress"], ["positions"])
         want = _results(model, atoms, backend="torch")
         assert calc.results["energy"] == pytest.approx(want["energy"], rel=0, abs=atol)
@@ -190,14 +179,14 @@ def test_the_parts_of_a_stack_are_fixed():
         model.parts.append(_pair())
 
 
-def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
-    """The folded pair's ZBL core has no ACE counterpart: an edge inside it hands the call to
-    the torch path, as the unfolded pair part does."""
+def test_a_hard_collision_in_a_folded_pair_runs_its_zbl_core_on_its_own():
+    """The folded pair's ZBL core has no ACE counterpart: it stays a part of its own on the
+    numba route, and a collision inside it gives the torch route's results."""
     model = _stack(_pair(repulsion=True))
     core = model.parts[1].core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     got = _results(model, atoms)
-    assert _kernels(model) == ["ACEModel"]
+    assert _kernels(model) == ["ACEModel", "ZBL core"]
     assert got["energy"] > 1.0  # the core repels
     want = _results(model, atoms, backend="torch")
     assert got["energy"] == pytest.approx(want["energy"], rel=1e-12)
@@ -206,7 +195,7 @@ def test_a_hard_collision_in_a_folded_pair_takes_the_torch_path():
 
 def test_a_zbl_core_added_to_a_folded_pair_is_checked():
     """A pair without a core folds; a core set on it afterwards (a new submodule: the model's
-    version moves) must still send a collision to the torch path."""
+    version moves) joins the numba route as a part of its own."""
     model = _stack(_pair(repulsion=False))
     calc = StackedCalculator(model)
     atoms = STRUCTURES["rattled-si"]()
@@ -217,6 +206,7 @@ def test_a_zbl_core_added_to_a_folded_pair_is_checked():
     core = pair.core_radius()
     hard = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)
     calc.calculate(hard, ["energy", "forces"], ["positions", "numbers", "cell"])
+    assert _kernels(model) == ["ACEModel", "ZBL core"]
     want = _results(model, hard, backend="torch")
     assert want["energy"] > 1.0
     assert calc.results["energy"] == pytest.approx(want["energy"], rel=1e-12)
@@ -256,7 +246,7 @@ def test_a_one_body_part_without_every_ace_element_runs_on_its_own():
 
 def test_a_folded_zbl_core_that_grows_in_place_is_checked():
     """An in-place edit of the core's radii, declared, that puts an edge inside the core
-    sends the next call to the torch path."""
+    reaches the next call."""
     model = _stack(_pair(repulsion=True))
     calc = StackedCalculator(model)
     atoms = Atoms("Si2", positions=[[0, 0, 0], [2.0, 0, 0]], cell=[8, 8, 8], pbc=True)

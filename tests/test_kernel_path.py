@@ -52,9 +52,9 @@ def test_kernel_path_in_float32():
     np.testing.assert_allclose(f32["stress"], f64["stress"], rtol=0, atol=1e-6)
 
 
-def test_a_hard_collision_falls_back_to_the_torch_path_for_the_zbl_core():
-    """Edges inside the ZBL core's reach need the torch path: the kernel path hands the call
-    over, and the results are the torch path's."""
+def test_a_hard_collision_runs_the_zbl_core_on_the_kernel_path():
+    """Edges inside the ZBL core's reach: the core's part of the numba route sees them (and
+    only them), and the results are the torch route's."""
     pair = make_pair(repulsion=True)
     core = pair.core_radius()
     atoms = Atoms("Si2", positions=[[0, 0, 0], [0.5 * core, 0, 0]], cell=[8, 8, 8], pbc=True)

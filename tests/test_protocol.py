@@ -95,6 +95,12 @@ def test_trailing_dimensions_and_batches():
 
 
 def test_voigt_order_is_ases():
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    batch = np.random.default_rng(0).standard_normal((4, 3, 3))
+    np.testing.assert_array_equal(voigt(batch), full_3x3_to_voigt_6_stress(batch))
+    assert voigt(batch.reshape(2, 2, 3, 3)).shape == (2, 2, 6)
+    np.testing.assert_array_equal(voigt(batch.reshape(2, 2, 3, 3))[1, 0], voigt(batch[2]))
     tensor = np.arange(9.0).reshape(3, 3)
     symmetric = 0.5 * (tensor + tensor.T)
     expected = [symmetric[a, b] for a, b in VOIGT_PAIRS]

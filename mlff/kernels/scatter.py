@@ -4,8 +4,9 @@ gradients to forces and the virial in one compiled pass."""
 from __future__ import annotations
 
 import numba
+import numpy as np
 
-__all__ = ["scatter_forces"]
+__all__ = ["scatter_forces", "scatter_forces_and_stress"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -54,3 +55,17 @@ def scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial):
         virial[0, 0], virial[0, 1], virial[0, 2] = -w00, -w01, -w02
         virial[1, 0], virial[1, 1], virial[1, 2] = -w10, -w11, -w12
         virial[2, 0], virial[2, 1], virial[2, 2] = -w20, -w21, -w22
+
+
+@numba.njit(cache=True, nogil=True)
+def scatter_forces_and_stress(
+    centers, neighbors, edge_grads, vectors, voigt, volume, forces, stress
+):
+    """:func:`scatter_forces`, then the stress (6,) ``σ_k = -½ (W_ab + W_ba) / volume`` for the
+    flattened 3x3 positions ``voigt[k] = 3a + b`` of the Voigt components (the protocol's
+    order)."""
+    virial = np.empty((3, 3))
+    scatter_forces(centers, neighbors, edge_grads, vectors, forces, virial)
+    for k in range(6):
+        a, b = voigt[k] // 3, voigt[k] % 3
+        stress[k] = -0.5 * (virial[a, b] + virial[b, a]) / volume

@@ -92,18 +92,40 @@ class PairModel(ReadoutModel):
         the torch route."""
         return 0.0 if self.repulsion is None else float(self.repulsion.r_outer.max())
 
-    def compiled(self, dtype) -> tuple[CompiledPart]:
-        """The compiled kernel without the ZBL core: a call with an edge inside the core
-        returns ``None`` (the torch route adds it)."""
-        tables, core = self.kernel_tables(dtype), self.core_radius()
+    def compiled(self, dtype) -> tuple[CompiledPart, ...]:
+        """The compiled radial kernel, and the ZBL core's part where the model has one."""
+        tables = self.kernel_tables(dtype)
 
         def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
-            energies, grads, r_min = pair_energies_and_grads(
+            energies, grads, _ = pair_energies_and_grads(
                 tables, edges.vectors, edges.centers, edges.neighbors, species, n_threads
             )
-            return None if r_min < core else (energies, grads)
+            return energies, grads
 
-        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
+        radial = CompiledPart(run, self.cutoff, self.elements, type(self).__name__)
+        core = self.core_part()
+        return (radial,) if core is None else (radial, core)
+
+    def core_part(self) -> CompiledPart | None:
+        """The ZBL core as a part of the numba route (``None`` without one): its cutoff is the
+        core's reach, so it sees only the edges inside it, none on an ordinary MD step; the
+        few it sees in a hard collision go through torch. A stack that folds the radial part
+        into an ACE kernel keeps this part."""
+        if self.repulsion is None:
+            return None
+
+        def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
+            n_atoms = len(species)
+            if not len(edges.centers):  # the usual case in MD: nothing to add
+                return None
+            centers, neighbors = torch.from_numpy(edges.centers), torch.from_numpy(edges.neighbors)
+            kinds = torch.from_numpy(species)
+            site, grads = self._core(
+                torch.from_numpy(edges.vectors), centers, kinds[centers], kinds[neighbors], n_atoms
+            )
+            return site.numpy(), grads.numpy()
+
+        return CompiledPart(run, self.core_radius(), self.elements, "ZBL core")
 
     @torch.no_grad()
     def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,18 +139,24 @@ class PairModel(ReadoutModel):
         grads = (0.5 * slope / r)[:, None] * graph.vectors
         if self.repulsion is None:
             return site, grads
-        close = torch.nonzero(r < self.repulsion.r_outer.max()).squeeze(1)
+        close = torch.nonzero(r < self.core_radius()).squeeze(1)
         if close.numel() == 0:  # the usual case in MD: the core is only reached in hard collisions
             return site, grads
+        centers, vectors = graph.centers[close], graph.vectors[close]
+        core_site, core_grads = self._core(vectors, centers, si[close], sj[close], graph.n_atoms)
+        return site + core_site, grads.index_add(0, close, core_grads)
+
+    @torch.no_grad()
+    def _core(self, vectors, centers, si, sj, n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ZBL core's E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the given edges, half of
+        each pair energy to the edge's centre; zero beyond the switch radius."""
+        r = torch.linalg.vector_norm(vectors, dim=1)
         with torch.enable_grad():
-            rc = r[close].requires_grad_(True)
-            core = self.repulsion(rc, si[close], sj[close])
+            rc = r.detach().requires_grad_(True)
+            core = self.repulsion(rc, si, sj)
             (d_core,) = torch.autograd.grad(core.sum(), rc)
-        site = site.index_add(0, graph.centers[close], 0.5 * core.detach())
-        grads = grads.index_add(
-            0, close, (0.5 * d_core / rc.detach())[:, None] * graph.vectors[close]
-        )
-        return site, grads
+        site = vectors.new_zeros(n_atoms).index_add(0, centers, 0.5 * core.detach())
+        return site, (0.5 * d_core / r)[:, None] * vectors
 
     def _repulsion(self, r: torch.Tensor, si: torch.Tensor, sj: torch.Tensor) -> torch.Tensor:
         """ZBL energies (n_edges,), evaluated only on edges inside its switch radius."""

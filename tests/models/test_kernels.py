@@ -1,7 +1,5 @@
 """The compiled CPU kernels (numba) against the torch closed forms they replace."""
 
-import copy
-
 import numba
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk
 from helpers import STRUCTURES, make_ace, make_pair, make_stack
 
-from mlff import ACEModel, PairModel, SiteCalculator, StackedCalculator, build_graph
+from mlff import ACEModel, SiteCalculator, StackedCalculator, build_graph
 from mlff.evaluator import Evaluator
 from mlff.graph import EdgeArrays, Graph
 from mlff.models.ace_tables import ace_kernel_tables
@@ -30,15 +28,7 @@ def _kernel(model, graph):
 
 
 def _both_backends(model, graph):
-    """The numba and torch routes of ``model``. A call with an edge inside a pair part's ZBL
-    core takes the torch route as a whole; the kernels are then compared without the core."""
-    edges = _edges(graph)
-    if Evaluator(model).kernel_energies_and_grads(edges) is None:
-        pairs = [m for m in model.modules() if isinstance(m, PairModel)]
-        assert edges.shortest < max(pair.core_radius() for pair in pairs)
-        model = copy.deepcopy(model)
-        for pair in (m for m in model.modules() if isinstance(m, PairModel)):
-            pair.repulsion = None
+    """The numba and torch routes of ``model``."""
     return _kernel(model, graph), model.energies_and_grads(graph)
 
 
@@ -49,7 +39,7 @@ def _registered_coupled_values(plan) -> int:
 
 def _run(model, edges: EdgeArrays, n_threads: int):
     """One part's compiled kernel on ``edges`` with ``n_threads`` threads."""
-    (part,) = model.compiled(edges.vectors.dtype)
+    (part, *_) = model.compiled(edges.vectors.dtype)  # the model's kernel, not its ZBL core
     return part.run(edges, edges.species(part.elements, part.owner), n_threads)
 
 
