@@ -3,9 +3,11 @@ and with the other cores busy: the measurements behind the calculators' default 
 
     python benchmark/threads.py --sizes 64 216 512 1000 1728 --threads 1 2
 
-"Loaded" runs one busy process per core beyond the first (the usual case beside a teacher, a
-second job or a browser). Each cell is the median of ``--calls`` calls on a kept Verlet list,
-taken in interleaved rounds so that drift on a noisy machine hits every cell alike.
+"Loaded" runs a busy loop on every core but the first (``--load spin``: a second job, a
+browser) or a torch job on all cores (``--load torch``: a teacher beside the student). Each
+cell is the median of ``--calls`` calls on a kept Verlet list, taken in interleaved rounds so
+that drift on a noisy machine hits every cell alike. ``--backend torch`` times the torch route
+(``backend="torch"``, ``compile=True``, models without kernels) instead of the numba kernels.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ def _spin() -> None:
         pass
 
 
-def _calculator(atoms) -> StackedCalculator:
+def _torch_job() -> None:
+    """Another torch process at work on every core (a teacher, a training job)."""
+    a = torch.randn(256, 256)
+    while True:
+        a = torch.tanh(a @ a)
+
+
+def _calculator(atoms, backend: str) -> StackedCalculator:
     pair = PairModel(["Si"], cutoff=5.0, repulsion=True)
     ace = ACEModel(["Si"], cutoff=5.0)
     random_linear_parameters(pair, atoms, energy_scale=0.5, seed=1)
     random_linear_parameters(ace, atoms, energy_scale=0.5, seed=2)
-    return StackedCalculator([OneBody({"Si": -4.0}), pair, ace])
+    return StackedCalculator([OneBody({"Si": -4.0}), pair, ace], backend=backend)
 
 
 def _cubic_si(n_atoms: int):
@@ -56,10 +65,10 @@ def _time_calls(calc, atoms, threads: int, calls: int) -> float:
     return float(np.median(times))
 
 
-def measure(sizes, thread_counts, calls: int, rounds: int) -> dict:
+def measure(sizes, thread_counts, calls: int, rounds: int, backend: str, load: str) -> dict:
     """{(load, n_atoms, threads): median seconds per call}."""
     systems = {n: _cubic_si(n) for n in sizes}
-    calcs = {n: _calculator(atoms) for n, atoms in systems.items()}
+    calcs = {n: _calculator(atoms, backend) for n, atoms in systems.items()}
     for n in sizes:  # compile and build the lists
         for threads in thread_counts:
             _time_calls(calcs[n], systems[n], threads, 2)
@@ -79,7 +88,7 @@ def measure(sizes, thread_counts, calls: int, rounds: int) -> dict:
             for _ in range(rounds):
                 for n in sizes:
                     for threads in thread_counts:
-                        per_call = max(3, calls * 64 // n)
+                        per_call = max(3, calls * 64 // n // (10 if backend == "torch" else 1))
                         samples.setdefault((n, threads), []).append(
                             _time_calls(calcs[n], systems[n], threads, per_call)
                         )
@@ -97,9 +106,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--calls", type=int, default=60, help="calls per cell at 64 atoms")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backend", choices=["auto", "torch"], default="auto")
+    parser.add_argument(
+        "--load",
+        choices=["spin", "torch"],
+        default="spin",
+        help="the load: a busy loop on every core but one, or a torch job on all cores",
+    )
     args = parser.parse_args()
-    results = measure(args.sizes, args.threads, args.calls, args.rounds)
-    print(f"{os.cpu_count()} cores; ms per energy+forces+stress call (median)")
+    results = measure(args.sizes, args.threads, args.calls, args.rounds, args.backend, args.load)
+    print(f"{os.cpu_count()} cores, backend {args.backend!r}; ms per energy+forces+stress call")
     header = "load     atoms  " + "  ".join(f"{t:>2d} thr" for t in args.threads)
     print(header + "   best")
     for load in ("idle", "loaded"):

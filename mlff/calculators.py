@@ -58,8 +58,11 @@ class SiteCalculator(Calculator):
     model's :attr:`~mlff.protocol.SiteModel.version` moves: parameters changed through the
     model's API (``set_linear_parameters``, ``load_state_dict``) reach the next call; an
     in-place edit of a tensor needs ``model.parameters_changed()`` first.
-        num_threads: if given, sets torch's intra-op threads (process-wide) for MD; ``None``
-            leaves torch's setting alone. See docs/performance.md for measured choices.
+        num_threads: threads of this calculator's calls (the kernels', and torch's while a
+            torch-route call runs). ``None``: all of torch's threads on the numba route; on the
+            torch route on the CPU, one below 4096 atoms, where a second thread beside other
+            work costs more than it gains on an idle machine (measured in
+            docs/performance.md).
     """
 
     implemented_properties = [
@@ -96,7 +99,6 @@ class SiteCalculator(Calculator):
                 raise ValueError(
                     f"num_threads must be a positive integer or None, got {num_threads!r}"
                 )
-            torch.set_num_threads(num_threads)
         if not isinstance(model, SiteModel):
             raise TypeError(f"model must be a mlff SiteModel, got {type(model).__name__}")
         if dtype not in (torch.float64, torch.float32):
@@ -117,7 +119,8 @@ class SiteCalculator(Calculator):
         self.graphs = VerletGraphBuilder(
             self.model.cutoff, skin=skin, dtype=dtype, device=self.device
         )
-        self.evaluator = Evaluator(self.model, self.backend, self.compile)
+        self.num_threads = num_threads
+        self.evaluator = Evaluator(self.model, self.backend, self.compile, num_threads)
         self.committee = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
@@ -152,22 +155,20 @@ class SiteCalculator(Calculator):
         stage = self.stage_timer or _no_timer
         evaluator = self.evaluator
         if evaluator.version != self.model.version:
-            evaluator = self.evaluator = Evaluator(self.model, self.backend, self.compile)
+            evaluator = self.evaluator = Evaluator(
+                self.model, self.backend, self.compile, self.num_threads
+            )
         if evaluator.uses_kernels:
             self._kernel_results(atoms, want_stress, stage)
             return
         with stage("graph"):
             graph = self.graphs(atoms)
-        if need_grads:
-            # Models give E_i and ∂E/∂r_e together (closed forms where they have them); not
-            # inference_mode: the generic energies_and_grads takes an autograd pass.
-            with torch.no_grad(), stage("forward"):
+        with stage("forward"):  # E_i and ∂E/∂r_e together, or E_i alone for energy only
+            if need_grads:
                 site, grads = evaluator.torch_energies_and_grads(graph)
-                energy = site.sum()
-        else:
-            with torch.inference_mode(), stage("forward"):
-                site = self.model.site_energies(graph)
-                energy = site.sum()
+            else:
+                site = evaluator.torch_energies(graph)
+            energy = site.sum()
         with stage("convert"):
             e = float(energy.detach())
             self.results["energy"] = e

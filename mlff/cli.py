@@ -125,7 +125,13 @@ def _single_calculator(args: argparse.Namespace):
 
     _md_setup(args)
     spec = _teacher_spec(args.calc) if args.calc.lower() in TEACHERS else args.calc
-    return load_calculator(spec, device=args.device, dtype=args.dtype, backend=args.backend)
+    return load_calculator(
+        spec,
+        device=args.device,
+        dtype=args.dtype,
+        backend=args.backend,
+        num_threads=args.threads,
+    )
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -164,7 +170,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     calculators, info = {}, {}
     for name, spec in specs:
         loaded = load_calculator(
-            spec, device=args.device, dtype=args.dtype, name=name, backend=args.backend
+            spec,
+            device=args.device,
+            dtype=args.dtype,
+            name=name,
+            backend=args.backend,
+            num_threads=args.threads,
         )
         key, k = loaded.name, 2
         while key in calculators:
@@ -341,7 +352,9 @@ def _md_options(parser: argparse.ArgumentParser, size_default: str | None = "sma
         choices=list(BACKENDS),
         help="students' evaluation: auto (numba kernels on the CPU), torch or numba (default auto)",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, help="threads of the calculators (default: see docs/performance.md)"
+    )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed for velocities and thermostats"
     )

@@ -20,8 +20,9 @@ Both routes give the same results to rounding; tests compare them on every test 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +41,29 @@ log = logging.getLogger("mlff")
 BACKENDS = ("auto", "torch", "numba")
 
 
+#: From this many atoms the torch route on the CPU uses all of torch's threads by default;
+#: below, one. Measured on 2 cores (benchmark/threads.py, docs/performance.md): with the other
+#: core busy, a second torch thread makes a call 1.4-3.6x slower from 64 to 1728 atoms, while
+#: on an idle machine it gains at most 1.55x there; at 4096 atoms the gain (1.8x) outweighs
+#: the loss (1.5x). The numba kernels use all threads at every size: there a second thread
+#: gained 1.3-1.8x idle and lost at most 1.2x (64 atoms beside a torch job).
+TORCH_PARALLEL_ATOMS = 4096
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n_threads`` inside, restored after."""
+    before = torch.get_num_threads()
+    if n_threads == before:
+        yield
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def check_backend(backend: str, device: torch.device, compile: bool) -> None:
     """Refuse a backend name, or a combination with the device or ``compile``, that cannot run."""
     if backend not in BACKENDS:
@@ -55,6 +79,9 @@ def check_backend(backend: str, device: torch.device, compile: bool) -> None:
 class Evaluator:
     """The route a calculator takes for one version of its model.
 
+    Threads: ``num_threads`` if given, else all of torch's threads on the numba route and,
+    on the torch route on the CPU, one thread below :data:`TORCH_PARALLEL_ATOMS` atoms.
+
     Attributes:
         version: the model's :attr:`~mlff.protocol.SiteModel.version` it was built for.
         parts: the compiled kernels (numba route) in order, or ``None`` (torch route).
@@ -63,9 +90,16 @@ class Evaluator:
             ``"eager (compile failed)"``).
     """
 
-    def __init__(self, model: SiteModel, backend: str = "auto", compile: bool = False):
+    def __init__(
+        self,
+        model: SiteModel,
+        backend: str = "auto",
+        compile: bool = False,
+        num_threads: int | None = None,
+    ):
         check_backend(backend, model.device, compile)
         self.model = model
+        self.num_threads = num_threads
         self.version = model.version
         self.parts: tuple[CompiledPart, ...] | None = None
         if backend != "torch" and not compile and model.device.type == "cpu":
@@ -91,7 +125,7 @@ class Evaluator:
 
     def kernel_energies_and_grads(self, edges: EdgeArrays) -> tuple[np.ndarray, np.ndarray]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) from the compiled kernels (numpy)."""
-        n_threads = torch.get_num_threads()
+        n_threads = self.num_threads or torch.get_num_threads()
         total = grads = None
         for part in self.parts:
             sub = edges.restrict(part.cutoff)
@@ -106,10 +140,27 @@ class Evaluator:
         graph = Graph(positions, numbers, edge_index, shifts, vectors, cell, pbc, cutoff)
         return self.model.energies_and_grads(graph)
 
+    def torch_threads(self, n_atoms: int) -> contextlib.AbstractContextManager:
+        """The thread count of a torch-route call on ``n_atoms`` atoms, set while inside."""
+        if self.num_threads is not None:
+            return _torch_threads(self.num_threads)
+        if self.model.device.type != "cpu" or n_atoms >= TORCH_PARALLEL_ATOMS:
+            return contextlib.nullcontext()
+        return _torch_threads(1)
+
+    def torch_energies(self, graph: Graph) -> torch.Tensor:
+        """E_i (n_atoms,) on the torch route, without gradients."""
+        with self.torch_threads(graph.n_atoms), torch.inference_mode():
+            return self.model.site_energies(graph)
+
     def torch_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         """E_i (n_atoms,) and ∂E/∂r_e (n_edges, 3) on the torch route; through
         ``torch.compile`` (dynamic shapes, built on the first call) when asked, falling back
         to eager with one log line where compiling fails."""
+        with self.torch_threads(graph.n_atoms), torch.no_grad():
+            return self._torch_energies_and_grads(graph)
+
+    def _torch_energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is not None:
             args = (graph.positions, graph.numbers, graph.edge_index, graph.shifts)
             args += (graph.vectors, graph.cell, graph.pbc, graph.cutoff)

@@ -376,3 +376,31 @@ def test_float32_calculator_agrees_with_float64():
     assert abs(c32.results["energy"] - c64.results["energy"]) < 1e-5 * max(
         1.0, abs(c64.results["energy"])
     )
+
+
+class _ThreadsSeen(ACEModel):
+    """Records torch's thread count inside each torch-route call."""
+
+    seen: list = []
+
+    def energies_and_grads(self, graph):
+        type(self).seen.append(torch.get_num_threads())
+        return super().energies_and_grads(graph)
+
+
+@pytest.mark.parametrize("num_threads, expected", [(None, 1), (2, 2), (1, 1)])
+def test_torch_route_threads_follow_the_measured_default(num_threads, expected):
+    """The torch route on the CPU runs small systems on one thread unless told otherwise,
+    and leaves torch's process-wide setting as it found it."""
+    atoms = STRUCTURES["rattled-si"]()
+    model = _ThreadsSeen(ELEMENTS, cutoff=4.0, n_max=3, l_max=2, max_degree={1: 3, 2: 4, 3: 5})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _ThreadsSeen.seen = []
+        calc = SiteCalculator(model, backend="torch", num_threads=num_threads)
+        calc.calculate(atoms, ["energy", "forces"])
+        assert _ThreadsSeen.seen == [expected]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -73,9 +73,11 @@ def load_calculator(
     dtype: str | torch.dtype = "float64",
     name: str | None = None,
     backend: str = "auto",
+    num_threads: int | None = None,
 ) -> LoadedCalculator:
-    """Build the calculator a spec names (see the module docstring). ``dtype`` and ``backend``
-    (see :class:`~mlff.calculators.SiteCalculator`) apply to students; teachers run as they are."""
+    """Build the calculator a spec names (see the module docstring). ``dtype``, ``backend``
+    and ``num_threads`` (see :class:`~mlff.calculators.SiteCalculator`) apply to students;
+    teachers run as they are."""
     from mlff.distilled import DistilledCalculator
 
     text = str(spec).strip()
@@ -90,7 +92,11 @@ def load_calculator(
     path = text.split(":", 1)[1] if text.lower().startswith("student:") else text
     if os.path.exists(path):
         calc = DistilledCalculator(
-            checkpoint_path=path, device=device, dtype=torch_dtype, backend=backend
+            checkpoint_path=path,
+            device=device,
+            dtype=torch_dtype,
+            backend=backend,
+            num_threads=num_threads,
         )
         label = os.path.basename(os.path.normpath(path))
         label = (
@@ -104,7 +110,9 @@ def load_calculator(
             f"calculator spec {spec!r}: no such file or directory; accepted: {_ACCEPTED_SPECS}"
         )
     try:
-        calc = DistilledCalculator(model=path, device=device, dtype=torch_dtype, backend=backend)
+        calc = DistilledCalculator(
+            model=path, device=device, dtype=torch_dtype, backend=backend, num_threads=num_threads
+        )
     except FileNotFoundError as err:
         raise FileNotFoundError(
             f"calculator spec {spec!r} is not teacher:NAME, not an existing path, and not a "
