@@ -42,11 +42,10 @@ BACKENDS = ("auto", "torch", "numba")
 
 
 #: From this many atoms the torch route on the CPU uses all of torch's threads by default;
-#: below, one. Measured on 2 cores (benchmark/threads.py, docs/performance.md): with the other
-#: core busy, a second torch thread makes a call 1.4-3.6x slower from 64 to 1728 atoms, while
-#: on an idle machine it gains at most 1.55x there; at 4096 atoms the gain (1.8x) outweighs
-#: the loss (1.5x). The numba kernels use all threads at every size: there a second thread
-#: gained 1.3-1.8x idle and lost at most 1.2x (64 atoms beside a torch job).
+#: below, one: beside other work a second torch thread costs more than it gains on an idle
+#: machine, because torch's OpenMP workers spin while they wait for the busy core. The numba
+#: kernels use all threads at every size. Chosen from benchmark/threads.py; the table is in
+#: docs/performance.md.
 TORCH_PARALLEL_ATOMS = 4096
 
 

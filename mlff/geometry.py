@@ -47,7 +47,7 @@ _DEGENERATE = 1e-8
 
 def cell_volume(cell) -> float:
     """|det cell| (Å^3) of a (3, 3) cell (nested sequence or array) as a triple product on
-    Python floats: np.linalg.det costs tens of µs, which MD pays every step."""
+    Python floats: np.linalg.det costs more than the rest of the check, every MD step."""
     (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
     return abs(ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx))
 
@@ -138,7 +138,7 @@ def periodic_widths(cell: np.ndarray | list, pbc) -> np.ndarray:
 
     With three periodic vectors this is V / |b × c|; with two, |a × b| / |b|; with one, |a|.
     Cross products, not a Gram determinant, so a degenerate cell comes out at rounding level;
-    on Python floats, since numpy's cross of two 3-vectors costs about 20 µs.
+    on Python floats, since numpy's cross of two 3-vectors costs more than the arithmetic.
     """
     rows = cell if isinstance(cell, list) else np.asarray(cell, dtype=float).tolist()
     widths = [math.inf] * 3

@@ -96,8 +96,8 @@ def virial_from_edge_grads(edge_grads, edges: Edges):
 def voigt(tensor):
     """The Voigt vector (..., 6) [xx, yy, zz, yz, xz, xy] of (..., 3, 3) tensors, the
     off-diagonal pairs averaged, as ``ase.stress.full_3x3_to_voigt_6_stress`` gives it; numpy
-    or torch. (ASE's helper reverses the leading axes of a batch and costs several µs of an
-    MD step, so the order is applied here by indexing.)"""
+    or torch. (ASE's helper reverses the leading axes of a batch and is slow on the MD hot
+    path, so the order is applied here by indexing.)"""
     flat = tensor.reshape(tensor.shape[:-2] + (9,))
     if isinstance(tensor, np.ndarray):
         return 0.5 * (flat.take(_FLAT, axis=-1) + flat.take(_FLAT_T, axis=-1))

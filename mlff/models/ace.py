@@ -79,6 +79,7 @@ class ACEModel(ReadoutModel):
         self.products = InvariantProducts(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.gradients = InvariantGradients(self.basis_spec, self.elements, self.n_max, self.l_max)
         self.readout = BlockReadout(self.n_elements, len(self.basis_spec))
+        self._fold: list = [None, None]  # [version, folded readout]: see _folded_readout
 
     def check_parameters(self, prefix: str = "") -> None:
         """Finite tensors and a valid r0."""
@@ -132,6 +133,16 @@ class ACEModel(ReadoutModel):
         (padded_r,) = self._padded(graph, species, [radial], channel=True)
         (padded_y,) = self._padded(graph, species, [ylm], channel=False)
         return self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)  # from (N, C, n_lm)
+
+    def _folded_readout(self) -> dict[int, torch.Tensor]:
+        """The readout folded per degree (:meth:`InvariantProducts.fold`), kept with the
+        model's :attr:`~mlff.protocol.SiteModel.version`: the torch route refolds only after
+        a change of parameters."""
+        version, folded = self._fold
+        if version != self.version:
+            folded = self.products.fold(self.readout.weight.detach())
+            self._fold[:] = [self.version, folded]
+        return folded
 
     def compiled(
         self, dtype, theta: torch.Tensor | None = None, constant: torch.Tensor | None = None
@@ -194,7 +205,9 @@ class ACEModel(ReadoutModel):
         )  # (N, W, C)
         (padded_y,) = self._padded(graph, species, [ylm], channel=False)  # (N, W, n_lm)
         a_by_l = self._split_l(padded_r.transpose(1, 2) @ padded_y, self.l_max)
-        energy, adjoint = self.products.energy_and_adjoint(a_by_l, self.readout.weight, species)
+        energy, adjoint = self.products.energy_and_adjoint(
+            a_by_l, self.readout.weight, species, self._folded_readout()
+        )
         h = torch.cat(adjoint, dim=-1).permute(1, 0, 2)  # (N, C, n_lm)
         slots, _ = graph.neighbor_slots()
         along = ((padded_y @ h.transpose(1, 2)) * padded_dr).sum(-1)[

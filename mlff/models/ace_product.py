@@ -17,7 +17,7 @@ numpy arrays: the torch module :class:`InvariantProducts`, the compiled kernel's
 A channel is ``c = s·n_max + n − 1`` for neighbour element index s and radial index n. In torch,
 A per l is (channels, n_atoms, 2l+1) and the objects of degree L are (n_L, n_atoms, 2L+1).
 
-For MD, :func:`fold_readout` turns the readout θ into one symmetric matrix per L,
+For MD, :meth:`InvariantProducts.fold` turns the readout θ into one symmetric matrix per L,
 ``M_L[a, b] = Σ_{k=(a,b)} sign_k θ_k + (a↔b)``, so the site energy is
 ``E_i = ½ Σ_L O_L·(M_L O_L)`` and its adjoint ``∂E/∂O_L = M_L O_L`` is one matrix product per L;
 the coupled pairs then pull the adjoint back to A in closed form. No autograd graph is built.
@@ -40,7 +40,6 @@ __all__ = [
     "InvariantProducts",
     "Pool",
     "ProductPlan",
-    "fold_readout",
     "product_plan",
 ]
 
@@ -265,31 +264,6 @@ def product_plan(
     )
 
 
-def fold_readout(plan: ProductPlan, theta: torch.Tensor) -> dict[int, torch.Tensor]:
-    """The readout θ (n_species, n_basis) folded into one symmetric matrix per degree L:
-    ``M_L[s, a, b] = Σ_{k=(a,b)} sign_k θ_{s k}`` over the functions k = (L, a, b) of ``plan``,
-    plus its transpose, (n_species, n_L, n_L) in θ's dtype and device. Then the site energy
-    of an atom of species s with objects O_L (n_L, 2L+1) is ``½ Σ_L Σ_m O_L·(M_L[s] O_L)``.
-
-    Degrees without basis functions (M_L = 0) are left out. θ-dependent, so callers that keep
-    θ fixed (MD) build this once and keep it.
-    """
-    n_species = theta.shape[0]
-    sign = torch.tensor(plan.sign, dtype=theta.dtype, device=theta.device)
-    folded = {}
-    for L, terms in enumerate(plan.terms):
-        if not len(terms):
-            continue
-        n = plan.pools[L].size
-        rows = torch.tensor(terms, device=theta.device)  # (K_L, 3)
-        ks = rows[:, 0]
-        m = theta.new_zeros(n_species, n * n)
-        m.index_add_(1, rows[:, 1] * n + rows[:, 2], theta[:, ks] * sign[ks])
-        m = m.reshape(n_species, n, n)
-        folded[L] = m + m.transpose(1, 2)
-    return folded
-
-
 class _PairProducts(nn.Module):
     """The coupled pairs of one :class:`CoupledPairType` in torch, and their pull-back."""
 
@@ -313,8 +287,10 @@ class _PairProducts(nn.Module):
     def extra_repr(self) -> str:
         return f"l1={self.l1}, l2={self.l2}, ls={self.ls}, n_pairs={self.first.numel()}"
 
-    def forward(self, a_by_l: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """(x1 (U, N, d1), x2 (U, N, d2), pairs (U, N, Σq)): the factors and coupled values."""
+    def couple(self, a_by_l: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """(x1 (U, N, d1), x2 (U, N, d2), pairs (U, N, Σq)): the factors and coupled values.
+        A plain method, not ``forward``: a module call's hook machinery costs more than the
+        small products it would wrap."""
         x1 = a_by_l[self.l1].index_select(0, self.first)
         x2 = a_by_l[self.l2].index_select(0, self.second)
         if self.diagonal:
@@ -403,7 +379,7 @@ class InvariantProducts(nn.Module):
         """Per type: the factors (x1, x2) and the coupled values by L, {L: (U, N, 2L+1)}."""
         factors, coupled = [], []
         for pair in self.pairs:
-            x1, x2, values = pair(a_by_l)
+            x1, x2, values = pair.couple(a_by_l)
             factors.append((x1, x2))
             coupled.append(dict(zip(pair.ls, torch.split(values, pair.widths, -1), strict=True)))
         return factors, coupled
@@ -440,8 +416,31 @@ class InvariantProducts(nn.Module):
             ]
         )
 
+    def fold(self, theta: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The readout θ (n_species, n_basis) folded into one symmetric matrix per degree L:
+        ``M_L[s, a, b] = Σ_{k=(a,b)} sign_k θ_{s k}`` over the functions k = (L, a, b) of the
+        plan, plus its transpose, (n_species, n_L, n_L) in θ's dtype and device. The site energy
+        of an atom of species s with objects O_L (n_L, 2L+1) is then
+        ``½ Σ_L Σ_m O_L·(M_L[s] O_L)``. Degrees without basis functions are left out. A pure
+        function of θ: nothing is kept between calls."""
+        folded = {}
+        for L, terms in enumerate(self.terms):
+            if not terms.basis.numel():
+                continue
+            n = self.plan.pools[L].size
+            values = theta[:, terms.basis] * terms.sign.to(theta.dtype)  # (S, K_L)
+            m = theta.new_zeros(theta.shape[0], n * n)
+            m.index_add_(1, terms.first * n + terms.second, values)
+            m = m.reshape(theta.shape[0], n, n)
+            folded[L] = m + m.transpose(1, 2)
+        return folded
+
     def energy_and_adjoint(
-        self, a_by_l: list[torch.Tensor], theta: torch.Tensor, species: torch.Tensor
+        self,
+        a_by_l: list[torch.Tensor],
+        theta: torch.Tensor,
+        species: torch.Tensor,
+        folded: dict[int, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Site energies ``E_i = Σ_k θ_{s_i k} B_ik`` (n_atoms,) and ``∂E/∂A`` per l
         (channels, n_atoms, 2l+1), in closed form.
@@ -450,8 +449,9 @@ class InvariantProducts(nn.Module):
             a_by_l: A per l, (channels, n_atoms, 2l+1).
             theta: (n_species, n_basis) readout, columns in ``spec`` order.
             species: (n_atoms,) species index of each centre.
+            folded: :meth:`fold` of ``theta``, where the caller keeps it (MD).
         """
-        folded = fold_readout(self.plan, theta)
+        folded = self.fold(theta) if folded is None else folded
         factors, coupled = self._couple(a_by_l)
         energy = a_by_l[0].new_zeros(a_by_l[0].shape[1])
         adjoint = [torch.zeros_like(a) for a in a_by_l]

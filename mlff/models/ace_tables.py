@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mlff.kernels.ace import ACETables, HarmonicTables, ProductTables, ReadoutTables
-from mlff.models.ace_product import CoupledPairType, ProductPlan, fold_readout
+from mlff.models.ace_product import CoupledPairType, InvariantProducts, ProductPlan
 from mlff.models.harmonics import monomial_expansion
 
 __all__ = ["ace_kernel_tables", "object_rows"]
@@ -113,12 +113,13 @@ def _product_terms(plan: ProductPlan, row_of) -> tuple[np.ndarray, ...]:
     )
 
 
-def _readout_terms(plan: ProductPlan, theta: torch.Tensor, row_of):
-    """The folded readout ``M_L = M_L^T`` (:func:`~mlff.models.ace_product.fold_readout`) per
-    pool, as flat terms ``grad[out] += vals[species, z] · buf[in]`` over every pool and m: out,
-    in (nnz,) rows of an atom's buffer (:func:`object_rows`), vals (n_species, nnz). M_L is
-    sparse: each basis function adds one symmetric pair of entries, far fewer than n_L²."""
-    folded = fold_readout(plan, theta.detach().double().cpu())
+def _readout_terms(products: InvariantProducts, theta: torch.Tensor, row_of):
+    """The folded readout ``M_L = M_L^T`` (:meth:`InvariantProducts.fold
+    <mlff.models.ace_product.InvariantProducts.fold>`) per pool, as flat terms
+    ``grad[out] += vals[species, z] · buf[in]`` over every pool and m: out, in (nnz,) rows of
+    an atom's buffer (:func:`object_rows`), vals (n_species, nnz). M_L is sparse: each basis
+    function adds one symmetric pair of entries, far fewer than n_L²."""
+    folded = products.fold(theta.detach().double().cpu())
     out_idx, in_idx, vals = [], [], []
     for L, m in folded.items():
         m = m.numpy()  # (n_species, n_L, n_L)
@@ -160,7 +161,8 @@ def ace_kernel_tables(
     dtype = np.dtype(dtype)
     plan = model.products.plan
     rows, n_rows, (dest, left, right, weight), harmonics = _basis_tables(plan)
-    out, inp, values = _readout_terms(plan, model.readout.weight if theta is None else theta, rows)
+    theta = model.readout.weight if theta is None else theta
+    out, inp, values = _readout_terms(model.products, theta, rows)
     # Writable copies: the cached arrays are read-only, and numba compiles a kernel per array
     # type (read-only arrays are a type of their own).
     dest, left, right = (np.array(x) for x in (dest, left, right))

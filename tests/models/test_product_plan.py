@@ -1,5 +1,5 @@
 """The public product plan of the ACE invariants: read-only, deterministic, and the single
-definition that InvariantProducts (forward and closed-form adjoint) and fold_readout follow.
+definition that InvariantProducts (forward and closed-form adjoint) and its readout fold follow.
 
 Objects are rebuilt here from the plan's arrays alone, in numpy, so a plan that disagrees with
 the torch module, or with the direct contraction of InvariantGradients, fails."""
@@ -13,7 +13,7 @@ import torch
 from mlff.models.ace import ACEModel
 from mlff.models.ace_basis import enumerate_ace_basis
 from mlff.models.ace_jacobian import InvariantGradients
-from mlff.models.ace_product import InvariantProducts, ProductPlan, fold_readout, product_plan
+from mlff.models.ace_product import InvariantProducts, ProductPlan, product_plan
 from mlff.models.ace_tables import ace_kernel_tables, object_rows
 
 # (elements, n_max, l_max, max_degree): ν ≤ 3 (no pairs×pairs products), ν = 4, two elements,
@@ -169,10 +169,10 @@ def test_energy_and_adjoint_match_the_linear_readout_and_autograd(case):
         torch.testing.assert_close(mine, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_fold_readout_is_symmetric_and_its_quadratic_form_is_the_energy(case):
+def test_fold_is_symmetric_and_its_quadratic_form_is_the_energy(case):
     products, theta, species = case["products"], case["theta"], case["species"]
     plan = products.plan
-    folded = fold_readout(plan, theta)
+    folded = products.fold(theta)
     assert set(folded) == {L for L, t in enumerate(plan.terms) if len(t)}
     objects = _objects(plan, [a.numpy() for a in case["a_by_l"]])
     s = species.numpy()
@@ -186,12 +186,12 @@ def test_fold_readout_is_symmetric_and_its_quadratic_form_is_the_energy(case):
     np.testing.assert_allclose(energy, reference.sum(1), rtol=1e-11, atol=1e-11)
 
 
-def test_fold_readout_does_not_cache_on_theta(case):
+def test_fold_does_not_cache_on_theta(case):
     """The fold is a pure function of θ: editing θ in place changes the next fold."""
-    plan, theta = case["products"].plan, case["theta"].clone()
-    before = fold_readout(plan, theta)
+    products, theta = case["products"], case["theta"].clone()
+    before = products.fold(theta)
     theta.mul_(2.0)
-    after = fold_readout(plan, theta)
+    after = products.fold(theta)
     for L in before:
         torch.testing.assert_close(after[L], 2.0 * before[L])
 
