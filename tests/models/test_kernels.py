@@ -178,18 +178,20 @@ def test_numba_backend_refuses_cuda():
         SiteCalculator(make_ace(), device="cuda", backend="numba")
 
 
-def test_centre_offsets_of_grouped_and_ungrouped_edges():
-    from mlff.kernels.edges import center_offsets_into as _centre_offsets
+def test_center_offsets_of_grouped_and_ungrouped_edges():
+    from mlff.kernels.edges import center_offsets_into
 
     centers = np.array([1, 1, 1, 3, 4, 4, 6], dtype=np.int64)  # atoms 0, 2, 5 and 7 have no edges
     start = np.full(9, -1, dtype=np.int64)
-    assert _centre_offsets(centers, start)
+    assert center_offsets_into(centers, start)
     np.testing.assert_array_equal(start, [0, 0, 3, 3, 4, 6, 6, 7, 7])
     np.testing.assert_array_equal(np.diff(start), np.bincount(centers, minlength=8))
-    assert _centre_offsets(np.zeros(0, dtype=np.int64), start)
+    assert center_offsets_into(np.zeros(0, dtype=np.int64), start)
     np.testing.assert_array_equal(start, np.zeros(9))
-    assert not _centre_offsets(np.array([0, 2, 1], dtype=np.int64), start)  # not grouped
-    assert not _centre_offsets(np.array([0, 9], dtype=np.int64), start)  # a centre beyond n_atoms
+    assert not center_offsets_into(np.array([0, 2, 1], dtype=np.int64), start)  # not grouped
+    assert not center_offsets_into(
+        np.array([0, 9], dtype=np.int64), start
+    )  # a centre beyond n_atoms
     from mlff.graph import EdgeArrays, center_offsets
 
     assert center_offsets(np.array([0, 2, 1]), 3) is None
