@@ -3,6 +3,7 @@
 from mlff import fitting
 from mlff.calculators import SiteCalculator, StackedCalculator
 from mlff.distilled import DistilledCalculator
+from mlff.evaluator import BACKENDS, Evaluator
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
 from mlff.graph import Graph, build_graph
 from mlff.io import load_model, save_model
@@ -19,19 +20,27 @@ from mlff.md import (
 )
 from mlff.models import ACEModel, OneBody, PairModel, ZBLRepulsion
 from mlff.models.ace_basis import ACEBasisFunction
+from mlff.models.ace_product import ProductPlan
 from mlff.protocol import (
     BlockReadout,
+    CompiledPart,
     LinearSiteModel,
     SiteModel,
     forces_from_edge_grads,
     stress_from_virial,
     virial_from_edge_grads,
+    voigt,
 )
 from mlff.stack import Stack
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
+    "Evaluator",
+    "CompiledPart",
+    "ProductPlan",
+    "voigt",
     "Graph",
     "build_graph",
     "SiteModel",
