@@ -546,6 +546,7 @@ def _lane_contract_h(grad, rad3, drad3, n_slots, n_lm, h3, dh3):
 def _ace_atoms_prange(
     n_ranges, vectors, neighbors, start, species, energies, grads,
     inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p,
+    inner_start, inner_end,
     n_max, n_channels, exps, lower, degree_start, ycoef,
     n_rows, dest, left, right, weight, out, inp, values, site_constant,
 ):  # fmt: skip
@@ -556,7 +557,18 @@ def _ace_atoms_prange(
     n_atoms = species.shape[0]
     for b in numba.prange(n_ranges):
         tables = ACETables(
-            RadialTables(inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p),
+            RadialTables(
+                inv_r0,
+                scale,
+                offset,
+                agnesi_p,
+                agnesi_q,
+                agnesi_a,
+                cutoff,
+                envelope_p,
+                inner_start,
+                inner_end,
+            ),  # fmt: skip
             n_max,
             n_channels,
             HarmonicTables(exps, lower, degree_start, ycoef),
@@ -574,6 +586,7 @@ def _ace_atoms_parallel(n_ranges, vectors, neighbors, start, species, tables, en
     _ace_atoms_prange(
         n_ranges, vectors, neighbors, start, species, energies, grads,
         r.inv_r0, r.scale, r.offset, r.agnesi_p, r.agnesi_q, r.agnesi_a, r.cutoff, r.envelope_p,
+        r.inner_start, r.inner_end,
         tables.n_max, tables.n_channels, h.exps, h.lower, h.degree_start, h.ycoef,
         p.n_rows, p.dest, p.left, p.right, p.weight, o.out, o.inp, o.values, o.site_constant,
     )  # fmt: skip

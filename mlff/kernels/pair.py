@@ -67,7 +67,8 @@ def _pair_edges(lo, hi, vectors, centers, neighbors, species, tables, energies, 
 @numba.njit(parallel=True, **JIT_OPTIONS)
 def _pair_edges_prange(
     n_ranges, vectors, centers, neighbors, species, energies, grads,
-    inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p, pair_index, weight,
+    inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p, inner_start, inner_end,
+    pair_index, weight,
 ):  # fmt: skip
     """:func:`_pair_edges` over ``n_ranges`` contiguous ranges of edges, one per thread; each
     range sums its site energies into its own row, so edges need no order. The tables' fields
@@ -78,8 +79,9 @@ def _pair_edges_prange(
     shortest = np.empty(n_ranges)
     for b in numba.prange(n_ranges):
         radial = RadialTables(
-            inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p
-        )
+            inv_r0, scale, offset, agnesi_p, agnesi_q, agnesi_a, cutoff, envelope_p,
+            inner_start, inner_end,
+        )  # fmt: skip
         tables = PairTables(radial, pair_index, weight)
         lo, hi = b * n_edges // n_ranges, (b + 1) * n_edges // n_ranges
         shortest[b] = _pair_edges(
@@ -97,6 +99,7 @@ def _pair_edges_parallel(n_ranges, vectors, centers, neighbors, species, tables,
     return _pair_edges_prange(
         n_ranges, vectors, centers, neighbors, species, energies, grads,
         r.inv_r0, r.scale, r.offset, r.agnesi_p, r.agnesi_q, r.agnesi_a, r.cutoff, r.envelope_p,
+        r.inner_start, r.inner_end,
         tables.pair_index, tables.weight,
     )  # fmt: skip
 

@@ -19,7 +19,9 @@ class RadialTables(NamedTuple):
 
     The Agnesi coordinate is ``x = scale·y + offset`` with
     ``y = 1 / (1 + a s^q / (1 + s^(q-p)))``, ``s = r / r0``; the envelope is
-    :class:`~mlff.models.radial.PolynomialEnvelope` of power ``envelope_p``."""
+    :class:`~mlff.models.radial.PolynomialEnvelope` of power ``envelope_p``, times the inner
+    switch :class:`~mlff.models.radial.InnerSwitch` from ``inner_start·r0`` to
+    ``inner_end·r0`` (none when ``inner_end`` is 0)."""
 
     inv_r0: np.ndarray  # (n_species, n_species) 1/Å
     scale: np.ndarray  # (n_species, n_species)
@@ -29,6 +31,8 @@ class RadialTables(NamedTuple):
     agnesi_a: float
     cutoff: float  # Å
     envelope_p: int
+    inner_start: float  # fraction of r0
+    inner_end: float  # fraction of r0; 0: no inner switch
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -75,6 +79,15 @@ def radial_with_derivative(r, ir0, scale, offset, tables, w, scratch, rad, drad)
         xc = r[k] * inv_cutoff
         inside = 1.0 if xc < 1.0 else 0.0
         df[k] = inside * (-c_env * inv_cutoff) * ipow(xc, env_p - 1) * (1.0 - xc) * (1.0 - xc)
+    inner_start, inner_end = tables.inner_start, tables.inner_end
+    if inner_end > 0.0:  # f·s and (f·s)' = f'·s + f·s'·/r0, s the quintic switch of r/r0
+        inv_width = 1.0 / (inner_end - inner_start)
+        for k in range(w):
+            u = min(max((r[k] * ir0[k] - inner_start) * inv_width, 0.0), 1.0)
+            switch = u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
+            slope = 30.0 * u * u * (1.0 - u) * (1.0 - u) * inv_width * ir0[k]
+            df[k] = df[k] * switch + f[k] * slope
+            f[k] = f[k] * switch
     # T_n = 2x T_{n-1} - T_{n-2}; dT_n/dx = n U_{n-1} with U_m = 2x U_{m-1} - U_{m-2}. The rows
     # hold T_n and U_{n-1} until the last loops scale them into R_n and dR_n/dr.
     n_max = rad.shape[0]

@@ -43,6 +43,10 @@ class ACEModel(ReadoutModel):
             ``{1: 10, 2: 15, 3: 14}`` with ``l_max=3`` gives 384 functions for one element.
         w_l: weight of l in the degree.
         r0: (n_elements, n_elements) bond-length scale of the distance transform, Å.
+        inner: (start, end) fractions of r0: the radial basis switches off smoothly below
+            ``end·r0`` and is zero below ``start·r0`` (:class:`~mlff.models.radial.InnerSwitch`),
+            so the many-body term has no say where atoms sit far closer than any bond in the
+            data; ``None`` (default) keeps it everywhere.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class ACEModel(ReadoutModel):
         max_degree: Mapping[int, float] | None = None,
         w_l: float = 1.5,
         r0: torch.Tensor | None = None,
+        inner: tuple[float, float] | None = None,
     ):
         super().__init__(elements, cutoff)
         raw = dict(DEFAULT_MAX_DEGREE if max_degree is None else max_degree)
@@ -70,7 +75,7 @@ class ACEModel(ReadoutModel):
         self.n_max, self.l_max, self.w_l = int(n_max), int(l_max), float(w_l)
         self.max_degree = max_degree
         r0 = check_r0(r0, self.elements)
-        self.radial = RadialBasis(self.n_max, cutoff, r0)
+        self.radial = RadialBasis(self.n_max, cutoff, r0, inner=inner)
         self.basis_spec: list[ACEBasisFunction] = enumerate_ace_basis(
             self.elements, self.n_max, self.l_max, max_degree, self.w_l
         )

@@ -30,6 +30,10 @@ class PairModel(ReadoutModel):
         repulsion: add a fixed ZBL core, switched off between ``0.5·r0`` and ``0.75·r0``
             where r0 is the sum of covalent radii of the pair. The prior carries no parameters.
         r0: (n_elements, n_elements) bond-length scale of the distance transform, Å.
+        inner: (start, end) fractions of r0 of an inner switch on the fitted radial basis
+            (:class:`~mlff.models.radial.InnerSwitch`): the fitted pair energy vanishes below
+            ``start·r0``, where no data reach, and the ZBL core alone decides; ``None`` keeps
+            it everywhere.
     """
 
     def __init__(
@@ -39,11 +43,12 @@ class PairModel(ReadoutModel):
         n_max: int = 8,
         repulsion: bool = False,
         r0: torch.Tensor | None = None,
+        inner: tuple[float, float] | None = None,
     ):
         super().__init__(elements, cutoff)
         n = self.n_elements
         r0 = check_r0(r0, self.elements)
-        self.radial = RadialBasis(n_max, cutoff, r0)
+        self.radial = RadialBasis(n_max, cutoff, r0, inner=inner)
         pair_index = torch.empty(n, n, dtype=torch.long)
         pairs = [(a, b) for a in range(n) for b in range(a, n)]
         for p, (a, b) in enumerate(pairs):

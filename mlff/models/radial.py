@@ -18,6 +18,7 @@ from mlff.kernels.radial import RadialTables
 
 __all__ = [
     "AgnesiTransform",
+    "InnerSwitch",
     "ChebyshevBasis",
     "PolynomialEnvelope",
     "RadialBasis",
@@ -84,6 +85,37 @@ class PolynomialEnvelope(nn.Module):
         return f"cutoff={self.cutoff}, p={self.p}"
 
 
+class InnerSwitch(nn.Module):
+    """``s(r) = u³ (10 − 15u + 6u²)``, ``u = (r/r0 − start) / (end − start)`` clipped to [0, 1]:
+    0 below ``start·r0``, 1 above ``end·r0``, value and first two derivatives continuous.
+
+    It switches a basis off where no data reach (atoms far closer than a bond), so the fitted
+    many-body term cannot extrapolate there and the pair part's ZBL core decides alone.
+    ``start`` and ``end`` are fractions of the pair's bond length r0.
+    """
+
+    def __init__(self, start: float, end: float):
+        super().__init__()
+        start, end = float(start), float(end)
+        if not (0.0 <= start < end <= 2.0):
+            raise ValueError(
+                f"the inner switch needs 0 <= start < end <= 2 (fractions of r0), "
+                f"got start={start}, end={end}"
+            )
+        self.start, self.end = start, end
+
+    def with_derivative(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """s(x) and ds/dx (n_edges,) at x = r/r0."""
+        width = self.end - self.start
+        u = ((s - self.start) / width).clamp(0.0, 1.0)
+        value = u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
+        slope = 30.0 * u * u * (1.0 - u) * (1.0 - u) / width
+        return value, slope
+
+    def extra_repr(self) -> str:
+        return f"start={self.start}, end={self.end}"
+
+
 class AgnesiTransform(nn.Module):
     """Maps distance r ∈ [0, r_c] to x ∈ [1, -1], resolving short bonds finely.
 
@@ -119,6 +151,10 @@ class AgnesiTransform(nn.Module):
         y_cut, _ = self._y_and_slope(self.cutoff / r0)
         scale = 2.0 / (1.0 - y_cut)
         return 1.0 / r0, scale, -scale * y_cut - 1.0
+
+    def inv_r0(self, species_i: torch.Tensor, species_j: torch.Tensor) -> torch.Tensor:
+        """1/r0 per edge (n_edges,), 1/Å (a scalar for one element)."""
+        return self._pair_constants(species_i, species_j)[0]
 
     def _pair_constants(self, species_i: torch.Tensor, species_j: torch.Tensor):
         """Per edge: 1/r0, scale and offset, so no per-edge work is spent on constants."""
@@ -176,14 +212,35 @@ class ChebyshevBasis(nn.Module):
 
 
 class RadialBasis(nn.Module):
-    """``R_n(r) = T_{n-1}(x(r)) · f_cut(r)`` for n = 1 … n_max: (n_edges,) → (n_edges, n_max)."""
+    """``R_n(r) = T_{n-1}(x(r)) · f_cut(r) [· s_inner(r)]`` for n = 1 … n_max:
+    (n_edges,) → (n_edges, n_max).
 
-    def __init__(self, n_max: int, cutoff: float, r0: torch.Tensor, envelope_p: int = 6):
+    ``inner``: (start, end) fractions of r0 of an :class:`InnerSwitch`, or ``None`` for none.
+    """
+
+    def __init__(
+        self,
+        n_max: int,
+        cutoff: float,
+        r0: torch.Tensor,
+        envelope_p: int = 6,
+        inner: tuple[float, float] | None = None,
+    ):
         super().__init__()
         self.transform = AgnesiTransform(r0, cutoff)
         self.polynomials = ChebyshevBasis(n_max)
         self.envelope = PolynomialEnvelope(cutoff, envelope_p)
+        self.inner = InnerSwitch(*inner) if inner is not None else None
         self.n_max = int(n_max)
+
+    def _envelope(self, r, species_i, species_j) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_cut·s_inner and its r-derivative (n_edges,)."""
+        f, df = self.envelope.with_derivative(r)
+        if self.inner is None:
+            return f, df
+        inv_r0 = self.transform.inv_r0(species_i, species_j)
+        s, ds = self.inner.with_derivative(r * inv_r0)
+        return f * s, df * s + f * ds * inv_r0
 
     def check_parameters(self, elements, prefix: str = "") -> None:
         """Check a loaded r0 as the constructor does (:func:`check_r0`), naming the tensor."""
@@ -196,13 +253,14 @@ class RadialBasis(nn.Module):
         self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
     ) -> torch.Tensor:
         x = self.transform(r, species_i, species_j)
-        return self.polynomials(x) * self.envelope(r)[:, None]  # (n_edges, n_max)
+        f, _ = self._envelope(r, species_i, species_j)
+        return self.polynomials(x) * f[:, None]  # (n_edges, n_max)
 
     def with_derivative(self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor):
         """R (n_edges, n_max) and dR/dr (n_edges, n_max), in closed form."""
         x, dx = self.transform.with_derivative(r, species_i, species_j)
         t, dt = self.polynomials.with_derivative(x)
-        f, df = self.envelope.with_derivative(r)
+        f, df = self._envelope(r, species_i, species_j)
         return t * f[:, None], dt * (dx * f)[:, None] + t * df[:, None]
 
     def kernel_tables(self, dtype) -> RadialTables:
@@ -235,4 +293,6 @@ class RadialBasis(nn.Module):
             dtype.type(transform.a),
             dtype.type(envelope.cutoff),
             envelope.p,
+            dtype.type(self.inner.start if self.inner is not None else 0.0),
+            dtype.type(self.inner.end if self.inner is not None else 0.0),
         )

@@ -321,6 +321,44 @@ def test_radial_kernel_matches_torch_for_other_exponents(p, q, envelope_p):
     )
 
 
+@pytest.mark.parametrize("inner", [(0.5, 0.7), (0.0, 1.2)])
+def test_inner_switch_kernel_matches_torch_and_its_derivative(inner):
+    """With an inner switch the basis is zero below start·r0, untouched above end·r0, and
+    kernel, torch and a finite difference agree on R and dR/dr across the switch."""
+    from mlff.kernels.radial import radial_with_derivative
+    from mlff.models.radial import RadialBasis, default_r0
+
+    r0 = default_r0(["Si"])
+    radial = RadialBasis(7, 5.0, r0, inner=inner)
+    plain = RadialBasis(7, 5.0, r0)
+    r = torch.linspace(0.3, 4.0, 201, dtype=torch.float64)
+    zeros = torch.zeros_like(r, dtype=torch.long)
+    want, want_d = radial.with_derivative(r, zeros, zeros)
+    start, end = (f * float(r0[0, 0]) for f in inner)
+    assert bool((want[r <= start] == 0).all())
+    np.testing.assert_allclose(want[r >= end], plain(r, zeros, zeros)[r >= end], rtol=1e-14)
+    h = 1e-6
+    fd = (radial(r + h, zeros, zeros) - radial(r - h, zeros, zeros)) / (2 * h)
+    np.testing.assert_allclose(want_d.numpy(), fd.numpy(), atol=1e-7 * float(want_d.abs().max()))
+    tables = radial.kernel_tables(np.float64)
+    w = r.numel()
+    per_edge = [np.full(w, t[0, 0]) for t in (tables.inv_r0, tables.scale, tables.offset)]
+    rad, drad = np.empty((7, w)), np.empty((7, w))
+    radial_with_derivative(r.numpy(), *per_edge, tables, w, np.empty((4, w)), rad, drad)
+    np.testing.assert_allclose(rad.T, want.numpy(), rtol=0, atol=1e-12 * float(want.abs().max()))
+    np.testing.assert_allclose(
+        drad.T, want_d.numpy(), rtol=0, atol=1e-11 * float(want_d.abs().max())
+    )
+
+
+def test_inner_switch_refuses_bad_fractions():
+    from mlff.models.radial import InnerSwitch
+
+    for start, end in [(0.7, 0.5), (-0.1, 0.5), (0.5, 3.0)]:
+        with pytest.raises(ValueError, match="0 <= start < end <= 2"):
+            InnerSwitch(start, end)
+
+
 def test_radial_exponents_beyond_the_kernels_are_refused():
     from mlff.kernels.common import MAX_KERNEL_POWER
     from mlff.models.radial import RadialBasis, default_r0
