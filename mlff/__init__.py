@@ -6,9 +6,12 @@ from mlff.distilled import DistilledCalculator
 from mlff.evaluator import BACKENDS, Evaluator
 from mlff.fitting import BLR, QR, RRQR, FitResult, TruncatedSVD, Weights, assemble, fit
 from mlff.graph import Graph, build_graph
-from mlff.io import load_model, save_model
+from mlff.io import load_checkpoint, load_committee, load_model, save_model
 from mlff.md import (
     BenchmarkResult,
+    ExtrapolationError,
+    ExtrapolationGuard,
+    ExtrapolationWarning,
     MDSettings,
     ProfileResult,
     ValidationReport,
@@ -32,6 +35,7 @@ from mlff.protocol import (
     voigt,
 )
 from mlff.stack import Stack
+from mlff.uncertainty import Committee, candidate_grades, rank_candidates
 
 __version__ = "0.1.0"
 
@@ -60,6 +64,14 @@ __all__ = [
     "DistilledCalculator",
     "save_model",
     "load_model",
+    "load_checkpoint",
+    "load_committee",
+    "Committee",
+    "candidate_grades",
+    "rank_candidates",
+    "ExtrapolationGuard",
+    "ExtrapolationError",
+    "ExtrapolationWarning",
     "fitting",
     "fit",
     "assemble",

@@ -12,7 +12,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from mlff.evaluator import Evaluator, check_backend
 from mlff.geometry import cell_volume
-from mlff.graph import EdgeArrays, VerletGraphBuilder, build_graph
+from mlff.graph import EdgeArrays, VerletGraphBuilder
 from mlff.protocol import (
     LinearSiteModel,
     SiteModel,
@@ -22,6 +22,7 @@ from mlff.protocol import (
     virial_from_edge_grads,
 )
 from mlff.stack import Stack
+from mlff.uncertainty import Committee
 
 __all__ = ["SiteCalculator", "StackedCalculator"]
 
@@ -41,11 +42,23 @@ class SiteCalculator(Calculator):
     Only what ``properties`` asks for is computed: an energy-only call runs no backward pass,
     and stress is computed only when asked.
 
+    With a committee, also ``energy_std`` (eV), ``energies_std`` (n_atoms,) eV and
+    ``forces_std`` (n_atoms,) eV/Å, the spreads over the members; with a
+    :class:`~mlff.uncertainty.Committee` (which carries the training set's scale), also
+    ``extrapolation_grade`` (n_atoms,), the per-atom spread over that scale (see
+    :mod:`mlff.uncertainty`). These are computed only when asked for, and a call that asks
+    only for them runs none of the energy path: ``get_property("extrapolation_grade")``
+    after an MD step costs one site-basis evaluation on the step's neighbour list.
+    ``energy_std``, ``energies_std`` and ``extrapolation_grade`` come together from the basis;
+    ``forces_std`` needs the basis Jacobian too.
+
     Args:
         model: the site model; it is moved to ``device`` and ``dtype``.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         dtype: ``torch.float64`` (default) or ``torch.float32``.
-        committee: (K, P) parameter samples for ``energy_std``/``forces_std`` (linear models).
+        committee: a :class:`~mlff.uncertainty.Committee`, or (K, P) parameter samples
+            (then without ``extrapolation_grade``, which needs the Committee's scale); linear
+            models only.
         skin: Verlet skin, Å: the neighbour list is rebuilt only after an atom moved more than
             ``skin / 2`` (see :class:`~mlff.graph.VerletGraphBuilder`); 0 rebuilds every call.
         backend: ``"auto"`` (default): the models' compiled numba kernels on the CPU, torch on
@@ -72,7 +85,9 @@ class SiteCalculator(Calculator):
         "forces",
         "stress",
         "energy_std",
+        "energies_std",
         "forces_std",
+        "extrapolation_grade",
     ]
 
     #: Optional profiling hook: ``stage_timer(name)`` returns a context manager entered around
@@ -121,11 +136,19 @@ class SiteCalculator(Calculator):
         )
         self.num_threads = num_threads
         self.evaluator = Evaluator(self.model, self.backend, self.compile, num_threads)
-        self.committee = None
+        #: (K, P) committee members as a tensor, or None.
+        self.committee: torch.Tensor | None = None
+        #: The training set's largest per-atom spread (eV) that ``extrapolation_grade`` divides
+        #: by; None without a :class:`~mlff.uncertainty.Committee`.
+        self.committee_scale: float | None = None
         if committee is not None:
             if not isinstance(model, LinearSiteModel):
                 raise ValueError("a committee needs a linear model (LinearSiteModel or Stack)")
-            committee = torch.as_tensor(np.asarray(committee), dtype=dtype, device=self.device)
+            if isinstance(committee, Committee):
+                committee.check_model(model)
+                self.committee_scale = committee.scale
+                committee = committee.thetas
+            committee = torch.tensor(np.asarray(committee), dtype=dtype, device=self.device)
             if (
                 committee.ndim != 2
                 or committee.shape[1] != model.length_basis()
@@ -149,8 +172,10 @@ class SiteCalculator(Calculator):
                 f"stress needs a 3D-periodic cell, but pbc is {atoms.pbc.tolist()}; "
                 "ask for energy and forces only"
             )
-        if "energy_std" in properties or "forces_std" in properties:
-            self._committee_results(atoms)
+        if not _UNCERTAINTY.isdisjoint(properties):
+            self._committee_results(atoms, properties)
+            if _MAIN.isdisjoint(properties):
+                return  # asked for spreads only: the energy path is not run
         need_grads = want_stress or "forces" in properties
         stage = self.stage_timer or _no_timer
         evaluator = self.evaluator
@@ -215,21 +240,47 @@ class SiteCalculator(Calculator):
             forces = forces_from_edge_grads(grads, edges)
         results["forces"] = forces.astype(np.float64, copy=False)
 
-    def _committee_results(self, atoms) -> None:
-        """energy_std (eV) and forces_std (n_atoms,) eV/Å from one basis evaluation and K dot
-        products: forces_std[a] = sqrt(Σ_xyz Var_K F_a)."""
+    def _committee_results(self, atoms, properties) -> None:
+        """The committee's spreads: ``energy_std`` (eV), ``energies_std`` (n_atoms,) eV and,
+        with a scale, ``extrapolation_grade`` (n_atoms,) from one basis evaluation and K dot
+        products per atom; ``forces_std`` (n_atoms,) eV/Å = sqrt(Σ_xyz Var_K F_a) only when
+        asked, from the basis Jacobian."""
         if self.committee is None:
             raise PropertyNotImplementedError(
-                "energy_std/forces_std need a committee: build the calculator with "
-                "FitResult.calculator(committee_size=K) or SiteCalculator(model, committee=thetas)"
+                f"{'/'.join(p for p in properties if p in _UNCERTAINTY)} need a committee: "
+                "build the calculator with FitResult.calculator(committee_size=K), "
+                "SiteCalculator(model, committee=Committee.from_fit(result, train)), or "
+                "DistilledCalculator(..., uncertainty=True) on a checkpoint saved with one"
             )
-        graph = build_graph(atoms, self.model.cutoff, dtype=self.dtype, device=self.device)
-        basis, jac = self.model.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
-        energies = basis.sum(0) @ self.committee.T  # (K,)
-        rows = forces_from_edge_grads(jac, graph)  # (N, P, 3)
-        forces = torch.einsum("npx,kp->knx", rows, self.committee)  # (K, N, 3)
-        self.results["energy_std"] = float(energies.std(unbiased=False))
-        self.results["forces_std"] = forces.var(0, unbiased=False).sum(-1).sqrt().cpu().numpy()
+        if "extrapolation_grade" in properties and self.committee_scale is None:
+            raise PropertyNotImplementedError(
+                "extrapolation_grade needs the training set's scale: pass a "
+                "mlff.uncertainty.Committee (Committee.from_fit(result, train) or "
+                "Committee.from_thetas(model, thetas, train)) instead of a bare (K, P) array"
+            )
+        graph = self.graphs(atoms)  # the step's own neighbour list, when the step made one
+        results = self.results
+        with self.evaluator.torch_threads(graph.n_atoms), torch.no_grad():
+            if "forces_std" in properties:
+                basis, jac = self.model.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
+                rows = forces_from_edge_grads(jac, graph)  # (N, P, 3)
+                forces = torch.einsum("npx,kp->knx", rows, self.committee)  # (K, N, 3)
+                std = forces.var(0, unbiased=False).sum(-1).sqrt()  # (N,)
+                results["forces_std"] = std.cpu().numpy().astype(np.float64, copy=False)
+            else:
+                basis = self.model.site_basis(graph)  # (N, P)
+            members = basis @ self.committee.T  # (N, K) site energies b_i·θ_k
+            site = members.std(dim=1, unbiased=False)  # (N,)
+            energies = members.sum(0)  # (K,)
+        results["energy_std"] = float(energies.std(unbiased=False))
+        results["energies_std"] = site.cpu().numpy().astype(np.float64, copy=False)
+        if self.committee_scale is not None:
+            results["extrapolation_grade"] = results["energies_std"] / self.committee_scale
+
+
+#: Results of the energy path, and of the committee.
+_MAIN = frozenset(("energy", "free_energy", "energies", "forces", "stress"))
+_UNCERTAINTY = frozenset(("energy_std", "energies_std", "forces_std", "extrapolation_grade"))
 
 
 class StackedCalculator(SiteCalculator):

@@ -15,6 +15,16 @@ below before any model is built, the weights' header against the shapes the conf
 before any tensor is read, and the loaded tensors as the constructors check their arguments.
 Every refusal is a ValueError (FileNotFoundError for missing files) that names the field or
 tensor.
+
+A checkpoint may carry a :class:`~mlff.uncertainty.Committee` (``save_model(...,
+committee=)``): its (K, P) members go to a second content-addressed file,
+``<json stem>.committee.<12 lowercase hex digits>.safetensors`` holding one tensor
+``thetas``, and the JSON gains ``"committee": {"weights": <that name>, "size": K, "scale":
+<eV>}``. The model's weights file is the same with or without a committee, and a loader that
+does not know the key (an older mlff) reads the model and ignores it, so the format version
+stays 1. :func:`load_committee` reads it back under the same rules: the name as for the
+weights, the size and scale bounded, the header's shape checked against (size, the model's P)
+before any data is read, the values finite.
 """
 
 from __future__ import annotations
@@ -37,11 +47,14 @@ from safetensors.torch import load_file, save_file
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.models.ace_basis import basis_size_bound, enumeration_size
 from mlff.models.radial import check_r0
-from mlff.protocol import SiteModel
+from mlff.protocol import LinearSiteModel, SiteModel
 from mlff.stack import Stack
+from mlff.uncertainty import MAX_COMMITTEE_SIZE, Committee
 
 __all__ = [
     "FORMAT_VERSION",
+    "load_checkpoint",
+    "load_committee",
     "load_model",
     "model_config",
     "model_from_config",
@@ -85,6 +98,11 @@ _KEYS = {
     "PairModel": ("type", "elements", "cutoff", "n_max", "repulsion", "r0"),
     "ACEModel": ("type", "elements", "cutoff", "n_max", "l_max", "w_l", "max_degree", "r0"),
 }
+#: Keys a config may lack (checkpoints written before them): the radial inner switch.
+_OPTIONAL_KEYS = {"PairModel": ("inner",), "ACEModel": ("inner",)}
+#: Keys of the JSON's optional "committee" object, and the one tensor its file holds.
+_COMMITTEE_KEYS = ("weights", "size", "scale")
+COMMITTEE_TENSOR = "thetas"
 #: The random part ``tempfile.mkstemp`` appends to ``_atomic_write``'s prefix.
 _TEMPORARY_TAIL = r"\.[a-z0-9_]{8}"
 
@@ -104,6 +122,7 @@ def model_config(model: SiteModel) -> dict[str, Any]:
             "n_max": model.n_max,
             "repulsion": model.repulsion is not None,
             "r0": model.radial.transform.r0.tolist(),
+            **_inner_config(model),
         }
     if isinstance(model, ACEModel):
         return {
@@ -115,11 +134,18 @@ def model_config(model: SiteModel) -> dict[str, Any]:
             "w_l": model.w_l,
             "max_degree": {str(k): v for k, v in model.max_degree.items()},
             "r0": model.radial.transform.r0.tolist(),
+            **_inner_config(model),
         }
     raise TypeError(
         f"no checkpoint format for {type(model).__name__}; "
         "known: Stack, OneBody, PairModel, ACEModel"
     )
+
+
+def _inner_config(model) -> dict[str, Any]:
+    """``{"inner": [start, end]}`` for a radial basis with an inner switch, else nothing."""
+    inner = model.radial.inner
+    return {} if inner is None else {"inner": [inner.start, inner.end]}
 
 
 # -- config validation -------------------------------------------------------------------------
@@ -245,6 +271,14 @@ def _validate_radial(config: dict, where: str) -> list[str]:
     _cutoff(config["cutoff"], f"{where}.cutoff")
     _integer(config["n_max"], f"{where}.n_max", 1, MAX_N_MAX)
     _r0(config["r0"], f"{where}.r0", elements)
+    if "inner" in config:
+        inner = config["inner"]
+        accepted = "[start, end] with 0 <= start < end <= 2 (fractions of r0)"
+        if not isinstance(inner, list) or len(inner) != 2:
+            raise _refuse(f"{where}.inner", inner, accepted)
+        start, end = (_real(x, f"{where}.inner", accepted) for x in inner)
+        if not 0.0 <= start < end <= 2.0:
+            raise _refuse(f"{where}.inner", inner, accepted)
     return elements
 
 
@@ -298,10 +332,11 @@ def _validate(config: Any, where: str, depth: int) -> None:
     if not isinstance(kind, str) or kind not in _KEYS:
         raise _refuse(f"{where}.type", kind, f"one of {', '.join(_KEYS)}")
     missing = [k for k in _KEYS[kind] if k not in config]
-    unknown = [k for k in config if k not in _KEYS[kind]]
+    known = _KEYS[kind] + _OPTIONAL_KEYS.get(kind, ())
+    unknown = [k for k in config if k not in known]
     if missing or unknown:
         problem = f"lacks {missing}" if missing else f"has unknown keys {unknown[:5]}"
-        raise ValueError(f"{where} ({kind}) {problem}; accepted keys: {', '.join(_KEYS[kind])}")
+        raise ValueError(f"{where} ({kind}) {problem}; accepted keys: {', '.join(known)}")
     _VALIDATORS[kind](config, where, depth)
 
 
@@ -327,6 +362,7 @@ def _construct(config: dict[str, Any], parts: list[SiteModel]) -> SiteModel:
             n_max=config["n_max"],
             repulsion=config["repulsion"],
             r0=r0,
+            inner=config.get("inner"),
         )
     return ACEModel(
         config["elements"],
@@ -336,6 +372,7 @@ def _construct(config: dict[str, Any], parts: list[SiteModel]) -> SiteModel:
         w_l=config["w_l"],
         max_degree=config["max_degree"],
         r0=r0,
+        inner=config.get("inner"),
     )
 
 
@@ -402,6 +439,11 @@ def _weights_pattern(stem: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(stem)}\.[0-9a-f]{{12}}\.safetensors")
 
 
+def _committee_pattern(stem: str) -> re.Pattern[str]:
+    """The only committee file names a checkpoint ``<stem>.json`` may have (matched in full)."""
+    return re.compile(rf"{re.escape(stem)}\.committee\.[0-9a-f]{{12}}\.safetensors")
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -420,25 +462,44 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def _remove_leftovers(json_path: Path, keep: str) -> None:
+def _remove_leftovers(json_path: Path, keep: set[str]) -> None:
     """Remove what interrupted saves of this checkpoint left: its temporary files and its
-    weights files other than ``keep``. Only regular files whose names match this checkpoint's
-    own patterns exactly, so nothing else in the directory is touched."""
+    weights and committee files other than those in ``keep``. Only regular files whose names
+    match this checkpoint's own patterns exactly, so nothing else in the directory is
+    touched."""
     weights = _weights_pattern(json_path.stem)
-    temporary = re.compile(rf"\.(?:{re.escape(json_path.name)}|{weights.pattern}){_TEMPORARY_TAIL}")
+    committee = _committee_pattern(json_path.stem)
+    temporary = re.compile(
+        rf"\.(?:{re.escape(json_path.name)}|{weights.pattern}|{committee.pattern})"
+        rf"{_TEMPORARY_TAIL}"
+    )
     with os.scandir(json_path.parent) as entries:
         for entry in entries:
-            if entry.name == keep or not entry.is_file(follow_symlinks=False):
+            if entry.name in keep or not entry.is_file(follow_symlinks=False):
                 continue
-            if weights.fullmatch(entry.name) or temporary.fullmatch(entry.name):
+            if (
+                weights.fullmatch(entry.name)
+                or committee.fullmatch(entry.name)
+                or temporary.fullmatch(entry.name)
+            ):
                 try:
                     os.unlink(entry.path)
                 except FileNotFoundError:
                     pass
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """12 hex digits of the SHA-256 of the tensors' names and bytes."""
+    return hashlib.sha256(
+        b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(tensors.items()))
+    ).hexdigest()[:12]
+
+
 def save_model(
-    model: SiteModel, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+    model: SiteModel,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    committee: Committee | None = None,
 ) -> Path:
     """Write ``<path>.<hash>.safetensors`` and ``<path>.json``; returns the JSON path.
 
@@ -446,12 +507,23 @@ def save_model(
     is touched. Once the new JSON is in place, this checkpoint's own temporary files and the
     weights files it no longer names are removed (what a killed save leaves). One writer per
     checkpoint at a time.
+
+    ``committee``: a :class:`~mlff.uncertainty.Committee` of this model (P members' length),
+    written to ``<path>.committee.<hash>.safetensors`` before the weights, and named in the
+    JSON; :func:`load_committee` reads it back. Saving without one drops any earlier one.
     """
     json_path = _json_path(Path(path))
     config = model_config(model)
+    if committee is not None and not isinstance(committee, Committee):
+        raise TypeError(
+            f"committee must be a mlff.uncertainty.Committee or None, "
+            f"got {type(committee).__name__}; build one with Committee.from_fit(result, train)"
+        )
     try:
         validate_config(config)
         model.check_parameters()
+        if committee is not None:
+            committee.check_model(model)
     except ValueError as err:
         raise ValueError(
             f"refusing to save a checkpoint that load_model would refuse: {err}"
@@ -459,10 +531,7 @@ def save_model(
     weights = {
         k: v.detach().to("cpu", torch.float64).contiguous() for k, v in model.state_dict().items()
     }
-    digest = hashlib.sha256(
-        b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(weights.items()))
-    ).hexdigest()[:12]
-    weights_name = f"{json_path.stem}.{digest}.safetensors"
+    weights_name = f"{json_path.stem}.{_digest(weights)}.safetensors"
     document = {
         "format": "mlff-checkpoint",
         "format_version": FORMAT_VERSION,
@@ -470,13 +539,26 @@ def save_model(
         "weights": weights_name,
         "metadata": metadata or {},
     }
+    keep = {weights_name}
+    members = None
+    if committee is not None:
+        members = {COMMITTEE_TENSOR: torch.from_numpy(committee.thetas.copy())}  # (K, P)
+        committee_name = f"{json_path.stem}.committee.{_digest(members)}.safetensors"
+        document["committee"] = {
+            "weights": committee_name,
+            "size": committee.size,
+            "scale": committee.scale,
+        }
+        keep.add(committee_name)
     text = json.dumps(document, indent=2, sort_keys=True)
     json.loads(text)  # refuse metadata that does not round-trip before touching the disk
-    # Weights under a content-addressed name first, the JSON that points at them last: a crash
-    # in between leaves the previous checkpoint whole.
+    # Weights (and the committee) under content-addressed names first, the JSON that points at
+    # them last: a crash in between leaves the previous checkpoint whole.
+    if members is not None:
+        _atomic_write(json_path.parent / committee_name, lambda tmp: save_file(members, tmp))
     _atomic_write(json_path.parent / weights_name, lambda tmp: save_file(weights, tmp))
     _atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
-    _remove_leftovers(json_path, keep=weights_name)
+    _remove_leftovers(json_path, keep=keep)
     return json_path
 
 
@@ -535,13 +617,17 @@ def _read_document(json_path: Path) -> dict[str, Any]:
     return document
 
 
-def _weights_path(json_path: Path, name: Any) -> Path:
+def _weights_path(
+    json_path: Path, name: Any, field: str = "weights", written: str | None = None
+) -> Path:
     """The weights file a checkpoint names: a plain file name next to the JSON (no directory
     part, not hidden, ending in ``.safetensors``), not a link out of the directory.
 
     Names from before the content-addressed ones (``student.safetensors``) still load; only
-    names in :func:`_weights_pattern` are ever removed by :func:`save_model`.
+    names in :func:`_weights_pattern` (and :func:`_committee_pattern`) are ever removed by
+    :func:`save_model`. ``field`` and ``written`` (the name save_model writes) word the errors.
     """
+    written = written or f"{json_path.stem}.<12 lowercase hex digits>.safetensors"
     plain = (
         isinstance(name, str)
         and name == Path(name).name
@@ -550,30 +636,29 @@ def _weights_path(json_path: Path, name: Any) -> Path:
     )
     if not (plain and name.endswith(".safetensors")):
         raise ValueError(
-            f"{json_path}: weights = {_show(name)}; "
+            f"{json_path}: {field} = {_show(name)}; "
             "accepted a plain file name next to the JSON ending in "
-            "'.safetensors', as save_model writes it: "
-            f"'{json_path.stem}.<12 lowercase hex digits>.safetensors'"
+            f"'.safetensors', as save_model writes it: '{written}'"
         )
     path = json_path.parent / name
     try:
         target = Path(os.path.realpath(path))
         if target.parent != Path(os.path.realpath(json_path.parent)):
             raise ValueError(
-                f"{json_path}: weights {name} is a link to {target}, "
+                f"{json_path}: {field} {name} is a link to {target}, "
                 "outside the checkpoint's directory"
             )
         if not path.exists():
             raise FileNotFoundError(
-                f"checkpoint {json_path} names weights {path}, which do not exist"
+                f"checkpoint {json_path} names {field} {path}, which do not exist"
             )
         if not path.is_file():
-            raise ValueError(f"{json_path}: weights {path} is not a regular file")
+            raise ValueError(f"{json_path}: {field} {path} is not a regular file")
     except OSError as err:  # a name too long for the file system, a loop of links, no permission
         if isinstance(err, FileNotFoundError):
             raise
         raise ValueError(
-            f"{json_path}: weights {_show(name)} cannot be opened: {err.strerror}"
+            f"{json_path}: {field} {_show(name)} cannot be opened: {err.strerror}"
         ) from None
     return path
 
@@ -615,15 +700,8 @@ def _check_header(weights_path: Path, expected: dict[str, tuple[tuple[int, int],
             raise ValueError(f"tensor {key!r} has shape {shape}; the config implies ({implied})")
 
 
-def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
-    """(model in eval mode, metadata) from a checkpoint written by :func:`save_model`.
-
-    Refuses (ValueError naming the field or tensor) a malformed document, a weights name
-    outside the pattern, a config beyond the module's bounds, weights whose header does not
-    fit the config, and tensors the model's constructor would not accept (NaN, inf, bad r0).
-    """
-    json_path = resolve_checkpoint(path)
-    document = _read_document(json_path)
+def _load_model(json_path: Path, document: dict[str, Any]) -> SiteModel:
+    """The model of a checkpoint document (:func:`_read_document`), checked throughout."""
     weights_path = _weights_path(json_path, document.get("weights"))
     config = document["model"]
     try:
@@ -650,4 +728,88 @@ def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
         model.check_parameters()
     except ValueError as err:
         raise ValueError(f"checkpoint {json_path}: weights {weights_path.name}: {err}") from None
-    return model.eval(), document.get("metadata", {})
+    return model.eval()
+
+
+def _load_committee(
+    json_path: Path, document: dict[str, Any], model: SiteModel
+) -> Committee | None:
+    """The committee a checkpoint document names, or None; checked against ``model``."""
+    entry = document.get("committee")
+    if entry is None:
+        return None
+    where = f"{json_path}: committee"
+    if not isinstance(entry, dict):
+        raise _refuse(where, entry, f"a JSON object with keys {', '.join(_COMMITTEE_KEYS)}")
+    missing = [k for k in _COMMITTEE_KEYS if k not in entry]
+    unknown = [k for k in entry if k not in _COMMITTEE_KEYS]
+    if missing or unknown:
+        problem = f"lacks {missing}" if missing else f"has unknown keys {unknown[:5]}"
+        raise ValueError(f"{where} {problem}; accepted keys: {', '.join(_COMMITTEE_KEYS)}")
+    size = _integer(entry["size"], f"{where}.size", 2, MAX_COMMITTEE_SIZE)
+    accepted = "a finite number > 0 (eV)"
+    scale = _real(entry["scale"], f"{where}.scale", accepted)
+    if scale <= 0:
+        raise _refuse(f"{where}.scale", entry["scale"], accepted)
+    path = _weights_path(
+        json_path,
+        entry["weights"],
+        field="committee.weights",
+        written=f"{json_path.stem}.committee.<12 lowercase hex digits>.safetensors",
+    )
+    if not isinstance(model, LinearSiteModel):
+        raise ValueError(f"{where}: the model is not linear, so it cannot have a committee")
+    n_parameters = model.length_basis()
+    try:
+        _check_header(path, {COMMITTEE_TENSOR: ((size, size), (n_parameters, n_parameters))})
+    except ValueError as err:
+        raise ValueError(
+            f"committee {path} does not fit the model in {json_path} "
+            f"(size {size}, P = {n_parameters}): {err}"
+        ) from None
+    try:
+        thetas = load_file(str(path))[COMMITTEE_TENSOR]
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"committee {path} cannot be read: {err}") from None
+    try:
+        return Committee(thetas.to(torch.float64).numpy(), scale)
+    except ValueError as err:
+        raise ValueError(f"{where} ({path.name}): {err}") from None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[SiteModel, dict[str, Any], Committee | None]:
+    """(model in eval mode, metadata, committee or None) from one reading of a checkpoint.
+
+    The model is checked as by :func:`load_model`, the committee as by :func:`load_committee`;
+    both come from the same JSON, so they belong together even while a writer replaces the
+    checkpoint.
+    """
+    json_path = resolve_checkpoint(path)
+    document = _read_document(json_path)
+    model = _load_model(json_path, document)
+    return model, document.get("metadata", {}), _load_committee(json_path, document, model)
+
+
+def load_committee(path: str | os.PathLike) -> Committee | None:
+    """The :class:`~mlff.uncertainty.Committee` saved with a checkpoint, or None if it has none.
+
+    The model is built (and checked) to learn its P: the committee file's header must be
+    (size, P) before any of it is read; a malformed entry, size or scale is a ValueError naming
+    the field.
+    """
+    return load_checkpoint(path)[2]
+
+
+def load_model(path: str | os.PathLike) -> tuple[SiteModel, dict[str, Any]]:
+    """(model in eval mode, metadata) from a checkpoint written by :func:`save_model`.
+
+    Refuses (ValueError naming the field or tensor) a malformed document, a weights name
+    outside the pattern, a config beyond the module's bounds, weights whose header does not
+    fit the config, and tensors the model's constructor would not accept (NaN, inf, bad r0).
+    A committee saved with the checkpoint is not read (see :func:`load_checkpoint`).
+    """
+    json_path = resolve_checkpoint(path)
+    document = _read_document(json_path)
+    return _load_model(json_path, document), document.get("metadata", {})

@@ -829,3 +829,28 @@ def test_a_weights_name_too_long_for_the_file_system_is_a_value_error(run):
     _write_document(run, document)
     with pytest.raises(ValueError, match="cannot be opened: File name too long"):
         load_model(run)
+
+
+def test_inner_switch_round_trips_and_bad_fractions_are_refused(tmp_path):
+    import json
+
+    from mlff import ACEModel, OneBody, PairModel, Stack
+
+    model = Stack(
+        [
+            OneBody({"Si": -1.0}),
+            PairModel(["Si"], n_max=3, repulsion=True, inner=(0.4, 0.6)),
+            ACEModel(["Si"], n_max=3, max_degree={1: 3, 2: 4}, inner=(0.5, 0.7)),
+        ]
+    )
+    save_model(model, tmp_path / "s")
+    loaded, _ = load_model(tmp_path / "s")
+    assert (loaded.parts[1].radial.inner.start, loaded.parts[1].radial.inner.end) == (0.4, 0.6)
+    assert (loaded.parts[2].radial.inner.start, loaded.parts[2].radial.inner.end) == (0.5, 0.7)
+    document = json.loads((tmp_path / "s.json").read_text())
+    document["model"]["parts"][2]["inner"] = [0.7, 0.5]
+    (tmp_path / "s.json").write_text(json.dumps(document))
+    with pytest.raises(
+        ValueError, match=r"parts\[2\].inner = \[0.7, 0.5\]; accepted \[start, end\]"
+    ):
+        load_model(tmp_path / "s")

@@ -1,4 +1,5 @@
-"""MD tools: side-by-side benchmarks, a per-call profiler and long-NVE validation."""
+"""MD tools: side-by-side benchmarks, a per-call profiler, long-NVE validation and the
+extrapolation guard."""
 
 from mlff.md.benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
 from mlff.md.drift import EnergyDrift, energy_drift
@@ -10,6 +11,12 @@ from mlff.md.ensembles import (
     resolve_ensemble,
 )
 from mlff.md.environment import environment_info
+from mlff.md.guard import (
+    ExtrapolationError,
+    ExtrapolationGuard,
+    ExtrapolationWarning,
+    GradeCheck,
+)
 from mlff.md.profile import ProfileResult, StageTimer, profile_calculator
 from mlff.md.runner import MDRun
 from mlff.md.schema import BENCHMARK_SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, check_schema
@@ -42,4 +49,8 @@ __all__ = [
     "ValidationThresholds",
     "validate_nve",
     "environment_info",
+    "ExtrapolationGuard",
+    "ExtrapolationError",
+    "ExtrapolationWarning",
+    "GradeCheck",
 ]
