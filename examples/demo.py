@@ -1,5 +1,7 @@
-"""`make demo`: distil Si from SevenNet-0, print the error table and the speed-up, then run a
-short NVE with the student through the unchanged ASE script (one changed line)."""
+"""`make demo`: distil Si from SevenNet-0 over 300-2500 K and 0-5 GPa (crystal, surfaces,
+defects, liquid and amorphous), print the errors, the physics against the teacher and the
+speed-up, then run a short NVE with the student through the unchanged ASE script (one changed
+line)."""
 
 from __future__ import annotations
 
@@ -13,19 +15,24 @@ from ase.md.verlet import VelocityVerlet
 from mlff import DistilledCalculator
 from mlff.distill import seed_structure, supercell
 from mlff.distill.loop import DistillConfig, distill
+from mlff.distill.report import physics_lines
 from mlff.fitting import ErrorTable
 from mlff.thermal import thermalize
 
 
 def main(out: str = "runs/si-sevennet") -> None:
     start = time.perf_counter()
-    report = distill(DistillConfig(teacher="sevennet-0", structure="Si-diamond", out=out))
+    report = distill(DistillConfig(teacher="sevennet-0", structure=["Si-diamond"], out=out))
+    calls = report["teacher_calls"]
     print(
-        f"\ndistillation took {time.perf_counter() - start:.0f} s; "
-        f"{report['labels']} teacher labels"
+        f"\ndistillation took {time.perf_counter() - start:.0f} s; {calls['total']} teacher calls "
+        f"(training {calls['training']}, validation {calls['validation']}, "
+        f"physics {calls['physics']})"
     )
     print("\nstudent vs SevenNet-0 on held-out teacher-labelled configurations:")
     print(ErrorTable.from_dict(report["errors"]["test"]))
+    print()
+    print("\n".join(physics_lines(report["assessment"])))
     speed = report["speed"]
     print(
         f"\nMD step at {speed['atoms']} atoms: "

@@ -41,25 +41,39 @@ def _cmd_basis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_toml(path: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
 def _cmd_distill(args: argparse.Namespace) -> int:
     from mlff.distill.loop import DistillConfig, distill
+    from mlff.distill.physics import format_physics_table
+    from mlff.fitting import ErrorTable
 
-    settings: dict = {}
-    if args.config:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        with open(args.config, "rb") as handle:
-            settings.update(tomllib.load(handle))
-    for key in ("teacher", "structure", "out", "device", "budget", "seed"):
+    settings: dict = _read_toml(args.config) if args.config else {}
+    for key in ("teacher", "structure", "temperature", "pressure", "out", "device", "budget"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    if args.seed is not None:
+        settings["seed"] = args.seed
     report = distill(DistillConfig.from_mapping(settings), progress=not args.quiet)
-    from mlff.fitting import ErrorTable
-
     print(ErrorTable.from_dict(report["errors"]["test"]))
+    for seed, physics in report["assessment"]["physics"].items():
+        print(f"\n{seed}: physics, teacher vs student")
+        print(format_physics_table(physics["comparison"]))
+    passed = report["assessment"]["passed"]
+    print("\nchecks: " + ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in passed.items()))
+    calls = report["teacher_calls"]
+    print(
+        f"teacher calls: {calls['total']} (training {calls['training']}, "
+        f"validation {calls['validation']}, physics {calls['physics']})"
+    )
     speed = report["speed"]
     print(
         f"speed at {speed['atoms']} atoms: "
@@ -69,6 +83,23 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     )
     print(f"student written to {settings.get('out', DistillConfig.out)}/student.json")
     return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mlff.distill.compare import compare_student
+
+    result = compare_student(
+        args.student,
+        args.teacher,
+        structures=args.structure,
+        temperature=args.temperature,
+        pressure=args.pressure,
+        out=args.out,
+        device=args.device,
+    )
+    print(result["markdown"])
+    print(f"report written to {args.out}/compare.json and compare.md")
+    return 0 if all(result["passed"].values()) else 1
 
 
 def _error_table(table) -> str:
@@ -82,9 +113,9 @@ def _error_table(table) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from mlff.io import load_model, resolve_checkpoint
+    from mlff.io import load_checkpoint, resolve_checkpoint
 
-    model, metadata = load_model(args.path)
+    model, metadata, committee = load_checkpoint(args.path)
     print(f"checkpoint: {resolve_checkpoint(args.path)}")
     linear = f"; {model.length_basis()} linear parameters" if hasattr(model, "length_basis") else ""
     print(f"elements: {', '.join(model.elements)}; cutoff {model.cutoff} Å{linear}")
@@ -95,6 +126,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"teacher: {metadata['teacher']}; structure: {metadata.get('structure')}; "
             f"labels: {metadata.get('labels')}"
         )
+    if metadata.get("temperature_K"):
+        low, high = metadata["temperature_K"]
+        print(f"domain: {low:.0f}-{high:.0f} K, pressure {metadata.get('pressure_GPa')} GPa")
+    if committee is not None:
+        print(
+            f"committee: {len(committee.thetas)} members, grade scale {committee.scale:.3g} eV "
+            "(DistilledCalculator(..., uncertainty=True), mlff.md.ExtrapolationGuard)"
+        )
+    else:
+        print("committee: none (no extrapolation grade)")
     errors = metadata.get("errors", {})
     for name, table in errors.items() if isinstance(errors, dict) else [("metadata", errors)]:
         print(f"{name} errors:\n{_error_table(table)}")
@@ -282,6 +323,19 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _domain_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--structure",
+        action="append",
+        help="a preset (Si-diamond, Cu-fcc, …) or a structure file; repeat for several seeds",
+    )
+    parser.add_argument(
+        "--temperature",
+        help="LO:HI in K (default: 300 K to above the seeds' liquid, for presets)",
+    )
+    parser.add_argument("--pressure", help="LO:HI in GPa (default 0:5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlff", description="Fast linear site-energy force fields."
@@ -309,14 +363,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     dist = sub.add_parser("distill", help="distil a teacher into a fast student")
     dist.add_argument("--teacher", help="sevennet-0 | chgnet | emt (default sevennet-0)")
-    dist.add_argument("--structure", help="a preset (Si-diamond, Cu-fcc, …) or a structure file")
+    _domain_options(dist)
     dist.add_argument("--out", help="run directory (resumes if it exists)")
     dist.add_argument("--config", help="TOML file with any DistillConfig setting")
     dist.add_argument("--device", help="cpu or cuda")
-    dist.add_argument("--budget", type=int, help="teacher calls for training labels")
+    dist.add_argument(
+        "--budget", type=int, help="teacher calls in all: training, validation, physics"
+    )
     dist.add_argument("--seed", type=int, help="random seed")
     dist.add_argument("--quiet", action="store_true", help="no progress bars")
     dist.set_defaults(func=_cmd_distill)
+
+    comp = sub.add_parser(
+        "compare", help="physics, energy holes and MD survival of a student against a teacher"
+    )
+    comp.add_argument("student", help="a student run directory, student.json or name")
+    comp.add_argument("--teacher", required=True, help="sevennet-0 | chgnet | emt")
+    _domain_options(comp)
+    comp.add_argument("--out", default="mlff-compare", help="output directory")
+    comp.add_argument("--device", default="cpu", help="cpu or cuda")
+    comp.set_defaults(func=_cmd_compare)
 
     info = sub.add_parser("info", help="describe a student checkpoint or run directory")
     info.add_argument("path", help="run directory, student.json, or checkpoint path")

@@ -1,8 +1,13 @@
-"""The distillation loop: label → fit → student MD → select by committee → label → …
+"""The distillation loop over the domain the user states: seeds × temperatures × pressures.
 
-Everything a run produces goes to its directory: ``labels.db`` (the store), the student
-checkpoint ``student.json`` + ``student.safetensors``, and ``report.json`` / ``report.md`` with
-plots. Rerunning with the same directory resumes from the store.
+teacher physics and held-out validation → label generated structures → fit → student MD at
+every temperature (and melt-quench) → rank by the committee's extrapolation grade → label →
+… → checkpoint (with its committee) → physics of the student against the teacher → report.
+
+Everything a run produces goes to its directory: ``labels.db`` (the store), ``validation.db``,
+``teacher_physics.json``, the student checkpoint ``student.json`` + ``student.*.safetensors``
+and ``report.json`` / ``report.md`` with plots. Rerunning with the same directory resumes:
+labels, validation and the teacher's physics are never paid for twice.
 """
 
 from __future__ import annotations
@@ -11,115 +16,96 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms, units
-from ase.md.langevin import Langevin
 
-from mlff.distill.sampling import rattled, seed_structure, strained, supercell, surfaces, vacancies
+from mlff.distill import sampling
+from mlff.distill.assess import teacher_physics
+from mlff.distill.config import DistillConfig
+from mlff.distill.physics import PhysicsSettings
 from mlff.distill.selection import select_by_committee
 from mlff.distill.store import LabelStore
 from mlff.distill.teachers import check_teacher_elements, get_teacher, teacher_name
 from mlff.fitting import BLR, Weights, estimate_e0, fit
-from mlff.io import model_config, save_model, validate_config
+from mlff.io import _atomic_write, model_config, save_model, validate_config
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.stack import Stack
 from mlff.thermal import thermalize
+from mlff.uncertainty import Committee
 
-__all__ = ["DistillConfig", "distill", "build_student", "GENERATORS"]
+__all__ = ["DistillConfig", "distill", "build_student", "GENERATORS", "Seed", "domain_seeds"]
 
-GENERATORS = {"rattle": rattled, "strain": strained, "vacancy": vacancies, "surface": surfaces}
+#: Generators by their config name; each takes (atoms, n, seed=...) and yields candidates.
+GENERATORS = {
+    "rattle": sampling.rattled,
+    "strain": sampling.strained,
+    "vacancy": sampling.vacancies,
+    "divacancy": sampling.divacancies,
+    "interstitial": sampling.interstitials,
+    "slab": sampling.slabs,
+    "compressed": sampling.compressed,
+    "cluster": sampling.clusters,
+    "packing": sampling.packings,
+}
+#: Generators that need a 3D-periodic bulk seed.
+_BULK_ONLY = {"strain", "compressed", "slab", "packing", "divacancy"}
 
 
 @dataclass
-class DistillConfig:
-    """Settings of a distillation run (every field can come from the ``--config`` TOML file).
+class Seed:
+    """One ``--structure``: its name, the small cell it came as, the supercell the loop
+    samples from, and whether it is a bulk crystal (3D-periodic without a vacuum gap)."""
 
-    Counts are numbers of structures; temperatures are K, times fs, lengths Å.
-    """
+    name: str
+    cell: Atoms
+    atoms: Atoms
+    bulk: bool
 
-    teacher: str = "sevennet-0"
-    structure: str = "Si-diamond"
-    out: str = "mlff-run"
-    device: str = "cpu"
-    seed: int = 0
-    target_atoms: int = 64
-    budget: int = 400  # teacher calls for training labels
-    initial: dict = field(
-        default_factory=lambda: {"rattle": 40, "strain": 24, "vacancy": 16, "surface": 16}
-    )
-    rounds: int = 8
-    per_round: int = 32
-    patience: int = 2
-    round_candidates: dict = field(default_factory=lambda: {"strain": 24, "vacancy": 8})
-    md_temperatures: list = field(default_factory=lambda: [300.0, 600.0, 900.0, 1200.0, 1500.0])
-    md_steps: int = 400
-    md_interval: int = 20
-    timestep: float = 2.0
-    validation_md: dict = field(default_factory=lambda: {"600": 6, "1200": 6})
-    validation: dict = field(default_factory=lambda: {"vacancy": 4, "strain": 4})
-    validation_md_steps: int = 150
-    cutoff: float = 5.0
-    ace: dict = field(default_factory=dict)
-    pair: dict = field(default_factory=lambda: {"n_max": 8, "repulsion": True})
-    weights: dict = field(default_factory=lambda: {"energy": 30.0, "forces": 1.0, "virial": 10.0})
-    committee_size: int = 16
-    timing_atoms: int = 216
-    timing_steps: int = 6
 
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> DistillConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        config = cls(**dict(data))
-        config.validate()
-        return config
+def _has_vacuum(atoms: Atoms, gap: float = 4.0) -> bool:
+    """A periodic cell with an empty layer thicker than ``gap`` Å along a cell vector."""
+    scaled = atoms.get_scaled_positions() % 1.0
+    for axis in range(3):
+        width = atoms.cell.volume / np.linalg.norm(
+            np.cross(*(atoms.cell[k] for k in range(3) if k != axis))
+        )
+        s = np.sort(scaled[:, axis])
+        gaps = np.diff(np.concatenate([s, [s[0] + 1.0]])) * width
+        if gaps.max() > gap:
+            return True
+    return False
 
-    def validate(self) -> None:
-        minimum = {"committee_size": 2, "rounds": 0}
-        for name in (
-            "budget",
-            "rounds",
-            "per_round",
-            "target_atoms",
-            "md_steps",
-            "md_interval",
-            "committee_size",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < minimum.get(name, 1):
-                raise ValueError(
-                    f"{name} must be an integer >= {minimum.get(name, 1)}, got {value!r}"
-                )
-        if self.timestep <= 0 or self.cutoff <= 0:
-            raise ValueError(
-                f"timestep and cutoff must be positive, got {self.timestep} and {self.cutoff}"
-            )
-        if not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
-        for name in ("initial", "validation", "round_candidates"):
-            unknown = sorted(set(getattr(self, name)) - set(GENERATORS))
-            if unknown:
-                raise ValueError(
-                    f"unknown generator(s) {', '.join(unknown)} in {name}; "
-                    f"known: {', '.join(GENERATORS)}"
-                )
+
+def domain_seeds(config: DistillConfig) -> list[Seed]:
+    """The run's seeds, each made into a supercell of about ``target_atoms`` atoms."""
+    out = []
+    for name, atoms in sampling.seed_structures(config.structures):
+        bulk = bool(atoms.pbc.all()) and not _has_vacuum(atoms)
+        out.append(Seed(name, atoms, sampling.supercell(atoms, config.target_atoms), bulk))
+    return out
+
+
+#: The ACE radial basis switches off between these fractions of r0 unless ``ace.inner`` says
+#: otherwise (``false`` for no switch), so that crowded, squeezed atoms beyond the data get
+#: their energy from the pair part and its ZBL core; chosen by the hole scans measured in
+#: docs/distillation.md.
+DEFAULT_ACE_INNER = (0.55, 0.8)
 
 
 def build_student(elements, e0: Mapping[str, float], config: DistillConfig) -> Stack:
     """OneBody(E0) + PairModel + ACEModel at the run's cutoff."""
+    ace = {"inner": DEFAULT_ACE_INNER, **config.ace}
+    if ace["inner"] is False:
+        ace["inner"] = None
     return Stack(
         [
             OneBody(dict(e0)),
             PairModel(elements, cutoff=config.cutoff, **config.pair),
-            ACEModel(elements, cutoff=config.cutoff, **config.ace),
+            ACEModel(elements, cutoff=config.cutoff, **ace),
         ]
     )
 
@@ -131,105 +117,305 @@ def check_student(elements, config: DistillConfig) -> None:
     validate_config(model_config(student), where="student")
 
 
-def _md_frames(
-    atoms: Atoms,
-    calc,
-    temperature: float,
-    steps: int,
-    interval: int,
-    timestep: float,
-    seed: int,
-    config_type: str,
-) -> list[tuple[Atoms, str, dict]]:
-    """Langevin MD frames every ``interval`` steps; stops early if the structure falls apart."""
-    work = atoms.copy()
-    work.calc = calc
-    rng = np.random.default_rng(seed)
-    thermalize(work, temperature, rng=rng)
-    dyn = Langevin(
-        work, timestep * units.fs, temperature_K=temperature, friction=0.02, rng=rng, fixcm=False
+def temperature_levels(config: DistillConfig, seeds: list[Seed]) -> tuple[float, ...]:
+    """``temperature_levels`` temperatures (K) spread evenly over the run's range."""
+    if config.temperature is None:
+        lo, hi = sampling.default_temperature_range([s.name for s in seeds])
+    else:
+        from mlff.distill.config import parse_range
+
+        lo, hi = parse_range(config.temperature, "temperature", "K")
+    return tuple(float(t) for t in np.linspace(lo, hi, config.temperature_levels))
+
+
+def _strain_range(config: DistillConfig, bulk_modulus: float) -> tuple[float, float]:
+    """(compression, tension) linear strains for :func:`~mlff.distill.sampling.compressed`:
+    compression to 1.5 × the largest pressure of the range, tension to half that (GPa), at
+    least 3 % and 2 %."""
+    p_lo, p_hi = config.pressure_range()
+    top = max(abs(p_hi), abs(p_lo), 1.0) * 1.5
+    compression = -sampling.volumetric_strain_for_pressure(top, bulk_modulus)
+    tension = sampling.volumetric_strain_for_pressure(
+        -min(top, 0.3 * bulk_modulus) / 2, bulk_modulus
     )
-    frames = []
-    for block in range(steps // interval):
-        dyn.run(interval)
-        d = work.get_all_distances(mic=True)
-        np.fill_diagonal(d, np.inf)
-        if not np.isfinite(work.positions).all() or d.min() < 0.5:
-            break
-        frame = work.copy()
-        frame.calc = None
-        frames.append(
-            (
-                frame,
-                config_type,
-                {
-                    "generator": "md",
-                    "temperature": temperature,
-                    "step": (block + 1) * interval,
-                    "seed": seed,
-                },
-            )
-        )
-    return frames
+    return float(np.clip(compression, 0.02, 0.2)), float(np.clip(tension, 0.01, 0.1))
 
 
-def _initial_candidates(seed_atoms: Atoms, config: DistillConfig) -> list[tuple[Atoms, str, dict]]:
+def _generate(
+    seeds: list[Seed], table: Mapping[str, int], base: int, strains: tuple[float, float]
+) -> list:
+    """Candidates from the generators in ``table`` (counts per seed) for every seed."""
     out = []
-    for k, (name, count) in enumerate(config.initial.items()):
-        out.extend(GENERATORS[name](seed_atoms, int(count), seed=config.seed * 1000 + k))
+    for s, seed in enumerate(seeds):
+        for k, (name, count) in enumerate(table.items()):
+            if not count or (name in _BULK_ONLY and not seed.bulk):
+                continue
+            kwargs: dict[str, Any] = {"seed": base + 1000 * s + k}
+            if name == "compressed":
+                kwargs.update(max_compression=strains[0], max_tension=strains[1])
+            for atoms, config_type, meta in GENERATORS[name](seed.atoms, int(count), **kwargs):
+                out.append((atoms, config_type, {**meta, "structure": seed.name}))
     return out
 
 
-def _validation_set(
-    seed_atoms: Atoms, teacher, name: str, out: Path, config: DistillConfig
-) -> list[Atoms]:
-    """Held-out configurations labelled by the teacher: teacher MD frames, vacancies, strains.
+def _recipe_key(config: DistillConfig, names: tuple[str, ...]) -> str:
+    recipe = {k: getattr(config, k) for k in names}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
-    Kept in ``validation.db`` under a key that includes a hash of the settings that define the
-    set, and marked complete only once every structure is labelled, so a killed run finishes
-    it on rerun and changed settings get a fresh set.
-    """
-    recipe = {
-        k: getattr(config, k)
-        for k in (
-            "structure",
-            "target_atoms",
-            "seed",
-            "timestep",
-            "validation",
-            "validation_md",
-            "validation_md_steps",
+
+class _TeacherReference:
+    """The teacher's side of the run, paid once and kept: physics of every bulk seed, liquid
+    runs at the top temperature (whose frames are the held-out liquid set), and the generated
+    validation set. ``calls`` says what each part cost."""
+
+    def __init__(self, out: Path, teacher, name: str, seeds, config, top: float, progress):
+        self.path = out / "teacher_physics.json"
+        key = _recipe_key(
+            config,
+            ("structure", "target_atoms", "seed", "physics", "physics_settings", "temperature")
+            + ("liquid_steps", "liquid_equilibration", "liquid_interval", "timestep"),
         )
+        self.settings = _physics_settings(config)
+        cached = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.physics: dict = cached.get("physics", {}) if cached.get("key") == key else {}
+        liquid_store = LabelStore(out / "validation.db", teacher=f"{name}:liquid:{key}")
+        if config.physics and self.physics.get("complete") is not True:
+            self.physics, frames = teacher_physics(teacher, seeds, top, self.settings, config.seed)
+            for seed_name, labelled in frames.items():
+                for frame in labelled:
+                    liquid_store.add(frame, "liquid", {"structure": seed_name, "temperature": top})
+            self.physics["complete"] = True
+            document = json.dumps({"key": key, "physics": self.physics}, default=float)
+            _atomic_write(self.path, lambda tmp: Path(tmp).write_text(document))
+        self.liquid = liquid_store.configurations()
+        self.validation, self.validation_calls = _validation_set(
+            out, teacher, name, seeds, config, progress
+        )
+
+    @property
+    def physics_calls(self) -> int:
+        return int(self.physics.get("calls", 0))
+
+
+def _physics_settings(config: DistillConfig) -> PhysicsSettings:
+    base = {
+        "liquid_steps": config.liquid_steps,
+        "liquid_equilibration": config.liquid_equilibration,
+        "liquid_interval": config.liquid_interval,
+        "liquid_timestep_fs": config.timestep,
+        "seed": config.seed,
     }
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return PhysicsSettings.from_mapping({**base, **config.physics_settings})
+
+
+def _validation_set(out: Path, teacher, name: str, seeds, config, progress) -> tuple[list, int]:
+    """Held-out generated structures labelled by the teacher, kept in ``validation.db`` under
+    a key of the settings that define them; complete once a marker file is written."""
+    key = _recipe_key(config, ("structure", "target_atoms", "seed", "validation", "pressure"))
     store = LabelStore(out / "validation.db", teacher=f"{name}:validation:{key}")
     marker = out / f"validation-{key}.complete"
     if not marker.exists():
-        candidates = []
-        for k, (temperature, count) in enumerate(config.validation_md.items()):
-            interval = max(1, config.validation_md_steps // max(1, int(count)))
-            candidates.extend(
-                _md_frames(
-                    seed_atoms,
-                    teacher,
-                    float(temperature),
-                    interval * int(count),
-                    interval,
-                    config.timestep,
-                    config.seed + 7919 + k,
-                    f"md_{temperature}K",
-                )
-            )
-        for k, (gen, count) in enumerate(config.validation.items()):
-            candidates.extend(
-                GENERATORS[gen](seed_atoms, int(count), seed=config.seed * 1000 + 500 + k)
-            )
-        store.label(candidates, teacher)
-        marker.write_text(json.dumps(recipe, indent=2, default=str))
-    return store.configurations()
+        strains = _strain_range(config, 100.0)
+        candidates = _generate(seeds, config.validation, config.seed * 1000 + 500_000, strains)
+        store.label(candidates, teacher, progress=progress)
+        marker.write_text(json.dumps({"validation": config.validation}, indent=2))
+    return store.configurations(), len(store)
 
 
-def _time_side_by_side(calcs: dict, atoms: Atoms, steps: dict, rounds: int = 3) -> dict[str, float]:
+def _student_md(seeds, calc, levels, config: DistillConfig, round_index: int, strains) -> list:
+    """Student MD candidates of one round: every seed at every temperature level, a melt and
+    quench of each bulk seed, and the hottest level in a compressed cell under pressure."""
+    out = []
+    base = config.seed * 100_000 + round_index * 1000
+    _, p_hi = config.pressure_range()
+    for s, seed in enumerate(seeds):
+        for k, temperature in enumerate(levels):
+            out += sampling.md_frames(
+                seed.atoms,
+                calc,
+                temperature,
+                config.md_steps,
+                config.md_interval,
+                config.timestep,
+                base + 10 * s + k,
+                config_type=f"md_{int(temperature)}K",
+            )
+        if not seed.bulk:
+            continue
+        if config.melt_quench:
+            out += sampling.melt_quench(
+                seed.atoms,
+                calc,
+                levels[-1],
+                levels[0],
+                2 * config.md_steps,
+                config.md_interval,
+                config.timestep,
+                base + 10 * s + 7,
+            )
+        if p_hi > 0:
+            squeezed = seed.atoms.copy()
+            squeezed.set_cell(squeezed.cell.array * (1 - strains[0] / 2), scale_atoms=True)
+            out += sampling.md_frames(
+                squeezed,
+                calc,
+                levels[-1],
+                config.md_steps,
+                config.md_interval,
+                config.timestep,
+                base + 10 * s + 8,
+                config_type="md_pressure",
+                pressure=p_hi,
+            )
+    return [(a, t, {**m, "round": round_index}) for a, t, m in out]
+
+
+def distill(
+    config: DistillConfig | Mapping[str, Any], teacher=None, progress: bool = True, log=print
+) -> dict:
+    """Run (or resume) a distillation; returns the report dictionary."""
+    if not isinstance(config, DistillConfig):
+        config = DistillConfig.from_mapping(config)
+    config.validate()
+    seeds = domain_seeds(config)
+    levels = temperature_levels(config, seeds)
+    elements = sorted({e for seed in seeds for e in seed.atoms.get_chemical_symbols()})
+    requested = teacher if teacher is not None else config.teacher  # a name or a calculator
+    teacher = get_teacher(requested, device=config.device)
+    check_teacher_elements(teacher, elements)
+    check_student(elements, config)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = teacher_name(requested)  # the store key: labels of different teachers never mix
+    store = LabelStore(out / "labels.db", teacher=name)
+    log(
+        f"teacher {name}; {len(seeds)} seed(s): "
+        + ", ".join(f"{s.name} ({len(s.atoms)} atoms)" for s in seeds)
+        + f"; {levels[0]:.0f}-{levels[-1]:.0f} K; pressure "
+        + "{:g}-{:g} GPa".format(*config.pressure_range())
+        + f"; store {len(store)} labels"
+    )
+    reference = _TeacherReference(out, teacher, name, seeds, config, levels[-1], progress)
+    spent = reference.physics_calls + reference.validation_calls
+    training_budget = config.budget - spent
+    if training_budget < config.per_round:
+        raise ValueError(
+            f"budget = {config.budget} teacher calls leaves {training_budget} for training after "
+            f"physics ({reference.physics_calls}) and validation ({reference.validation_calls}); "
+            f"raise --budget to at least {spent + 4 * config.per_round}"
+        )
+    test = reference.validation + reference.liquid
+    strains = _strain_range(config, 100.0)
+    calls = store.label(
+        _generate(seeds, config.initial, config.seed * 1000, strains),
+        teacher,
+        progress=progress,
+        budget=max(0, training_budget - len(store)),
+    )
+    weights = Weights(**config.weights, per_config_type=dict(config.config_type_weights))
+    curve, best, stale = [], np.inf, 0
+    for round_index in range(config.rounds + 1):
+        train = store.configurations()
+        student = build_student(elements, estimate_e0(train, elements), config)
+        result = fit(student, train, solver=BLR(), weights=weights, test=test)
+        # The grade's scale comes from the fully weighted rows: squeezed clusters and packings,
+        # weighted down, are the most uncertain atoms by far and would hide every excursion.
+        typical = [a for a in train if weights.weight("forces", _kind(a)) >= weights.forces]
+        committee = Committee.from_fit(
+            result, typical or train, size=config.committee_size, seed=config.seed + round_index
+        )
+        errors = result.errors["test"]
+        curve.append(_curve_point(round_index, len(store), errors))
+        log(
+            f"round {round_index}: {len(store)} labels, validation "
+            f"E {errors.rmse('energy'):.2f} meV/atom, F {errors.rmse('forces'):.1f} meV/Å"
+        )
+        metadata = _metadata(name, config, elements, result, len(store), levels)
+        save_model(student, out / "student", metadata=metadata, committee=committee)
+        score = errors.rmse("forces")
+        best, stale = (score, 0) if score < best * 0.98 else (best, stale + 1)
+        if (
+            stale >= config.patience
+            or len(store) >= training_budget
+            or round_index == config.rounds
+        ):
+            break
+        if round_index == 0 and any(s.bulk for s in seeds):
+            strains = _strain_range(config, _student_bulk_modulus(result.model, seeds))
+        calc = result.calculator()
+        candidates = _student_md(seeds, calc, levels, config, round_index, strains)
+        candidates += _generate(
+            seeds, config.round_candidates, config.seed * 1000 + 100 * (round_index + 1), strains
+        )
+        n_new = min(config.per_round, training_budget - len(store))
+        picked = select_by_committee(candidates, result.model, committee, n_new)
+        calls += store.label([c for c, _ in picked], teacher, progress=progress)
+    ledger = {
+        "training": len(store),
+        "validation": reference.validation_calls,
+        "physics": reference.physics_calls,
+    }
+    ledger["total"] = sum(ledger.values())
+    from mlff.distill.report import build_report
+
+    return build_report(
+        name=name,
+        config=config,
+        seeds=seeds,
+        levels=levels,
+        elements=elements,
+        result=result,
+        committee=committee,
+        curve=curve,
+        teacher=teacher,
+        reference=reference.physics,
+        settings=reference.settings,
+        validation=test,
+        teacher_calls={**ledger, "this_run": calls},
+        out=out,
+        log=log,
+    )
+
+
+def _kind(atoms: Atoms) -> str:
+    return str(atoms.info.get("config_type", "default"))
+
+
+def _student_bulk_modulus(model, seeds: list[Seed]) -> float:
+    """The student's bulk modulus (GPa) of the first bulk seed, for the pressure → strain map."""
+    from mlff.calculators import SiteCalculator
+
+    seed = next(s for s in seeds if s.bulk)
+    try:
+        return float(sampling.estimate_bulk_modulus(seed.cell, SiteCalculator(model)))
+    except (ValueError, RuntimeError):
+        return 100.0
+
+
+def _curve_point(round_index: int, labels: int, errors) -> dict:
+    return {
+        "round": round_index,
+        "teacher_calls": labels,
+        "energy_rmse": errors.rmse("energy"),
+        "forces_rmse": errors.rmse("forces"),
+        "stress_rmse": errors.rows["all"].get("stress", {}).get("rmse"),
+    }
+
+
+def _metadata(name, config: DistillConfig, elements, result, n_labels: int, levels) -> dict:
+    return {
+        "teacher": name,
+        "structure": config.structures,
+        "temperature_K": [levels[0], levels[-1]],
+        "pressure_GPa": list(config.pressure_range()),
+        "elements": list(elements),
+        "labels": n_labels,
+        "errors": {k: v.to_dict() for k, v in result.errors.items()},
+        "config": config.to_dict(),
+    }
+
+
+def time_side_by_side(calcs: dict, atoms: Atoms, steps: dict, rounds: int = 3) -> dict[str, float]:
     """Median wall time (s) of one VelocityVerlet step for each calculator, on copies of the
     same structure, interleaved in ``rounds`` blocks so machine noise hits both alike."""
     from ase.md.verlet import VelocityVerlet
@@ -248,152 +434,3 @@ def _time_side_by_side(calcs: dict, atoms: Atoms, steps: dict, rounds: int = 3) 
                 dyn.run(1)
                 times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def distill(
-    config: DistillConfig | Mapping[str, Any], teacher=None, progress: bool = True, log=print
-) -> dict:
-    """Run (or resume) a distillation; returns the report dictionary."""
-    if not isinstance(config, DistillConfig):
-        config = DistillConfig.from_mapping(config)
-    config.validate()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    requested = teacher if teacher is not None else config.teacher  # a name or a calculator
-    teacher = get_teacher(requested, device=config.device)
-    seed_atoms = supercell(seed_structure(config.structure), config.target_atoms)
-    elements = sorted(set(seed_atoms.get_chemical_symbols()))
-    check_teacher_elements(teacher, elements)
-    check_student(elements, config)
-    name = teacher_name(requested)  # the store key: labels of different teachers never mix
-    store = LabelStore(out / "labels.db", teacher=name)
-    log(
-        f"teacher {name}, structure {config.structure} ({len(seed_atoms)} atoms), "
-        f"store {len(store)} labels"
-    )
-
-    validation = _validation_set(seed_atoms, teacher, name, out, config)
-    calls = store.label(
-        _initial_candidates(seed_atoms, config),
-        teacher,
-        progress=progress,
-        budget=max(0, config.budget - len(store)),
-    )
-    curve, best, stale, result = [], np.inf, 0, None
-    for round_index in range(config.rounds + 1):
-        train = store.configurations()
-        e0 = estimate_e0(train, elements)
-        student = build_student(elements, e0, config)
-        result = fit(
-            student, train, solver=BLR(), weights=Weights(**config.weights), test=validation
-        )
-        test = result.errors["test"]
-        curve.append(
-            {
-                "round": round_index,
-                "teacher_calls": len(store),
-                "energy_rmse": test.rmse("energy"),
-                "forces_rmse": test.rmse("forces"),
-                "stress_rmse": test.rows["all"].get("stress", {}).get("rmse"),
-            }
-        )
-        log(
-            f"round {round_index}: {len(store)} labels, "
-            f"validation E {test.rmse('energy'):.2f} meV/atom, "
-            f"F {test.rmse('forces'):.1f} meV/Å"
-        )
-        save_model(
-            student, out / "student", metadata=_metadata(name, config, elements, result, len(store))
-        )
-        score = test.rmse("forces")
-        if score < best * 0.98:
-            best, stale = score, 0
-        else:
-            stale += 1
-        if stale >= config.patience or len(store) >= config.budget or round_index == config.rounds:
-            break
-        calc = result.calculator(committee_size=config.committee_size, seed=round_index)
-        candidates = []
-        for k, temperature in enumerate(config.md_temperatures):
-            candidates.extend(
-                _md_frames(
-                    seed_atoms,
-                    calc,
-                    float(temperature),
-                    config.md_steps,
-                    config.md_interval,
-                    config.timestep,
-                    config.seed * 100 + round_index * 10 + k,
-                    f"md_{int(temperature)}K",
-                )
-            )
-        vac = next(vacancies(seed_atoms, 1, seed=config.seed + round_index))[0]
-        candidates.extend(
-            _md_frames(
-                vac,
-                calc,
-                float(max(config.md_temperatures)),
-                config.md_steps,
-                config.md_interval,
-                config.timestep,
-                config.seed * 100 + round_index * 10 + 9,
-                "md_vacancy",
-            )
-        )
-        # Fresh generator structures compete with the MD frames for the committee's attention.
-        for k, (gen, count) in enumerate(config.round_candidates.items()):
-            candidates.extend(
-                GENERATORS[gen](
-                    seed_atoms, int(count), seed=config.seed * 1000 + 100 * (round_index + 1) + k
-                )
-            )
-        n_new = min(config.per_round, config.budget - len(store))
-        picked = select_by_committee(candidates, calc, n_new)
-        calls += store.label([c for c, _ in picked], teacher, progress=progress)
-    report = _report(name, config, elements, result, curve, teacher, out, calls, validation)
-    return report
-
-
-def _metadata(name: str, config: DistillConfig, elements, result, n_labels: int) -> dict:
-    return {
-        "teacher": name,
-        "structure": config.structure,
-        "elements": list(elements),
-        "labels": n_labels,
-        "errors": {k: v.to_dict() for k, v in result.errors.items()},
-        "config": asdict(config),
-    }
-
-
-def _report(
-    name, config, elements, result, curve, teacher, out: Path, calls: int, validation
-) -> dict:
-    from mlff.calculators import SiteCalculator
-    from mlff.distill.report import write_report
-
-    timing_cell = supercell(seed_structure(config.structure), config.timing_atoms)
-    steps = _time_side_by_side(
-        {"student": SiteCalculator(result.model), "teacher": teacher},
-        timing_cell,
-        {"student": max(3, config.timing_steps * 10), "teacher": config.timing_steps},
-    )
-    student_step, teacher_step = steps["student"], steps["teacher"]
-    report = {
-        "teacher": name,
-        "structure": config.structure,
-        "elements": list(elements),
-        "labels": curve[-1]["teacher_calls"] if curve else 0,
-        "teacher_calls_this_run": calls,
-        "parameters": result.model.length_basis(),
-        "errors": {k: v.to_dict() for k, v in result.errors.items()},
-        "learning_curve": curve,
-        "speed": {
-            "atoms": len(timing_cell),
-            "teacher_s_per_step": teacher_step,
-            "student_s_per_step": student_step,
-            "speedup": teacher_step / student_step,
-        },
-        "config": asdict(config),
-    }
-    write_report(report, result, out, validation)
-    return report

@@ -246,13 +246,15 @@ def shortest_distance(atoms: Atoms, cutoff: float = 3.0) -> float:
     """The shortest distance (Å) between two atoms, images included along periodic directions
     (minimum image), or ``inf`` if no pair is closer than ``cutoff``; ``nan`` for non-finite
     positions."""
-    from ase.neighborlist import neighbor_list
+    from vesin import NeighborList
 
     if not np.isfinite(atoms.positions).all():
         return math.nan
     if len(atoms) < 2 and not atoms.pbc.any():
         return math.inf
-    d = neighbor_list("d", atoms, cutoff, self_interaction=False)
+    (d,) = NeighborList(cutoff=float(cutoff), full_list=False).compute(
+        atoms.positions, atoms.cell.array, periodic=atoms.pbc, quantities="d"
+    )
     return float(d.min()) if len(d) else math.inf
 
 

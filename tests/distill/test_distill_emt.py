@@ -16,36 +16,61 @@ from mlff.distill import LabelStore
 
 CONFIG = """
 teacher = "emt"
-structure = "Cu-fcc"
+structure = ["Cu-fcc", "SLAB"]
+temperature = "300:2000"
+pressure = "0:5"
 target_atoms = 32
-budget = 90
+budget = 400
 rounds = 2
-per_round = 16
+per_round = 12
+temperature_levels = 2
 md_steps = 60
 md_interval = 10
-md_temperatures = [300.0, 900.0, 1500.0]
-validation_md = {"600" = 3, "1200" = 3}
-validation = {"vacancy" = 3, "strain" = 3}
-validation_md_steps = 45
+survival_steps = 300
+liquid_steps = 60
+liquid_equilibration = 20
+liquid_interval = 5
 timing_atoms = 32
 timing_steps = 3
 committee_size = 8
-initial = {"rattle" = 12, "strain" = 10, "vacancy" = 8, "surface" = 6}
-ace = {"n_max" = 6, "max_degree" = {"1" = 6, "2" = 9, "3" = 9}}
+round_candidates = {strain = 4, cluster = 2}
+validation = {rattle = 2, vacancy = 1, strain = 1}
+physics_settings = {vacancy_atoms = 32, phonon_supercell_atoms = 32, eos_points = 5}
+ace = {n_max = 6, max_degree = {"1" = 6, "2" = 9, "3" = 9}}
+
+[initial]
+rattle = 6
+strain = 4
+vacancy = 2
+slab = 2
+compressed = 3
+cluster = 3
+packing = 3
+interstitial = 1
 """
 
 
-def _small() -> dict:
+def _slab_file(folder) -> str:
+    """A Cu(100) slab with vacuum, written as a file seed."""
+    from ase.build import fcc100
+    from ase.io import write
+
+    path = folder / "cu_slab.extxyz"
+    write(path, fcc100("Cu", size=(2, 2, 4), vacuum=6.0, periodic=True))
+    return str(path)
+
+
+def _small(folder) -> dict:
     import tomllib
 
-    return tomllib.loads(CONFIG)
+    return tomllib.loads(CONFIG.replace("SLAB", _slab_file(folder)))
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("emt-run")
     config = out / "distill.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG.replace("SLAB", _slab_file(out)))
     assert main(["distill", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     return out
 
@@ -61,9 +86,16 @@ def test_run_writes_checkpoint_store_and_report(run_dir):
         "learning_curve.png",
     ):
         assert (run_dir / name).is_file(), name
-    assert len(list(run_dir.glob("student.*.safetensors"))) == 1
+    assert len(list(run_dir.glob("student.committee.*.safetensors"))) == 1
+    assert len(list(run_dir.glob("student.*.safetensors"))) == 2  # the weights and the committee
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["teacher"] == "emt" and report["labels"] <= 90
+    calls = report["teacher_calls"]
+    assert report["teacher"] == "emt" and calls["total"] <= 400
+    assert calls["total"] == calls["training"] + calls["validation"] + calls["physics"]
+    assert calls["training"] == report["labels"] == len(LabelStore(run_dir / "labels.db", "emt"))
+    assert calls["physics"] > 0 and calls["validation"] > 0
+    assert report["structure"][0] == "Cu-fcc" and report["structure"][1].endswith("cu_slab.extxyz")
+    assert report["elements"] == ["Cu"]
     assert len(report["learning_curve"]) >= 2
     assert report["speed"]["teacher_s_per_step"] > 0 and report["speed"]["student_s_per_step"] > 0
     test = report["errors"]["test"]["rows"]["all"]
@@ -72,13 +104,39 @@ def test_run_writes_checkpoint_store_and_report(run_dir):
     assert "Speed-up" in (run_dir / "report.md").read_text()
 
 
+def test_report_judges_the_student_against_the_teacher(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    assessment = report["assessment"]
+    assert set(assessment["physics"]) == {"Cu-fcc"}  # the slab seed has no bulk physics
+    for seed, physics in assessment["physics"].items():
+        rows = {row["property"]: row for row in physics["comparison"]["rows"]}
+        assert {"a0", "B0", "C11", "C12", "C44", "vacancy", "gr_l1"} <= set(rows), seed
+        # A student fitted to its teacher's labels gets the lattice right to a fraction of a
+        # percent: the EOS is what the strain and compressed rows teach.
+        assert abs(rows["a0"]["error"]) < 0.01, rows["a0"]
+    # Every seed is scanned for holes and run at both ends of the range and under pressure.
+    assert all(scan["passed"] for scans in assessment["holes"].values() for scan in scans)
+    for runs in assessment["survival"].values():
+        assert set(runs) == {"top", "bottom", "pressure"}
+        assert all(run["survived"] and run["closest_pair_A"] > 1.5 for run in runs.values())
+    text = (run_dir / "report.md").read_text()
+    assert "teacher vs student" in text and "Energy holes" in text and "MD survival" in text
+    assert (run_dir / "physics" / "Cu-fcc").is_dir()
+
+
 def test_rerun_resumes_without_relabelling(run_dir):
     before = len(LabelStore(run_dir / "labels.db", teacher="emt"))
     config = run_dir / "distill.toml"
-    config.write_text(CONFIG.replace("budget = 90", f"budget = {before}"))
+    calls = json.loads((run_dir / "report.json").read_text())["teacher_calls"]
+    config.write_text(
+        CONFIG.replace("SLAB", _slab_file(run_dir)).replace(
+            "budget = 400", f"budget = {calls['total']}"
+        )
+    )
     assert main(["distill", "--config", str(config), "--out", str(run_dir), "--quiet"]) == 0
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["teacher_calls_this_run"] == 0
+    assert report["teacher_calls"]["this_run"] == 0
+    assert report["teacher_calls"]["physics"] == calls["physics"]  # kept, not paid again
     assert len(LabelStore(run_dir / "labels.db", teacher="emt")) == before
 
 
@@ -113,7 +171,13 @@ def test_calculator_teacher_is_stored_under_its_own_name(tmp_path):
         pass
 
     config = DistillConfig.from_mapping(
-        {**_small(), "out": str(tmp_path), "budget": 40, "rounds": 0}
+        {
+            **_small(tmp_path),
+            "out": str(tmp_path),
+            "rounds": 0,
+            "physics": False,
+            "survival_steps": 20,
+        }
     )
     report = distill(config, teacher=MyEMT(), progress=False, log=lambda *a: None)
     assert report["teacher"] == "MyEMT"
@@ -149,7 +213,7 @@ def test_bad_settings_are_refused(tmp_path):
         from mlff.distill.loop import DistillConfig, distill
 
         distill(
-            DistillConfig(teacher="emt", structure="Si-diamond", out=str(tmp_path / "si")),
+            DistillConfig(teacher="emt", structure=["Si-diamond"], out=str(tmp_path / "si")),
             progress=False,
         )
 
@@ -180,8 +244,65 @@ def test_a_student_beyond_the_checkpoint_bounds_is_refused_before_any_teacher_ca
             super().calculate(*args, **kwargs)
 
     config = DistillConfig.from_mapping(
-        {**_small(), **setting, "out": str(tmp_path), "budget": 40, "rounds": 0}
+        {**_small(tmp_path), **setting, "out": str(tmp_path), "rounds": 0}
     )
     with pytest.raises(ValueError, match=message):
         distill(config, teacher=CountingEMT(), progress=False, log=lambda *a: None)
     assert CountingEMT.calls == 0 and not (tmp_path / "student.json").exists()
+
+
+KILLED = """
+teacher = "emt"
+structure = ["Cu-fcc", "Ni-fcc"]
+temperature = "300:1500"
+target_atoms = 16
+budget = 80
+rounds = 1
+per_round = 6
+temperature_levels = 2
+md_steps = 40
+md_interval = 10
+physics = false
+survival_steps = 40
+timing_atoms = 16
+timing_steps = 2
+committee_size = 4
+initial = {rattle = 10, strain = 6, vacancy = 2, cluster = 2, packing = 2}
+round_candidates = {strain = 2}
+validation = {rattle = 2}
+ace = {n_max = 4, max_degree = {"1" = 4, "2" = 6}}
+"""
+
+
+def test_a_killed_multi_seed_multi_element_run_resumes_without_duplicates(tmp_path):
+    """SIGKILL in the middle of labelling two seeds of two elements, then resume: nothing is
+    labelled twice, the budget holds, and the report counts every label once."""
+    import signal
+    import time
+
+    config = tmp_path / "killed.toml"
+    config.write_text(KILLED)
+    command = [sys.executable, "-m", "mlff.cli", "distill", "--config", str(config)]
+    command += ["--out", str(tmp_path), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if (tmp_path / "labels.db").exists() and len(
+            LabelStore(tmp_path / "labels.db", "emt")
+        ) >= 8:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = len(LabelStore(tmp_path / "labels.db", "emt"))
+    assert 8 <= killed_at < 80 and not (tmp_path / "report.json").exists()
+    assert main(["distill", "--config", str(config), "--out", str(tmp_path), "--quiet"]) == 0
+    store = LabelStore(tmp_path / "labels.db", "emt")
+    hashes = [row.hash for row in store.db.select(teacher="emt")]
+    assert len(hashes) == len(set(hashes)) == len(store)
+    symbols = {s for atoms in store.configurations() for s in atoms.get_chemical_symbols()}
+    assert symbols == {"Cu", "Ni"}
+    report = json.loads((tmp_path / "report.json").read_text())
+    calls = report["teacher_calls"]
+    assert calls["training"] == len(store) and calls["total"] <= 80 and calls["physics"] == 0
+    assert calls["this_run"] == len(store) - killed_at

@@ -5,10 +5,11 @@ from emt_data import emt_cu_dataset
 from mlff import ACEModel, OneBody, PairModel, Stack
 from mlff.distill.selection import select_by_committee
 from mlff.fitting import BLR, estimate_e0, fit
+from mlff.uncertainty import Committee
 
 
 @pytest.fixture(scope="module")
-def committee_calc():
+def fitted():
     train = emt_cu_dataset(seed=0, n_each=4)
     model = Stack(
         [
@@ -17,7 +18,8 @@ def committee_calc():
             ACEModel(["Cu"], cutoff=5.0, n_max=6, max_degree={1: 6, 2: 9, 3: 9}),
         ]
     )
-    return fit(model, train, solver=BLR()).calculator(committee_size=8)
+    result = fit(model, train, solver=BLR())
+    return result.model, Committee.from_fit(result, train, size=8)
 
 
 def _candidate(scale: float, rattle: float, seed: int):
@@ -26,24 +28,24 @@ def _candidate(scale: float, rattle: float, seed: int):
     return atoms, "test", {"scale": scale, "seed": seed}
 
 
-def test_most_uncertain_candidates_come_first(committee_calc):
+def test_most_uncertain_candidates_come_first(fitted):
     candidates = [_candidate(1.0, 0.05, k) for k in range(4)] + [
         _candidate(0.86, 0.05, 10),
         _candidate(1.18, 0.05, 11),
     ]
-    picked = select_by_committee(candidates, committee_calc, n_select=2, min_distance=0.0)
+    picked = select_by_committee(candidates, *fitted, n_select=2, min_distance=0.0)
     assert {c[2]["scale"] for c, _ in picked} == {0.86, 1.18}
     assert picked[0][1] >= picked[1][1] > 0
 
 
-def test_diversity_guard_skips_near_duplicates(committee_calc):
+def test_diversity_guard_skips_near_duplicates(fitted):
     far = _candidate(0.86, 0.05, 10)
     twin = far[0].copy()
     twin.positions += 1e-4
     candidates = [far, (twin, "test", {"scale": 0.86, "seed": "twin"}), _candidate(1.0, 0.1, 3)]
-    picked = select_by_committee(candidates, committee_calc, n_select=2, min_distance=0.01)
+    picked = select_by_committee(candidates, *fitted, n_select=2, min_distance=0.01)
     seeds = [c[2]["seed"] for c, _ in picked]
     assert len(picked) == 2 and not {10, "twin"} <= set(seeds)
-    assert select_by_committee(candidates, committee_calc, n_select=0) == []
+    assert select_by_committee(candidates, *fitted, n_select=0) == []
     with pytest.raises(ValueError, match="n_select"):
-        select_by_committee(candidates, committee_calc, n_select=-1)
+        select_by_committee(candidates, *fitted, n_select=-1)
