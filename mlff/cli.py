@@ -96,6 +96,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         pressure=args.pressure,
         out=args.out,
         device=args.device,
+        survival_steps=args.steps,
     )
     print(result["markdown"])
     print(f"report written to {args.out}/compare.json and compare.md")
@@ -380,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("student", help="a student run directory, student.json or name")
     comp.add_argument("--teacher", required=True, help="sevennet-0 | chgnet | emt")
     _domain_options(comp)
+    comp.add_argument(
+        "--steps", type=int, default=10000, help="steps of each MD survival run (default 10000)"
+    )
     comp.add_argument("--out", default="mlff-compare", help="output directory")
     comp.add_argument("--device", default="cpu", help="cpu or cuda")
     comp.set_defaults(func=_cmd_compare)

@@ -27,6 +27,7 @@ def compare_student(
     pressure: str | None = None,
     out: str = "mlff-compare",
     device: str = "cpu",
+    survival_steps: int | None = None,
     config: DistillConfig | None = None,
 ) -> dict:
     """Run the checks and write ``compare.json`` / ``compare.md`` (and plots) into ``out``.
@@ -50,6 +51,7 @@ def compare_student(
         "pressure": pressure or metadata.get("pressure_GPa") or base.pressure,
         "out": out,
         "device": device,
+        "survival_steps": survival_steps or base.survival_steps,
     }
     config = DistillConfig.from_mapping({**base.to_dict(), **overrides, "teacher": teacher})
     seeds = domain_seeds(config)

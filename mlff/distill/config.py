@@ -79,9 +79,9 @@ class DistillConfig:
             "packing": 12,
         }
     )
-    rounds: int = 8
-    per_round: int = 32
-    patience: int = 2
+    rounds: int = 10
+    per_round: int = 40
+    patience: int = 3
     round_candidates: dict = field(
         default_factory=lambda: {"strain": 12, "vacancy": 4, "slab": 4, "cluster": 6}
     )
@@ -99,6 +99,8 @@ class DistillConfig:
             "compressed": 2,
         }
     )
+    validation_md: dict = field(default_factory=lambda: {"600": 3, "1200": 3})
+    validation_md_steps: int = 40
     liquid_steps: int = 100
     liquid_equilibration: int = 20
     liquid_interval: int = 5
@@ -156,6 +158,7 @@ class DistillConfig:
             "liquid_interval",
             "patience",
             "survival_steps",
+            "validation_md_steps",
         ):
             value = getattr(self, name)
             low = minimum.get(name, 1)
@@ -186,6 +189,16 @@ class DistillConfig:
             bad = {k: v for k, v in table.items() if not isinstance(v, int) or v < 0}
             if bad:
                 raise ValueError(f"{name}: counts must be integers >= 0, got {bad}")
+        for temperature, count in self.validation_md.items():
+            try:
+                ok = float(temperature) > 0 and isinstance(count, int) and count >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"validation_md[{temperature!r}] = {count!r}; accepted temperature (K) keys "
+                    "> 0 and frame counts >= 0"
+                )
         for ctype, factor in self.config_type_weights.items():
             if not isinstance(factor, int | float) or not factor >= 0:
                 raise ValueError(

@@ -35,6 +35,8 @@ timing_steps = 3
 committee_size = 8
 round_candidates = {strain = 4, cluster = 2}
 validation = {rattle = 2, vacancy = 1, strain = 1}
+validation_md = {"900" = 2}
+validation_md_steps = 20
 physics_settings = {vacancy_atoms = 32, phonon_supercell_atoms = 32, eos_points = 5}
 ace = {n_max = 6, max_degree = {"1" = 6, "2" = 9, "3" = 9}}
 
@@ -270,6 +272,7 @@ committee_size = 4
 initial = {rattle = 10, strain = 6, vacancy = 2, cluster = 2, packing = 2}
 round_candidates = {strain = 2}
 validation = {rattle = 2}
+validation_md = {}
 ace = {n_max = 4, max_degree = {"1" = 4, "2" = 6}}
 """
 
@@ -306,3 +309,20 @@ def test_a_killed_multi_seed_multi_element_run_resumes_without_duplicates(tmp_pa
     calls = report["teacher_calls"]
     assert calls["training"] == len(store) and calls["total"] <= 80 and calls["physics"] == 0
     assert calls["this_run"] == len(store) - killed_at
+
+
+def test_compare_command_runs_the_checks_on_any_student(run_dir, tmp_path, capsys):
+    """`mlff compare` recomputes the teacher's side (nothing is read from the run) and judges
+    the student on the seeds it names."""
+    out = tmp_path / "compare"
+    code = main(
+        ["compare", str(run_dir), "--teacher", "emt", "--structure", "Cu-fcc"]
+        + ["--temperature", "300:1500", "--pressure", "0:2", "--steps", "200", "--out", str(out)]
+    )
+    result = json.loads((out / "compare.json").read_text())
+    assert code == (0 if all(result["passed"].values()) else 1)
+    assert set(result["physics"]) == {"Cu-fcc"} and result["teacher_calls"]["physics"] > 0
+    runs = result["survival"]["Cu-fcc"]
+    assert runs["top"]["temperature_K"] == 1500 and runs["pressure"]["pressure_GPa"] == 2
+    assert "teacher vs student" in (out / "compare.md").read_text()
+    assert "Energy holes" in capsys.readouterr().out
