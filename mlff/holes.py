@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-__all__ = ["HoleScan", "hole_scans", "holes_table"]
+__all__ = ["HoleScan", "hole_scans", "holes_table", "scan_structure"]
 
 
 @dataclass
@@ -87,42 +87,43 @@ def _pair_distances(atoms: Atoms) -> dict[tuple[str, str], tuple[int, int, float
     return best
 
 
-def _dimer(calc, pair, distances) -> np.ndarray:
-    energies = []
-    for r in distances:
-        atoms = Atoms(list(pair), positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
-        energies.append(_energy(atoms, calc))
-    return np.array(energies)
+def _dimer(crystal: Atoms, bond, pair, r: float) -> Atoms:
+    return Atoms(list(pair), positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
 
 
-def _bulk(calc, crystal: Atoms, bond, distances) -> np.ndarray:
+def _bulk(crystal: Atoms, bond, pair, r: float) -> Atoms:
     i, _, r_nn, vec = bond
-    unit = vec / np.linalg.norm(vec)
-    energies = []
-    for r in distances:
-        atoms = crystal.copy()
-        atoms.positions[i] += (r_nn - r) * unit  # along the bond, towards the neighbour
-        energies.append(_energy(atoms, calc))
-    return np.array(energies)
+    atoms = crystal.copy()
+    atoms.positions[i] += (r_nn - r) * vec / np.linalg.norm(vec)  # along the bond, inward
+    return atoms
 
 
-def _cluster(calc, crystal: Atoms, bond, distances) -> np.ndarray:
+def _cluster(crystal: Atoms, bond, pair, r: float) -> Atoms:
     """The atom of ``bond`` and every atom within 1.2 r_nn of it, squeezed about it."""
     i, _, r_nn, _ = bond
-    _, j, D = neighbor_list("ijD", crystal, 1.2 * r_nn, self_interaction=False)
-    mine = neighbor_list("i", crystal, 1.2 * r_nn) == i
+    centers, j, D = neighbor_list("ijD", crystal, 1.2 * r_nn, self_interaction=False)
+    mine = centers == i
     symbols = crystal.get_chemical_symbols()
-    base = Atoms(
+    return Atoms(
         [symbols[i]] + [symbols[k] for k in j[mine]],
-        positions=np.vstack([np.zeros(3), D[mine]]),
+        positions=np.vstack([np.zeros(3), D[mine]]) * (r / r_nn),
         pbc=False,
     )
-    energies = []
-    for r in distances:
-        atoms = base.copy()
-        atoms.positions *= r / r_nn
-        energies.append(_energy(atoms, calc))
-    return np.array(energies)
+
+
+_BUILDERS = {"dimer": _dimer, "bulk": _bulk, "cluster": _cluster}
+
+
+def scan_structure(kind: str, crystal: Atoms, pair: tuple[str, str], r: float) -> Atoms:
+    """The structure of scan ``kind`` for element ``pair`` of ``crystal`` at distance ``r`` (Å):
+    what the scans evaluate, and what a distillation labels where a scan finds a hole."""
+    if kind not in _BUILDERS:
+        raise ValueError(f"unknown scan kind {kind!r}; known: {', '.join(_BUILDERS)}")
+    bonds = _pair_distances(crystal)
+    key = tuple(sorted(pair))
+    if key not in bonds:
+        raise ValueError(f"{crystal.get_chemical_formula()} has no {'-'.join(key)} bond to scan")
+    return _BUILDERS[kind](crystal, bonds[key], key, float(r))
 
 
 def hole_scans(
@@ -165,13 +166,9 @@ def hole_scans(
                 f"{'-'.join(pair)}: start·r_nn = {r_start:.3f} Å is not above r_min = {r_min} Å"
             )
         distances = np.linspace(r_start, r_min, points)
-        run = {
-            "dimer": lambda d, pair=pair: _dimer(calc, pair, d),
-            "bulk": lambda d, bond=bond: _bulk(calc, crystal, bond, d),
-            "cluster": lambda d, bond=bond: _cluster(calc, crystal, bond, d),
-        }
         for kind in kinds:
-            scans.append(HoleScan(kind, pair, distances, run[kind](distances), tolerance))
+            energies = [_energy(_BUILDERS[kind](crystal, bond, pair, r), calc) for r in distances]
+            scans.append(HoleScan(kind, pair, distances, np.array(energies), tolerance))
     return scans
 
 

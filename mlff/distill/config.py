@@ -90,6 +90,7 @@ class DistillConfig:
     md_interval: int = 30
     timestep: float = 2.0
     melt_quench: bool = True
+    hole_rows: bool = True
     validation: dict = field(
         default_factory=lambda: {
             "rattle": 4,
@@ -112,7 +113,12 @@ class DistillConfig:
     pair: dict = field(default_factory=lambda: {"n_max": 8, "repulsion": True})
     weights: dict = field(default_factory=lambda: {"energy": 30.0, "forces": 1.0, "virial": 10.0})
     config_type_weights: dict = field(
-        default_factory=lambda: {"cluster": 0.1, "packing": 0.5, "interstitial": 0.5}
+        default_factory=lambda: {
+            "cluster": 0.1,
+            "packing": 0.5,
+            "interstitial": 0.5,
+            "hole": 0.3,
+        }
     )
     committee_size: int = 16
     timing_atoms: int = 216

@@ -55,6 +55,9 @@ GENERATORS = {
 #: clusters leave the fit's crystal and liquid errors as they were and close the holes; with
 #: 32 the clusters' forces (11 eV/Å RMSE) dominate the fit and open a 130 eV dimer hole.
 CLUSTER_ATOMS = 17
+#: Hole-scan structures are labelled only down to this fraction of r0 (the sum of covalent
+#: radii): SevenNet-0's own Si dimer rises only down to about 0.5 r0 and turns over below.
+HOLE_LABEL_MIN = 0.55
 #: Generators that need a 3D-periodic bulk seed.
 _BULK_ONLY = {"strain", "compressed", "slab", "packing", "divacancy"}
 
@@ -375,6 +378,9 @@ def distill(
             break
         if round_index == 0 and any(s.bulk for s in seeds):
             strains = _strain_range(config, _student_bulk_modulus(result.model, seeds))
+        if config.hole_rows:  # the wall first: a hole found now is labelled before MD frames
+            holes = _hole_candidates(result.model, seeds, round_index)
+            calls += store.label(holes, teacher, budget=max(0, training_budget - len(store)))
         calc = result.calculator()
         candidates = _student_md(seeds, calc, levels, config, round_index, strains)
         candidates += _generate(
@@ -408,6 +414,35 @@ def distill(
         out=out,
         log=log,
     )
+
+
+def _hole_candidates(model, seeds: list[Seed], round_index: int) -> list:
+    """The scan structures around each energy hole of the student (:mod:`mlff.holes`) where
+    the teacher can still be trusted (pair distance >= HOLE_LABEL_MIN · r0): labelled, they
+    teach the wall where the student got it wrong."""
+    from mlff.calculators import SiteCalculator
+    from mlff.holes import hole_scans, scan_structure
+    from mlff.models.radial import default_r0
+
+    calc = SiteCalculator(model)
+    out = []
+    for seed in seeds:
+        if not seed.bulk:
+            continue
+        elements = sorted(set(seed.atoms.get_chemical_symbols()))
+        r0 = default_r0(elements)
+        for scan in hole_scans(calc, seed.atoms, start=0.8):
+            if scan.passed:
+                continue
+            a, b = (elements.index(e) for e in scan.pair)
+            floor = HOLE_LABEL_MIN * float(r0[a, b])
+            k = int(np.argmin(np.abs(scan.distances - scan.worst_at)))
+            for r in scan.distances[max(0, k - 2) : k + 2]:
+                if r >= floor:
+                    atoms = scan_structure(scan.kind, seed.atoms, scan.pair, r)
+                    meta = {"scan": scan.kind, "pair": list(scan.pair), "distance": float(r)}
+                    out.append((atoms, "hole", {**meta, "structure": seed.name}))
+    return [(a, t, {**m, "round": round_index}) for a, t, m in out]
 
 
 def _kind(atoms: Atoms) -> str:

@@ -12,7 +12,7 @@ from ase.md.verlet import VelocityVerlet
 
 from mlff import DistilledCalculator
 from mlff.cli import main
-from mlff.distill import LabelStore
+from mlff.distill import DistillConfig, LabelStore
 
 CONFIG = """
 teacher = "emt"
@@ -338,3 +338,27 @@ def test_compare_command_runs_the_checks_on_any_student(run_dir, tmp_path, capsy
     assert runs["top"]["temperature_K"] == 1500 and runs["pressure"]["pressure_GPa"] == 2
     assert "teacher vs student" in (out / "compare.md").read_text()
     assert "Energy holes" in capsys.readouterr().out
+
+
+def test_holes_found_in_a_student_become_labelling_candidates(run_dir):
+    """An attractive core has holes in every scan: the loop's hole rows are the scan
+    structures around each, never closer than the trusted floor; the distilled student has none."""
+    import torch
+
+    from mlff.distill.loop import HOLE_LABEL_MIN, _hole_candidates, domain_seeds
+    from mlff.io import load_model
+    from mlff.models import PairModel
+    from mlff.models.radial import default_r0
+
+    seeds = domain_seeds(DistillConfig(structure=["Cu-fcc"], target_atoms=32))
+    pair = PairModel(["Cu"], cutoff=5.0, n_max=4)
+    theta = torch.zeros(pair.length_basis(), dtype=torch.float64)
+    theta[1] = -1.0  # V = -x(r) f(r): ever more attractive inward
+    pair.set_linear_parameters(theta)
+    holes = _hole_candidates(pair, seeds, round_index=3)
+    floor = HOLE_LABEL_MIN * float(default_r0(["Cu"])[0, 0])
+    assert holes and {t for _, t, _ in holes} == {"hole"}
+    assert "dimer" in {m["scan"] for _, _, m in holes}  # the cluster hole lies below the floor
+    assert all(m["distance"] >= floor and m["round"] == 3 for _, _, m in holes)
+    student, _ = load_model(run_dir)
+    assert _hole_candidates(student, seeds, round_index=0) == []
