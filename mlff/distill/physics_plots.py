@@ -74,10 +74,12 @@ def _map_axis(x: np.ndarray, ticks: list[float], onto: list[float]) -> np.ndarra
     return np.interp(x, ticks, onto)
 
 
-def plot_phonons(teacher: Mapping[str, Any], student: Mapping[str, Any], path: Path) -> str:
+def plot_phonons(teacher: Mapping[str, Any], student: Mapping[str, Any], path: Path) -> str | None:
     """Phonon bands (THz) of both along the teacher's path when both have them, else the Γ
     frequencies side by side."""
     t, s = teacher["phonons"], student["phonons"]
+    if not t.get("gamma_THz") or not s.get("gamma_THz"):
+        return None  # skipped (see the result's "skipped")
     if t.get("bands") and s.get("bands") and t["bands"]["path"] == s["bands"]["path"]:
         fig = _figure(6.0, 4.0)
         ax = fig.add_subplot()
@@ -137,5 +139,7 @@ def plot_physics(teacher: Mapping[str, Any], student: Mapping[str, Any], out: Pa
         ("liquid", "physics_rdf.png", plot_rdf),
     ):
         if teacher.get(section) and student.get(section):
-            names.append(plot(teacher, student, out / name))
+            written = plot(teacher, student, out / name)
+            if written is not None:
+                names.append(written)
     return names

@@ -553,3 +553,22 @@ def test_plots_are_written(cu, liquid, tmp_path):
     bars = {"phonons": {**cu["phonons"], "bands": None}}
     assert plot_phonons(bars, bars, tmp_path / "bars.png") == "bars.png"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "bars.png"])
+
+
+def test_phonons_of_a_low_symmetry_cell_are_skipped_not_paid_for():
+    """A random alloy has no symmetry to spare phonopy displacements: past the cap the
+    phonons are skipped, cost nothing beyond the reference forces, and say why."""
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from mlff.distill.physics import CountingCalculator, PhysicsSettings, phonons
+
+    pytest.importorskip("phonopy")
+    alloy = bulk("Cu", "fcc", a=3.56, cubic=True).repeat((2, 1, 1))
+    rng = np.random.default_rng(0)
+    alloy.set_chemical_symbols(rng.permutation(["Cu"] * 4 + ["Ni"] * 4).tolist())
+    counter = CountingCalculator(EMT())
+    result = phonons(counter, alloy, PhysicsSettings(phonon_max_displacements=4))
+    assert "phonon_max_displacements = 4" in result["skipped"]
+    assert result["gamma_THz"] == [] and result["max_THz"] is None and result["calls"] <= 1

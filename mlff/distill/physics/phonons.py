@@ -95,6 +95,19 @@ def _phonopy_phonons(
         ph = Phonopy(unit, np.diag(reps), primitive_matrix="auto", symprec=settings.phonon_symprec)
     ph.generate_displacements(distance=settings.phonon_displacement, is_plusminus="auto")
     sc = ph.supercell
+    count = len(ph.supercells_with_displacements)
+    if count > settings.phonon_max_displacements:
+        return {
+            "method": "phonopy",
+            "skipped": f"{count} displaced supercells of {len(sc)} atoms needed, more than "
+            f"phonon_max_displacements = {settings.phonon_max_displacements}",
+            "supercell": reps,
+            "supercell_atoms": len(sc),
+            "displacements": 0,
+            "gamma_THz": [],
+            "bands": None,
+            "band_error": None,
+        }
     # Forces of the undisplaced supercell: the unit cell's forces, tiled (no call needed).
     unit_index = np.array([sc.u2u_map[k] for k in sc.s2u_map])
     residual = np.asarray(forces0)[unit_index]  # (n_super, 3)
@@ -195,5 +208,5 @@ def phonons(
         result = _phonopy_phonons(counter, atoms, settings, forces)
     else:
         result = _finite_difference_gamma(counter, atoms, settings)
-    result["max_THz"] = float(max(result["gamma_THz"]))
+    result["max_THz"] = float(max(result["gamma_THz"])) if result["gamma_THz"] else None
     return {**result, **_cost(counter, start)}

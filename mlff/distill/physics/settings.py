@@ -66,6 +66,9 @@ class PhysicsSettings:
             cell with at least this many atoms (sets the band structure's quality; Γ is exact
             at any size).
         phonon_displacement: finite displacement (Å).
+        phonon_max_displacements: phonopy's displaced supercells above this count (a cell of
+            low symmetry, such as a random alloy) skip the phonons rather than spend that many
+            calculator calls on them; the result then says why.
         phonon_symprec: phonopy's symmetry tolerance (Å).
         band_points: q-points along the band path (no calculator calls).
         vacancy_atoms: the vacancy supercell has at least this many atoms before removal.
@@ -106,6 +109,7 @@ class PhysicsSettings:
     phonon_method: str = "auto"
     phonon_supercell_atoms: int = 64
     phonon_displacement: float = 0.01
+    phonon_max_displacements: int = 24
     phonon_symprec: float = 1e-5
     band_points: int = 120
     vacancy_atoms: int = 64
@@ -161,6 +165,7 @@ class PhysicsSettings:
         _choice("phonon_method", self.phonon_method, ("auto", "phonopy", "finite-difference"))
         _int("phonon_supercell_atoms", self.phonon_supercell_atoms, 1)
         _float("phonon_displacement", self.phonon_displacement, 0.0, 0.2)
+        _int("phonon_max_displacements", self.phonon_max_displacements, 1)
         _float("phonon_symprec", self.phonon_symprec, 0.0, 0.1)
         _int("band_points", self.band_points, 2)
         _int("vacancy_atoms", self.vacancy_atoms, 2)
