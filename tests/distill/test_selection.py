@@ -49,3 +49,16 @@ def test_diversity_guard_skips_near_duplicates(fitted):
     assert select_by_committee(candidates, *fitted, n_select=0) == []
     with pytest.raises(ValueError, match="n_select"):
         select_by_committee(candidates, *fitted, n_select=-1)
+
+
+def test_every_config_type_gets_picks_in_turn(fitted):
+    """Strained frames are far more uncertain than the near-crystal ones; ranked by grade
+    alone they take every pick, stratified each type takes its best in turn."""
+    hot = [(a, "strained", m) for a, _, m in (_candidate(s, 0.05, 20) for s in (0.86, 0.9, 1.18))]
+    near = [(a, "md_300K", m) for a, _, m in (_candidate(1.0, 0.05, k) for k in range(3))]
+    candidates = hot + near
+    by_grade = select_by_committee(candidates, *fitted, n_select=3, stratify=False)
+    assert [c[1] for c, _ in by_grade] == ["strained"] * 3
+    picked = select_by_committee(candidates, *fitted, n_select=4)
+    assert [c[1] for c, _ in picked] == ["strained", "md_300K", "strained", "md_300K"]
+    assert picked[0][1] > picked[1][1]  # the stratum with the highest grade goes first
