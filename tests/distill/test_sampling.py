@@ -3,7 +3,9 @@ import pytest
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
+from ase.formula import Formula
 from ase.io import write
+from ase.neighborlist import neighbor_list
 
 from mlff.distill.sampling import (
     MELTING_POINT_K,
@@ -56,6 +58,18 @@ def test_presets_build_periodic_cells(name):
     np.fill_diagonal(d, np.inf)
     assert d.min() > 1.2  # no overlapping atoms
     assert name in MELTING_POINT_K
+    formula = Formula(name.split("-")[0])
+    assert atoms.symbols.formula.reduce()[0].count() == formula.reduce()[0].count()
+
+
+def test_quartz_is_fourfold_silicon_and_twofold_oxygen():
+    quartz = seed_structure("SiO2-quartz")
+    i, j, d = neighbor_list("ijd", quartz, 1.7)
+    assert len(quartz) == 9 and np.allclose(np.sort(d)[[0, -1]], [1.605, 1.614], atol=2e-3)
+    coordination = np.bincount(i, minlength=len(quartz))
+    assert set(coordination[quartz.symbols == "Si"]) == {4}
+    assert set(coordination[quartz.symbols == "O"]) == {2}
+    assert set(quartz.symbols[j[quartz.symbols[i] == "Si"]]) == {"O"}
 
 
 def test_seed_from_file_and_unknown_name(tmp_path):
