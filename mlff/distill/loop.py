@@ -58,6 +58,13 @@ CLUSTER_ATOMS = 17
 #: Hole-scan structures are labelled only down to this fraction of r0 (the sum of covalent
 #: radii): SevenNet-0's own Si dimer rises only down to about 0.5 r0 and turns over below.
 HOLE_LABEL_MIN = 0.55
+#: Core rows: isolated dimers from CORE_ROW_MIN · r0 up to HOLE_LABEL_MIN · r0, labelled by
+#: the student's own ZBL core, so that the fitted pair adds no force where no teacher data
+#: reach and the ZBL wall alone decides there. Without them the pair's polynomial, fitted
+#: only above the floor, turned over just below it (dimer and cluster holes at 1.14-1.21 Å
+#: in Si, whatever the ZBL switch radii; docs/distillation.md).
+CORE_ROW_MIN = 0.3
+CORE_ROW_POINTS = 10
 #: Generators that need a 3D-periodic bulk seed.
 _BULK_ONLY = {"strain", "compressed", "slab", "packing", "divacancy"}
 
@@ -353,7 +360,8 @@ def distill(
     for round_index in range(config.rounds + 1):
         train = store.configurations()
         student = build_student(elements, estimate_e0(train, elements), config)
-        result = fit(student, train, solver=BLR(), weights=weights, test=test)
+        core = core_rows(elements, config) if config.core_rows else []
+        result = fit(student, train + core, solver=BLR(), weights=weights, test=test)
         # The grade's scale comes from the fully weighted rows: squeezed clusters and packings,
         # weighted down, are the most uncertain atoms by far and would hide every excursion.
         typical = [a for a in train if weights.weight("forces", _kind(a)) >= weights.forces]
@@ -414,6 +422,35 @@ def distill(
         out=out,
         log=log,
     )
+
+
+def core_rows(elements, config: DistillConfig) -> list[Atoms]:
+    """Isolated dimers of every element pair at CORE_ROW_POINTS distances from CORE_ROW_MIN to
+    HOLE_LABEL_MIN × r0 (Å), labelled with the energy and forces of the student's ZBL core
+    alone (a pair model with no fitted part), config_type ``core``; none when the student
+    has no core (``pair.repulsion = false``). Not teacher labels: never stored, no calls."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from mlff.calculators import SiteCalculator
+    from mlff.models.radial import default_r0
+
+    core_only = PairModel(elements, cutoff=config.cutoff, **{**config.pair, "n_max": 1})
+    if core_only.repulsion is None:
+        return []
+    calc = SiteCalculator(core_only)
+    r0 = config.pair.get("r0")
+    r0 = default_r0(elements) if r0 is None else r0
+    rows = []
+    for a, b in core_only.pairs:
+        for r in np.linspace(CORE_ROW_MIN, HOLE_LABEL_MIN, CORE_ROW_POINTS) * float(r0[a][b]):
+            dimer = Atoms([elements[a], elements[b]], positions=[[0, 0, 0], [r, 0, 0]])
+            dimer.center(vacuum=6.0)
+            dimer.calc = calc
+            energy, forces = dimer.get_potential_energy(), dimer.get_forces()
+            dimer.calc = SinglePointCalculator(dimer, energy=energy, forces=forces)
+            dimer.info["config_type"] = "core"
+            rows.append(dimer)
+    return rows
 
 
 def _hole_candidates(model, seeds: list[Seed], round_index: int) -> list:

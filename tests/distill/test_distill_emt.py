@@ -10,7 +10,7 @@ from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
-from mlff import DistilledCalculator
+from mlff import DistilledCalculator, SiteCalculator
 from mlff.cli import main
 from mlff.distill import DistillConfig, LabelStore
 
@@ -362,3 +362,37 @@ def test_holes_found_in_a_student_become_labelling_candidates(run_dir):
     assert all(m["distance"] >= floor and m["round"] == 3 for _, _, m in holes)
     student, _ = load_model(run_dir)
     assert _hole_candidates(student, seeds, round_index=0) == []
+
+
+def test_core_rows_are_zbl_dimers_below_the_floor_and_the_student_follows_them(run_dir):
+    """Every element pair gets dimers from 0.3 to 0.55 r0 labelled by the ZBL core alone; the
+    distilled student's fitted pair, held by these lightly weighted rows, cancels at most half
+    of the core's push, and its dimer energy rises all the way in; they are fitted, never
+    stored as teacher labels."""
+    from mlff.distill.loop import CORE_ROW_MIN, HOLE_LABEL_MIN, core_rows
+    from mlff.io import load_model
+    from mlff.models.radial import default_r0
+
+    config = DistillConfig(structure=["Cu-fcc"])
+    rows = core_rows(["Cu", "Ni"], config)
+    r0 = default_r0(["Cu", "Ni"])
+    assert len(rows) == 3 * 10 and {a.info["config_type"] for a in rows} == {"core"}
+    for atoms in rows:
+        a, b = (["Cu", "Ni"].index(s) for s in atoms.get_chemical_symbols())
+        r = atoms.get_distance(0, 1)
+        assert CORE_ROW_MIN * r0[a, b] - 1e-9 <= r <= HOLE_LABEL_MIN * r0[a, b] + 1e-9
+        assert not atoms.pbc.any()
+        assert atoms.get_forces()[0, 0] < -1.0  # pushed apart, by eV/Å
+    assert core_rows(["Cu"], DistillConfig(structure=["Cu-fcc"], pair={"repulsion": False})) == []
+
+    student, _ = load_model(run_dir)
+    calc = SiteCalculator(student)
+    energies = []
+    for atoms in core_rows(["Cu"], config):  # r grows from 0.3 to 0.55 r0
+        label = atoms.get_forces()[0, 0]
+        atoms.calc = calc
+        assert atoms.get_forces()[0, 0] < 0.5 * label < 0
+        energies.append(atoms.get_potential_energy())
+    assert np.all(np.diff(energies) < 0)  # a wall: the energy falls as r grows
+    store = LabelStore(run_dir / "labels.db", teacher="emt")
+    assert store.configurations("core") == []
