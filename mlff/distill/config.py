@@ -92,6 +92,7 @@ class DistillConfig:
     melt_quench: bool = True
     hole_rows: bool = True
     core_rows: bool = True
+    max_label_force: float = 100.0
     validation: dict = field(
         default_factory=lambda: {
             "rattle": 4,
@@ -178,6 +179,10 @@ class DistillConfig:
             low = minimum.get(name, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (isinstance(self.max_label_force, int | float) and self.max_label_force > 0):
+            raise ValueError(
+                f"max_label_force = {self.max_label_force!r}; accepted a force in eV/Å > 0"
+            )
         if not (self.timestep > 0 and self.cutoff > 0):
             raise ValueError(
                 f"timestep and cutoff must be positive, got {self.timestep} and {self.cutoff}"

@@ -358,8 +358,14 @@ def distill(
     weights = Weights(**config.weights, per_config_type=dict(config.config_type_weights))
     curve, best, stale = [], np.inf, 0
     for round_index in range(config.rounds + 1):
-        train = store.configurations()
-        student = build_student(elements, estimate_e0(train, elements), config)
+        train, rejected = trusted_labels(store.configurations(), config.max_label_force)
+        if rejected:
+            shown = "; ".join(rejected[:3]) + ("; …" if len(rejected) > 3 else "")
+            log(f"  {len(rejected)} teacher label(s) left out of the fit: {shown}")
+        # E0 from the rows whose energies are fitted: a hole row's energy (weight 0) can be
+        # anything the teacher says at a short distance, and it would move every E0.
+        energetic = [a for a in train if weights.weight("energy", _kind(a)) > 0]
+        student = build_student(elements, estimate_e0(energetic or train, elements), config)
         core = core_rows(elements, config) if config.core_rows else []
         result = fit(student, train + core, solver=BLR(), weights=weights, test=test)
         # The grade's scale comes from the fully weighted rows: squeezed clusters and packings,
@@ -422,6 +428,22 @@ def distill(
         out=out,
         log=log,
     )
+
+
+def trusted_labels(configs: list[Atoms], max_force: float) -> tuple[list[Atoms], list[str]]:
+    """The labelled configurations the fit may use, and a line for each left out: labels that
+    are not finite or whose largest force component exceeds ``max_force`` (eV/Å). A teacher
+    far outside its own data can answer anything (SevenNet-0 gives 10^12 eV/Å on a squeezed
+    SiO2 cluster); the label stays in the store, paid for, but never enters a fit."""
+    kept, rejected = [], []
+    for atoms in configs:
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        largest = float(np.abs(forces).max()) if forces.size else 0.0
+        if np.isfinite(energy) and np.isfinite(forces).all() and largest <= max_force:
+            kept.append(atoms)
+        else:
+            rejected.append(f"{_kind(atoms)} {atoms.get_chemical_formula()} |F| {largest:.3g}")
+    return kept, rejected
 
 
 def core_rows(elements, config: DistillConfig) -> list[Atoms]:

@@ -396,3 +396,29 @@ def test_core_rows_are_zbl_dimers_below_the_floor_and_the_student_follows_them(r
     assert np.all(np.diff(energies) < 0)  # a wall: the energy falls as r grows
     store = LabelStore(run_dir / "labels.db", teacher="emt")
     assert store.configurations("core") == []
+
+
+def test_absurd_teacher_labels_stay_out_of_the_fit():
+    """A teacher squeezed far outside its data can answer 10^12 eV/Å or NaN: such labels are
+    left out (and named), ordinary ones kept."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from mlff.distill.loop import trusted_labels
+
+    good = bulk("Cu", "fcc", a=3.6, cubic=True)
+    good.rattle(0.05, seed=1)
+    good.calc = EMT()
+    good.calc = SinglePointCalculator(
+        good, energy=good.get_potential_energy(), forces=good.get_forces()
+    )
+    wild, nan = good.copy(), good.copy()
+    forces = good.get_forces().copy()
+    forces[2, 1] = 1e12
+    wild.calc = SinglePointCalculator(wild, energy=-1e10, forces=forces)
+    wild.info["config_type"] = "hole"
+    nan.calc = SinglePointCalculator(nan, energy=float("nan"), forces=good.get_forces())
+    kept, rejected = trusted_labels([good, wild, nan], max_force=100.0)
+    assert kept == [good] and len(rejected) == 2 and "hole Cu4 |F| 1e+12" in rejected[0]
+    with pytest.raises(ValueError, match="max_label_force"):
+        DistillConfig(structure=["Cu-fcc"], max_label_force=0).validate()
