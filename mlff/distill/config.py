@@ -45,6 +45,23 @@ def parse_range(value: Any, name: str, unit: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+#: Row weight factors per config_type. A run's ``config_type_weights`` is laid over these: a
+#: type it names gets its value, the others keep theirs.
+DEFAULT_CONFIG_TYPE_WEIGHTS: dict = {
+    "cluster": 0.1,
+    "packing": 0.5,
+    "interstitial": 0.5,
+    # An isolated dimer's energy hangs on E0, which the fit estimates from bulk rows:
+    # hole rows teach the wall by their forces only (energy rows spoiled every fit).
+    "hole": {"energy": 0.0, "forces": 0.3, "virial": 0.3},
+    # ZBL-labelled dimers below the teacher's floor (loop.core_rows): forces only, the
+    # energy of an isolated dimer again hangs on E0. Their forces are hundreds of eV/Å:
+    # at weight 1 they cost EMT Cu 3x its force error, at 0.02 nothing, and Si's
+    # dimer, bulk and cluster scans pass from 0.005 up (docs/distillation.md).
+    "core": {"energy": 0.0, "forces": 0.02, "virial": 0.0},
+}
+
+
 @dataclass
 class DistillConfig:
     """Settings of a distillation run.
@@ -114,24 +131,17 @@ class DistillConfig:
     ace: dict = field(default_factory=dict)
     pair: dict = field(default_factory=lambda: {"n_max": 8, "repulsion": True})
     weights: dict = field(default_factory=lambda: {"energy": 30.0, "forces": 1.0, "virial": 10.0})
-    config_type_weights: dict = field(
-        default_factory=lambda: {
-            "cluster": 0.1,
-            "packing": 0.5,
-            "interstitial": 0.5,
-            # An isolated dimer's energy hangs on E0, which the fit estimates from bulk rows:
-            # hole rows teach the wall by their forces only (energy rows spoiled every fit).
-            "hole": {"energy": 0.0, "forces": 0.3, "virial": 0.3},
-            # ZBL-labelled dimers below the teacher's floor (loop.core_rows): forces only, the
-            # energy of an isolated dimer again hangs on E0. Their forces are hundreds of eV/Å:
-            # at weight 1 they cost EMT Cu 3x its force error, at 0.02 nothing, and Si's
-            # dimer, bulk and cluster scans pass from 0.005 up (docs/distillation.md).
-            "core": {"energy": 0.0, "forces": 0.02, "virial": 0.0},
-        }
-    )
+    config_type_weights: dict = field(default_factory=dict)
     committee_size: int = 16
     timing_atoms: int = 216
     timing_steps: int = 6
+
+    def __post_init__(self):
+        if isinstance(self.config_type_weights, Mapping):
+            self.config_type_weights = {
+                **DEFAULT_CONFIG_TYPE_WEIGHTS,
+                **self.config_type_weights,
+            }
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> DistillConfig:
@@ -218,6 +228,11 @@ class DistillConfig:
                     f"validation_md[{temperature!r}] = {count!r}; accepted temperature (K) keys "
                     "> 0 and frame counts >= 0"
                 )
+        if not isinstance(self.config_type_weights, Mapping):
+            raise ValueError(
+                f"config_type_weights = {self.config_type_weights!r}; accepted a table of "
+                "config_type = weight (laid over the defaults)"
+            )
         for ctype, factor in self.config_type_weights.items():
             values = factor.values() if isinstance(factor, Mapping) else [factor]
             if not all(isinstance(v, int | float) and v >= 0 for v in values):

@@ -211,6 +211,12 @@ def test_bad_settings_are_refused(tmp_path):
         DistillConfig.from_mapping({"validation": {"vacancies": 2}})
     with pytest.raises(ValueError, match="patience"):
         DistillConfig.from_mapping({"patience": 0})
+    with pytest.raises(ValueError, match="config_type_weights = 0.5; accepted a table"):
+        DistillConfig.from_mapping({"config_type_weights": 0.5})
+    # a run's weights are laid over the defaults: naming one type keeps the core rows light
+    weights = DistillConfig.from_mapping({"config_type_weights": {"cluster": 1.0}})
+    assert weights.config_type_weights["cluster"] == 1.0
+    assert weights.config_type_weights["core"]["forces"] == 0.02
     with pytest.raises(ValueError, match="cannot do element"):
         from mlff.distill.loop import DistillConfig, distill
 
