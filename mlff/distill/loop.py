@@ -59,10 +59,10 @@ CLUSTER_ATOMS = 17
 #: radii): SevenNet-0's own Si dimer rises only down to about 0.5 r0 and turns over below.
 HOLE_LABEL_MIN = 0.55
 #: Core rows: isolated dimers from CORE_ROW_MIN · r0 up to HOLE_LABEL_MIN · r0, labelled by
-#: the student's own ZBL core, so that the fitted pair adds no force where no teacher data
-#: reach and the ZBL wall alone decides there. Without them the pair's polynomial, fitted
-#: only above the floor, turned over just below it (dimer and cluster holes at 1.14-1.21 Å
-#: in Si, whatever the ZBL switch radii; docs/distillation.md).
+#: the student's own ZBL core: they pull the fitted pair towards adding no force where no
+#: teacher data reach, so that the ZBL wall decides there. Without them the pair's
+#: polynomial, fitted only above the floor, turned over just below it (dimer and cluster
+#: holes at 1.14-1.21 Å in Si, whatever the ZBL switch radii; docs/distillation.md).
 CORE_ROW_MIN = 0.3
 CORE_ROW_POINTS = 10
 #: Generators that need a 3D-periodic bulk seed.
