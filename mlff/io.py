@@ -53,6 +53,7 @@ from mlff.uncertainty import MAX_COMMITTEE_SIZE, Committee
 
 __all__ = [
     "FORMAT_VERSION",
+    "atomic_write",
     "load_checkpoint",
     "load_committee",
     "load_model",
@@ -103,7 +104,7 @@ _OPTIONAL_KEYS = {"PairModel": ("inner",), "ACEModel": ("inner",)}
 #: Keys of the JSON's optional "committee" object, and the one tensor its file holds.
 _COMMITTEE_KEYS = ("weights", "size", "scale")
 COMMITTEE_TENSOR = "thetas"
-#: The random part ``tempfile.mkstemp`` appends to ``_atomic_write``'s prefix.
+#: The random part ``tempfile.mkstemp`` appends to ``atomic_write``'s prefix.
 _TEMPORARY_TAIL = r"\.[a-z0-9_]{8}"
 
 
@@ -444,7 +445,9 @@ def _committee_pattern(stem: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(stem)}\.committee\.[0-9a-f]{{12}}\.safetensors")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Make ``path`` by ``write(tmp)`` on a temporary file beside it, synced and renamed into
+    place: readers see the old file or the whole new one, never part of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -555,9 +558,9 @@ def save_model(
     # Weights (and the committee) under content-addressed names first, the JSON that points at
     # them last: a crash in between leaves the previous checkpoint whole.
     if members is not None:
-        _atomic_write(json_path.parent / committee_name, lambda tmp: save_file(members, tmp))
-    _atomic_write(json_path.parent / weights_name, lambda tmp: save_file(weights, tmp))
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(json_path.parent / committee_name, lambda tmp: save_file(members, tmp))
+    atomic_write(json_path.parent / weights_name, lambda tmp: save_file(weights, tmp))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(text))
     _remove_leftovers(json_path, keep=keep)
     return json_path
 

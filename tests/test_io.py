@@ -101,18 +101,18 @@ def test_crash_between_weights_and_json_keeps_the_previous_checkpoint_whole(tmp_
     stack = make_stack()
     save_model(stack, tmp_path / "student")
     before = load_model(tmp_path)[0].get_linear_parameters()
-    real = mlff.io._atomic_write
+    real = mlff.io.atomic_write
 
     def die_on_json(path, write):
         if path.suffix == ".json":
             raise KeyboardInterrupt("killed between the two writes")
         real(path, write)
 
-    monkeypatch.setattr(mlff.io, "_atomic_write", die_on_json)
+    monkeypatch.setattr(mlff.io, "atomic_write", die_on_json)
     stack.set_linear_parameters(torch.zeros(stack.length_basis(), dtype=torch.float64))
     with pytest.raises(KeyboardInterrupt):
         save_model(stack, tmp_path / "student")
-    monkeypatch.setattr(mlff.io, "_atomic_write", real)
+    monkeypatch.setattr(mlff.io, "atomic_write", real)
     assert torch.equal(load_model(tmp_path)[0].get_linear_parameters(), before)
 
 

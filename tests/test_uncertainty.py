@@ -306,20 +306,20 @@ def test_a_save_that_dies_before_the_json_keeps_the_previous_committee(cu, saved
     import mlff.io
 
     result, train, committee = cu
-    real = mlff.io._atomic_write
+    real = mlff.io.atomic_write
 
     def die_on_json(path, write):
         if path.suffix == ".json":
             raise KeyboardInterrupt("killed before the JSON")
         real(path, write)
 
-    monkeypatch.setattr(mlff.io, "_atomic_write", die_on_json)
+    monkeypatch.setattr(mlff.io, "atomic_write", die_on_json)
     other = Committee.from_fit(result, train, size=4, seed=7)
     with pytest.raises(KeyboardInterrupt):
         save_model(result.model, saved, committee=other)
     assert len(list(saved.parent.glob("student.committee.*"))) == 2  # the new one, unnamed
     assert load_committee(saved) == committee
-    monkeypatch.setattr(mlff.io, "_atomic_write", real)
+    monkeypatch.setattr(mlff.io, "atomic_write", real)
     save_model(result.model, saved, committee=other)
     assert len(list(saved.parent.glob("student.committee.*"))) == 1
     assert load_committee(saved) == other

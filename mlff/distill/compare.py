@@ -38,7 +38,7 @@ def compare_student(
     """
     from mlff.distill.loop import _physics_settings, domain_seeds, temperature_levels
     from mlff.distill.report import physics_lines
-    from mlff.io import _atomic_write
+    from mlff.io import atomic_write
 
     loaded = _student(student, device)
     metadata = getattr(loaded.calc, "metadata", None) or {}
@@ -80,7 +80,7 @@ def compare_student(
     lines = [f"# {student} against {result['teacher']}", "", *physics_lines(result)]
     lines += [f"![{p}]({p})" for p in result["plots"]]
     result["markdown"] = "\n".join(lines) + "\n"
-    _atomic_write(folder / "compare.md", lambda tmp: Path(tmp).write_text(result["markdown"]))
+    atomic_write(folder / "compare.md", lambda tmp: Path(tmp).write_text(result["markdown"]))
     document = json.dumps({k: v for k, v in result.items() if k != "markdown"}, default=float)
-    _atomic_write(folder / "compare.json", lambda tmp: Path(tmp).write_text(document))
+    atomic_write(folder / "compare.json", lambda tmp: Path(tmp).write_text(document))
     return result

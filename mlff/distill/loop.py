@@ -31,7 +31,7 @@ from mlff.distill.selection import select_by_committee
 from mlff.distill.store import LabelStore
 from mlff.distill.teachers import check_teacher_elements, get_teacher, teacher_name
 from mlff.fitting import BLR, Weights, estimate_e0, fit
-from mlff.io import _atomic_write, model_config, save_model, validate_config
+from mlff.io import atomic_write, model_config, save_model, validate_config
 from mlff.models import ACEModel, OneBody, PairModel
 from mlff.stack import Stack
 from mlff.thermal import thermalize
@@ -202,7 +202,7 @@ class _TeacherReference:
                     liquid_store.add(frame, "liquid", {"structure": seed_name, "temperature": top})
             self.physics["complete"] = True
             document = json.dumps({"key": key, "physics": self.physics}, default=float)
-            _atomic_write(self.path, lambda tmp: Path(tmp).write_text(document))
+            atomic_write(self.path, lambda tmp: Path(tmp).write_text(document))
         self.liquid = liquid_store.configurations()
         self.validation, self.validation_calls = _validation_set(
             out, teacher, name, seeds, config, progress

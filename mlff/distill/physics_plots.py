@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from mlff.io import _atomic_write
+from mlff.io import atomic_write
 
 __all__ = ["plot_eos", "plot_phonons", "plot_rdf", "plot_physics"]
 
@@ -32,7 +32,7 @@ def _figure(width: float = 5.0, height: float = 3.8):
 def _save(fig, path: Path) -> str:
     path = Path(path)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     return path.name
 
 

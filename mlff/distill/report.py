@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mlff.fitting import ErrorTable
-from mlff.io import _atomic_write
+from mlff.io import atomic_write
 
 __all__ = ["build_report", "physics_lines", "write_report", "parity_data"]
 
@@ -187,7 +187,7 @@ def write_report(report: dict, result, out: Path, validation) -> None:
     """Write report.json, report.md and the PNG plots (parity on ``validation``) into ``out``."""
     images = _plots(report, result, validation, out) if validation else []
     images += report["assessment"]["plots"]
-    _atomic_write(
+    atomic_write(
         out / "report.json",
         lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, default=str)),
     )
@@ -240,4 +240,4 @@ def write_report(report: dict, result, out: Path, validation) -> None:
         for c in report["learning_curve"]
     ]
     lines += [""] + [f"![{name}]({name})" for name in images]
-    _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

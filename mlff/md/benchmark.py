@@ -185,13 +185,13 @@ class BenchmarkResult:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (a temporary file in the same directory, then a rename)."""
-        from mlff.io import _atomic_write
+        from mlff.io import atomic_write
 
         path = Path(path)
         data = self.to_dict()
         check_schema(data)
         text = json.dumps(data, indent=1, allow_nan=False)
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
         return path
 
     @classmethod

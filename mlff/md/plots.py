@@ -23,10 +23,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    from mlff.io import _atomic_write
+    from mlff.io import atomic_write
 
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     _pyplot().close(fig)
     return path
 

@@ -135,18 +135,18 @@ class ValidationReport:
     def save(self, out: str | Path, plots: bool = True) -> list[Path]:
         """Write ``validate.json``, ``validate.npz`` (the series) and, with ``plots``, the energy
         and temperature PNGs into ``out``; each file atomically."""
-        from mlff.io import _atomic_write
+        from mlff.io import atomic_write
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=1, allow_nan=False, default=_json_default)
-        _atomic_write(out / "validate.json", lambda tmp: Path(tmp).write_text(text))
+        atomic_write(out / "validate.json", lambda tmp: Path(tmp).write_text(text))
 
         def write_npz(tmp):
             with open(tmp, "wb") as handle:
                 np.savez(handle, **self.series)
 
-        _atomic_write(out / "validate.npz", write_npz)
+        atomic_write(out / "validate.npz", write_npz)
         paths = [out / "validate.json", out / "validate.npz"]
         if plots:
             from mlff.md.plots import plot_validation
