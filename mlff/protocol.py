@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -152,12 +152,19 @@ class CompiledPart(NamedTuple):
     (:meth:`SiteModel.compiled`): ``run(edges, species, n_threads)`` gives E_i (n_atoms,)
     and ∂E/∂r_e (n_edges, 3) as new numpy arrays for the edges shorter than ``cutoff`` Å, or
     ``None`` where it adds nothing (a ZBL core that no edge reaches); ``species`` (n_atoms,)
-    int64 indexes ``elements``; ``owner`` names the part in errors."""
+    int64 indexes ``elements``; ``owner`` names the part in errors.
+
+    ``kind`` and ``tables`` say what ``run`` computes, for exports that run it elsewhere
+    (:mod:`mlff.export`): ``"onebody"`` (E0 (n_elements,) eV), ``"pair"``
+    (:class:`~mlff.kernels.pair.PairTables`), ``"ace"`` (:class:`~mlff.kernels.ace.ACETables`)
+    or ``"zbl"`` (:class:`~mlff.models.repulsion.ZBLTables`)."""
 
     run: Callable[[EdgeArrays, np.ndarray, int], tuple[np.ndarray, np.ndarray] | None]
     cutoff: float
     elements: tuple[str, ...]
     owner: str
+    kind: str
+    tables: Any
 
 
 class SiteModel(nn.Module):

@@ -184,7 +184,7 @@ class ACEModel(ReadoutModel):
             grads[order] = grads.copy()
             return energies, grads
 
-        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
+        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__, "ace", tables),)
 
     @torch.no_grad()
     def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ class OneBody(SiteModel):
         def run(edges: EdgeArrays, species: np.ndarray, n_threads: int):
             return e0[species], np.zeros_like(edges.vectors)
 
-        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__),)
+        return (CompiledPart(run, self.cutoff, self.elements, type(self).__name__, "onebody", e0),)
 
     def reference_energies(self) -> dict[str, float]:
         return {e: float(v) for e, v in zip(self.elements, self.e0, strict=True)}

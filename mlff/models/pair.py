@@ -107,7 +107,7 @@ class PairModel(ReadoutModel):
             )
             return energies, grads
 
-        radial = CompiledPart(run, self.cutoff, self.elements, type(self).__name__)
+        radial = CompiledPart(run, self.cutoff, self.elements, type(self).__name__, "pair", tables)
         core = self.core_part()
         return (radial,) if core is None else (radial, core)
 
@@ -130,7 +130,8 @@ class PairModel(ReadoutModel):
             )
             return site.numpy(), grads.numpy()
 
-        return CompiledPart(run, self.core_radius(), self.elements, "ZBL core")
+        tables = self.repulsion.kernel_tables()
+        return CompiledPart(run, self.core_radius(), self.elements, "ZBL core", "zbl", tables)
 
     @torch.no_grad()
     def energies_and_grads(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:

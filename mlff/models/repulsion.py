@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 from ase.data import atomic_numbers
 from torch import nn
 
-__all__ = ["ZBLRepulsion"]
+__all__ = ["ZBLRepulsion", "ZBLTables", "ZBL_C", "ZBL_D", "ZBL_SCREENING", "COULOMB"]
 
-_COULOMB = 14.399645  # e²/(4πε0), eV·Å
-_ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
-_ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
+COULOMB = 14.399645  # e²/(4πε0), eV·Å
+#: The universal screening function φ(x) = Σ_k C_k exp(−D_k x), x = r / a,
+#: a = ZBL_SCREENING / (Z_i^0.23 + Z_j^0.23) Å.
+ZBL_C = (0.18175, 0.50986, 0.28022, 0.02817)
+ZBL_D = (3.19980, 0.94229, 0.40290, 0.20162)
+ZBL_SCREENING = 0.46850  # Å
+
+
+class ZBLTables(NamedTuple):
+    """What an evaluation of :class:`ZBLRepulsion` outside torch reads (exports)."""
+
+    z: np.ndarray  # (n_species,) float64 atomic numbers
+    r_inner: np.ndarray  # (n_species, n_species) Å: the switch starts
+    r_outer: np.ndarray  # (n_species, n_species) Å: the switch ends
 
 
 def _check_switch(r_inner: torch.Tensor, r_outer: torch.Tensor) -> None:
@@ -65,14 +79,19 @@ class ZBLRepulsion(nn.Module):
         except ValueError as err:
             raise ValueError(f"tensors '{prefix}r_inner' and '{prefix}r_outer': {err}") from None
 
+    def kernel_tables(self) -> ZBLTables:
+        """The atomic numbers and switch radii as float64 numpy arrays."""
+        buffers = (self.z, self.r_inner, self.r_outer)
+        return ZBLTables(*(t.detach().cpu().double().numpy().copy() for t in buffers))
+
     def forward(
         self, r: torch.Tensor, species_i: torch.Tensor, species_j: torch.Tensor
     ) -> torch.Tensor:
         zi, zj = self.z[species_i], self.z[species_j]
-        a = 0.46850 / (zi**0.23 + zj**0.23)
+        a = ZBL_SCREENING / (zi**0.23 + zj**0.23)
         x = r / a
-        phi = sum(c * torch.exp(-d * x) for c, d in zip(_ZBL_C, _ZBL_D, strict=True))
-        energy = _COULOMB * zi * zj / r * phi
+        phi = sum(c * torch.exp(-d * x) for c, d in zip(ZBL_C, ZBL_D, strict=True))
+        energy = COULOMB * zi * zj / r * phi
         r_in, r_out = self.r_inner[species_i, species_j], self.r_outer[species_i, species_j]
         t = ((r - r_in) / (r_out - r_in)).clamp(0.0, 1.0)
         switch = 1.0 - t**3 * (10.0 - 15.0 * t + 6.0 * t**2)
