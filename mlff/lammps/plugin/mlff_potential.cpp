@@ -193,9 +193,15 @@ class Entries {
   std::map<std::string, Table> tables_;
 };
 
+// x^n for 0 <= n < 64 by binary powering with a fixed trip count and no branches, so that the
+// loops over edges that call it vectorise (as mlff/kernels/common.py's ipow).
 inline double ipow(double x, int n) {
-  double out = 1.0;
-  for (int k = 0; k < n; ++k) out *= x;
+  n = n > 0 ? n : 0;
+  double out = 1.0, power = x;
+  for (int bit = 0; bit < 6; ++bit) {
+    out *= ((n >> bit) & 1) ? power : 1.0;
+    power *= power;
+  }
   return out;
 }
 
@@ -224,9 +230,10 @@ struct Radial {
 
   // R_n and dR_n/dr (rows of width w, n_max rows) of the first w lengths r with per-edge
   // constants ir0, sc, off.
-  void evaluate(int w, const double *r, const double *ir0, const double *sc, const double *off,
-                int n_max, double *rad, double *drad, double *x, double *dx, double *f,
-                double *df) const {
+  void evaluate(int w, const double *__restrict__ r, const double *__restrict__ ir0,
+                const double *__restrict__ sc, const double *__restrict__ off, int n_max,
+                double *__restrict__ rad, double *__restrict__ drad, double *__restrict__ x,
+                double *__restrict__ dx, double *__restrict__ f, double *__restrict__ df) const {
     const double inv_cutoff = 1.0 / cutoff;
     const double c_env = 0.5 * envelope_p * (envelope_p + 1) * (envelope_p + 2);
     for (int k = 0; k < w; ++k) {
@@ -661,25 +668,9 @@ class ACEPart : public Part {
       for (int b = 0; b < n_lanes; ++b)
         energies[b0 + b] += 0.5 * e[b] + constant[lane_species[b]];
       pullback(buf, grad);
-      // 3. h_lm = sum_c H R_c and g_lm = sum_c H R'_c per edge, then dE/dr_e
-      for (int lm = 0; lm < n_lm; ++lm) {
-        double *h = ws.h.data() + static_cast<size_t>(lm) * w;
-        double *dh = ws.dh.data() + static_cast<size_t>(lm) * w;
-        for (int k = 0; k < w; ++k) {
-          h[k] = 0.0;
-          dh[k] = 0.0;
-        }
-        for (int c = 0; c < n_channels; ++c) {
-          const double *H = grad + static_cast<size_t>(c * n_lm + lm) * LANES;
-          const double *rc = ws.rad.data() + static_cast<size_t>(c) * w;
-          const double *drc = ws.drad.data() + static_cast<size_t>(c) * w;
-          for (int s = 0; s < n_slots; ++s)
-            for (int b = 0; b < LANES; ++b) {
-              h[s * LANES + b] += H[b] * rc[s * LANES + b];
-              dh[s * LANES + b] += H[b] * drc[s * LANES + b];
-            }
-        }
-      }
+      // 3. h_lm = sum_c H R_c and g_lm = sum_c H R'_c per edge (sums in registers), then
+      // dE/dr_e
+      contract_h(grad, ws.rad.data(), ws.drad.data(), ws.h.data(), ws.dh.data(), n_slots, w);
       edge_gradients(ws, w);
       for (int b = 0; b < n_lanes; ++b) {
         int start = edges.offsets[b0 + b], count = edges.offsets[b0 + b + 1] - start;
@@ -695,8 +686,53 @@ class ACEPart : public Part {
   }
 
  private:
+  // Four slots at a time share each load of H, as mlff/kernels/ace.py's _lane_contract_h.
+  void contract_h(const double *__restrict__ grad, const double *__restrict__ rad,
+                  const double *__restrict__ drad, double *__restrict__ h,
+                  double *__restrict__ dh, int n_slots, int w) const {
+    constexpr int BLOCK = 4;
+    for (int lm = 0; lm < n_lm; ++lm) {
+      int s = 0;
+      for (; s + BLOCK <= n_slots; s += BLOCK) {
+        double th[BLOCK][LANES] = {}, td[BLOCK][LANES] = {};
+        for (int c = 0; c < n_channels; ++c) {
+          const double *H = grad + static_cast<size_t>(c * n_lm + lm) * LANES;
+          const double *rc = rad + static_cast<size_t>(c) * w + s * LANES;
+          const double *drc = drad + static_cast<size_t>(c) * w + s * LANES;
+          for (int q = 0; q < BLOCK; ++q)
+            for (int b = 0; b < LANES; ++b) {
+              th[q][b] += H[b] * rc[q * LANES + b];
+              td[q][b] += H[b] * drc[q * LANES + b];
+            }
+        }
+        for (int q = 0; q < BLOCK; ++q)
+          for (int b = 0; b < LANES; ++b) {
+            h[static_cast<size_t>(lm) * w + (s + q) * LANES + b] = th[q][b];
+            dh[static_cast<size_t>(lm) * w + (s + q) * LANES + b] = td[q][b];
+          }
+      }
+      for (; s < n_slots; ++s) {
+        double th[LANES] = {}, td[LANES] = {};
+        for (int c = 0; c < n_channels; ++c) {
+          const double *H = grad + static_cast<size_t>(c * n_lm + lm) * LANES;
+          const double *rc = rad + static_cast<size_t>(c) * w + s * LANES;
+          const double *drc = drad + static_cast<size_t>(c) * w + s * LANES;
+          for (int b = 0; b < LANES; ++b) {
+            th[b] += H[b] * rc[b];
+            td[b] += H[b] * drc[b];
+          }
+        }
+        for (int b = 0; b < LANES; ++b) {
+          h[static_cast<size_t>(lm) * w + s * LANES + b] = th[b];
+          dh[static_cast<size_t>(lm) * w + s * LANES + b] = td[b];
+        }
+      }
+    }
+  }
+
   // The coupled values and H = dE/d(buffer) through the folded readout.
-  void products(double *buf, double *grad, const int *lane_species, int n_lanes) const {
+  void products(double *__restrict__ buf, double *__restrict__ grad, const int *lane_species,
+                int n_lanes) const {
     const size_t n_terms = dest.size();
     for (size_t z = 0; z < n_terms; ++z) {
       const double *x = buf + static_cast<size_t>(left[z]) * LANES;
@@ -730,7 +766,7 @@ class ACEPart : public Part {
   }
 
   // The coupled values' H pulled back into A's rows.
-  void pullback(const double *buf, double *grad) const {
+  void pullback(const double *__restrict__ buf, double *__restrict__ grad) const {
     const size_t n_terms = dest.size();
     for (size_t z = 0; z < n_terms; ++z) {
       const double *g = grad + static_cast<size_t>(dest[z]) * LANES;
