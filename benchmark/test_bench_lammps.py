@@ -1,4 +1,6 @@
-"""One LAMMPS SNAP MD step (Si_Zuo_JPCA2020, NVE, 300 K, 1 fs) on 512-atom diamond Si.
+"""One LAMMPS MD step (NVE, 300 K, 1 fs) on 512-atom diamond Si: SNAP (Si_Zuo_JPCA2020), and
+``pair_style mlff`` with the default Si student fitted to Stillinger–Weber, each in one MPI
+rank.
 
 The reference point for the students' MD steps in ``test_bench_md`` and ``test_bench_stack``:
 ``pair_style snap`` through the LAMMPS Python module in this process, with as many OpenMP
@@ -10,14 +12,19 @@ with the student and the ASE floor is ``benchmark/compare_snap.py`` (docs/lammps
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from lammps_snap import (
     DEFAULT_POTENTIAL,
+    LammpsMPI,
     SnapMD,
     lammps_info,
     lammps_unavailable_reason,
+    mlff_pair_commands,
     si_diamond,
+    sw_si_student,
 )
 from timing import median_seconds
 
@@ -44,3 +51,22 @@ def test_md_step_snap(benchmark):
     benchmark.extra_info["potential"] = DEFAULT_POTENTIAL
     benchmark.extra_info["lammps_version"] = lammps_info()["lammps_version"]
     benchmark.extra_info["etotal_drift_meV_per_atom"] = drift
+
+
+def test_md_step_mlff_plugin(benchmark, tmp_path):
+    from mlff.export import export_lammps
+    from mlff.lammps import build_plugin
+
+    plugin = build_plugin()
+    potential = export_lammps(sw_si_student(), tmp_path, name="si-sw")
+    atoms = si_diamond(512)
+    steps = 50
+    loop_times = []  # s/step from LAMMPS's own loop time: the launch is not counted
+    with LammpsMPI(atoms, mlff_pair_commands(potential, plugin), ranks=1) as md:
+        benchmark.pedantic(
+            lambda: loop_times.append(md.run(steps)), rounds=3, warmup_rounds=0, iterations=1
+        )
+    assert loop_times and all(t > 0 for t in loop_times)
+    benchmark.extra_info["n_atoms"] = len(atoms)
+    benchmark.extra_info["us_per_atom_median"] = statistics.median(loop_times) / len(atoms) * 1e6
+    benchmark.extra_info["lammps_version"] = lammps_info()["lammps_version"]
