@@ -85,13 +85,15 @@ def _reference(model, atoms: Atoms) -> dict:
     return out
 
 
-def _compare(model, atoms: Atoms, tmp_path: Path, plugin: Path, ranks: int = 1, name="m"):
+def _compare(
+    model, atoms: Atoms, tmp_path: Path, plugin: Path, ranks: int = 1, threads: int = 1, name="m"
+):
     from mlff.lammps import run_lammps_single_point
 
-    potential = export_lammps(model, tmp_path / f"{name}-{ranks}", name=name)
-    got = run_lammps_single_point(atoms, potential, plugin=plugin, ranks=ranks)
+    potential = export_lammps(model, tmp_path / f"{name}-{ranks}-{threads}", name=name)
+    got = run_lammps_single_point(atoms, potential, plugin=plugin, ranks=ranks, threads=threads)
     want = _reference(model, atoms)
-    assert f"on {ranks} procs" in got.log  # really decomposed
+    assert f"with {ranks} MPI tasks x {threads} OpenMP threads" in got.log  # really split
     assert abs(got.energy - want["energy"]) <= RTOL * max(abs(want["energy"]), 1.0)
     assert _relative(got.forces, want["forces"]) < RTOL
     assert _relative(got.virial, want["virial"]) < RTOL
@@ -129,12 +131,13 @@ def _si_student() -> Stack:
     return model
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_lammps_matches_on_512_atoms_of_si(ranks, tmp_path, plugin):
+@pytest.mark.parametrize("ranks,threads", [(1, 1), (2, 1), (1, 2)])
+def test_lammps_matches_on_512_atoms_of_si(ranks, threads, tmp_path, plugin):
+    """One rank, two MPI ranks, and one rank of two OpenMP threads."""
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(4)
     atoms.rattle(0.05, seed=11)
     assert len(atoms) == 512
-    _compare(_si_student(), atoms, tmp_path, plugin, ranks)
+    _compare(_si_student(), atoms, tmp_path, plugin, ranks, threads)
 
 
 def test_lammps_matches_on_two_element_quartz(tmp_path, plugin):
@@ -347,3 +350,22 @@ def test_the_torch_and_lammps_agree_on_emt_scale_physics(cu_student, tmp_path, p
     atoms.calc = EMT()
     emt = atoms.get_forces()
     assert np.sqrt(np.mean((got.forces - emt) ** 2)) < 0.1 * np.sqrt(np.mean(emt**2)) + 0.02
+
+
+def test_the_plugin_is_rebuilt_only_when_its_sources_change(tmp_path, monkeypatch):
+    import shutil
+
+    from mlff.lammps import build
+
+    sources = tmp_path / "plugin"
+    shutil.copytree(build.plugin_sources(), sources)
+    monkeypatch.setattr(build, "plugin_sources", lambda: sources)
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "cache"))
+    first = build.build_plugin()
+    built_at = first.stat().st_mtime_ns
+    assert build.build_plugin() == first and first.stat().st_mtime_ns == built_at
+    with open(sources / "pair_mlff.cpp", "a") as handle:
+        handle.write("// changed\n")
+    assert build.plugin_path() != first  # a new key: the next build compiles again
+    leftovers = list((tmp_path / "cache" / "lammps-plugin").glob(".*"))
+    assert not leftovers  # no half-finished build folders

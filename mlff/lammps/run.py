@@ -203,7 +203,8 @@ def run_lammps_nve(
         commands += [
             f"timestep {timestep_fs / 1000.0!r}",
             "fix nve all nve",
-            f'fix out all print {every} "$(step) $(pe:%.17g) $(etotal:%.17g)" file energy.txt screen no',
+            f'fix out all print {every} "$(step) $(pe:%.17g) $(etotal:%.17g)" '
+            "file energy.txt screen no",
             f"run {steps}",
         ]
         _launch(commands, workdir, ranks, threads, timeout)
