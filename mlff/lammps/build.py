@@ -63,7 +63,10 @@ def plugin_path(native: bool = True) -> Path:
 
 
 def _prefix(native: bool) -> str:
-    return f"{lammps_version()}-{'native' if native else 'portable'}-"
+    """Builds for one LAMMPS installation and set of options share this prefix (two venvs
+    with the same LAMMPS version keep their own builds)."""
+    where = hashlib.sha256(str(lammps_headers()).encode()).hexdigest()[:8]
+    return f"{lammps_version()}-{where}-{'native' if native else 'portable'}-"
 
 
 def _lammps_version_string() -> str:
