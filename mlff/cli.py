@@ -62,7 +62,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             settings[key] = value
     if args.seed is not None:
         settings["seed"] = args.seed
-    report = distill(DistillConfig.from_mapping(settings), progress=not args.quiet)
+    config = DistillConfig.from_mapping(settings)
+    if args.print_config:
+        from mlff.toml_text import dumps
+
+        notes = {"temperature": "unset: 300 K to above the seeds' liquid"}
+        print(dumps(config.to_dict(), notes), end="")
+        return 0
+    report = distill(config, progress=not args.quiet)
     print(ErrorTable.from_dict(report["errors"]["test"]))
     for seed, physics in report["assessment"]["physics"].items():
         print(f"\n{seed}: physics, teacher vs student")
@@ -324,6 +331,60 @@ def _cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from mlff.fitting.runs import FitConfig, fit_run
+
+    settings: dict = _read_toml(args.config) if args.config else {}
+    for key in ("energy_key", "forces_key", "stress_key", "virial_key", "config_type_key"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.workers is not None:
+        settings["n_workers"] = args.workers
+    config = FitConfig.from_mapping(settings)
+    if args.print_config:
+        from mlff.toml_text import dumps
+
+        print(dumps(config.to_dict(), {"virial_key": "unset: no virial labels"}), end="")
+        return 0
+    if not args.train or not args.out:
+        print("mlff fit: error: give TRAIN files and --out DIR", file=sys.stderr)
+        return 2
+    report = fit_run(args.train, args.out, config, test=args.test, progress=not args.quiet)
+    from mlff.fitting import ErrorTable
+
+    for name in ("test", "train"):
+        if name in report["errors"]:
+            print(f"\n{name} errors\n{ErrorTable.from_dict(report['errors'][name])}")
+    print(f"\nstudent written to {args.out}/student.json; report in {args.out}/report.md")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mlff.fitting.data import LabelKeys
+    from mlff.fitting.evaluate import eval_student
+
+    keys = LabelKeys(
+        args.energy_key or "energy",
+        args.forces_key or "forces",
+        args.stress_key or "stress",
+        args.virial_key,
+        args.config_type_key or "config_type",
+    )
+    eval_student(args.student, args.data, args.out, keys)
+    return 0
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--energy-key", help="info name of the energy label (default energy)")
+    parser.add_argument("--forces-key", help="arrays name of the forces label (default forces)")
+    parser.add_argument("--stress-key", help="info name of the stress label, eV/Å³")
+    parser.add_argument("--virial-key", help="info name of a virial label W in eV (stress = -W/V)")
+    parser.add_argument(
+        "--config-type-key", help="info name of the configuration group (default config_type)"
+    )
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -406,7 +467,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dist.add_argument("--seed", type=int, help="random seed")
     dist.add_argument("--quiet", action="store_true", help="no progress bars")
+    dist.add_argument(
+        "--print-config", action="store_true", help="print every setting as TOML and stop"
+    )
     dist.set_defaults(func=_cmd_distill)
+
+    fit = sub.add_parser("fit", help="fit a student to your own labelled data")
+    fit.add_argument("train", nargs="*", help="extxyz, ASE db or any file ASE reads; globs too")
+    fit.add_argument("--test", nargs="+", help="held-out files, reported separately")
+    fit.add_argument("--out", help="run directory (checkpoint, report, parity plots)")
+    fit.add_argument("--config", help="TOML file with any FitConfig setting")
+    _key_options(fit)
+    fit.add_argument("--workers", type=int, help="assembly processes (default 1)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument(
+        "--print-config", action="store_true", help="print every setting as TOML and stop"
+    )
+    fit.set_defaults(func=_cmd_fit)
+
+    ev = sub.add_parser("eval", help="a student's predictions and errors on labelled data")
+    ev.add_argument("student", help="a run directory, student.json or name")
+    ev.add_argument("data", nargs="+", help="extxyz, ASE db or any file ASE reads; globs too")
+    ev.add_argument("--out", required=True, help="predictions, as extxyz (preds.extxyz)")
+    _key_options(ev)
+    ev.set_defaults(func=_cmd_eval)
 
     comp = sub.add_parser(
         "compare", help="physics, energy holes and MD survival of a student against a teacher"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["DistillConfig", "parse_range"]
+__all__ = ["DistillConfig", "check_model_settings", "parse_range"]
 
 #: Generators a run may draw from (``mlff.distill.sampling``), by their config name.
 GENERATOR_NAMES = (
@@ -43,6 +43,28 @@ def parse_range(value: Any, name: str, unit: str) -> tuple[float, float]:
     if len(parts) != 2 or parts[0] > parts[1] or not all(abs(p) < 1e6 for p in parts):
         raise ValueError(f"{name} = {value!r}; accepted {accepted} with LO <= HI")
     return parts[0], parts[1]
+
+
+def check_model_settings(ace: Any, pair: Any, weights: Any) -> None:
+    """The student's part options and the property weights, checked key by key (a typo
+    inside ``ace = {...}`` is named) before any work: shared by distillation and fitting."""
+    from mlff.fitting.assembly import PROPERTIES
+    from mlff.models import ACEModel, PairModel
+    from mlff.models.default import check_part_options
+
+    check_part_options(ace, ACEModel, "ace")
+    check_part_options(pair, PairModel, "pair")
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"weights = {weights!r}; accepted a table with keys {PROPERTIES}")
+    unknown = sorted(set(weights) - set(PROPERTIES))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {', '.join('weights.' + k for k in unknown)}; accepted in weights: "
+            f"{', '.join(PROPERTIES)}"
+        )
+    bad = {k: v for k, v in weights.items() if not (isinstance(v, int | float) and v >= 0)}
+    if bad:
+        raise ValueError(f"weights {bad}: accepted numbers >= 0")
 
 
 #: Row weight factors per config_type. A run's ``config_type_weights`` is laid over these: a
@@ -228,6 +250,7 @@ class DistillConfig:
                     f"validation_md[{temperature!r}] = {count!r}; accepted temperature (K) keys "
                     "> 0 and frame counts >= 0"
                 )
+        check_model_settings(self.ace, self.pair, self.weights)
         if not isinstance(self.config_type_weights, Mapping):
             raise ValueError(
                 f"config_type_weights = {self.config_type_weights!r}; accepted a table of "

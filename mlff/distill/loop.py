@@ -32,7 +32,8 @@ from mlff.distill.store import LabelStore
 from mlff.distill.teachers import check_teacher_elements, get_teacher, teacher_name
 from mlff.fitting import BLR, Weights, estimate_e0, fit
 from mlff.io import atomic_write, model_config, save_model, validate_config
-from mlff.models import ACEModel, OneBody, PairModel
+from mlff.models import PairModel
+from mlff.models.default import default_stack
 from mlff.stack import Stack
 from mlff.thermal import thermalize
 from mlff.uncertainty import Committee
@@ -103,25 +104,9 @@ def domain_seeds(config: DistillConfig) -> list[Seed]:
     return out
 
 
-#: The ACE radial basis switches off between these fractions of r0 unless ``ace.inner`` says
-#: otherwise (``false`` for no switch), so that crowded, squeezed atoms beyond the data get
-#: their energy from the pair part and its ZBL core; chosen by the hole scans measured in
-#: docs/distillation.md.
-DEFAULT_ACE_INNER = (0.55, 0.8)
-
-
 def build_student(elements, e0: Mapping[str, float], config: DistillConfig) -> Stack:
-    """OneBody(E0) + PairModel + ACEModel at the run's cutoff."""
-    ace = {"inner": DEFAULT_ACE_INNER, **config.ace}
-    if ace["inner"] is False:
-        ace["inner"] = None
-    return Stack(
-        [
-            OneBody(dict(e0)),
-            PairModel(elements, cutoff=config.cutoff, **config.pair),
-            ACEModel(elements, cutoff=config.cutoff, **ace),
-        ]
-    )
+    """OneBody + PairModel + ACEModel at the run's cutoff (:func:`~mlff.models.default_stack`)."""
+    return default_stack(elements, e0, config.cutoff, config.ace, config.pair)
 
 
 def check_student(elements, config: DistillConfig) -> None:

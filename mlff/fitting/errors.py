@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +13,7 @@ from ase.units import GPa
 
 from mlff.fitting.labels import read_labels
 
-__all__ = ["ErrorTable", "evaluate_errors"]
+__all__ = ["ErrorTable", "Prediction", "error_table", "evaluate_errors", "predict"]
 
 _UNITS = {"energy": "meV/atom", "forces": "meV/Å", "stress": "GPa"}
 
@@ -69,26 +69,45 @@ def _cell(row: dict, prop: str, stat: str, fmt: str) -> str:
     return f"{v:{fmt}}" if v is not None else "-".rjust(int(fmt.split(".")[0]))
 
 
-def evaluate_errors(calculator, dataset: Iterable[Atoms]) -> ErrorTable:
-    """Evaluate ``calculator`` (any ASE calculator) against the labels of ``dataset``."""
-    residuals: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for index, atoms in enumerate(dataset):
-        labels = read_labels(atoms, index)
+@dataclass(frozen=True)
+class Prediction:
+    """A calculator's results for one configuration: energy eV, forces (n, 3) eV/Å, stress
+    (6,) eV/Å³ (None for a cell that is not 3D-periodic)."""
+
+    energy: float
+    forces: np.ndarray
+    stress: np.ndarray | None
+
+
+def predict(calculator, dataset: Iterable[Atoms]) -> list[Prediction]:
+    """``calculator``'s energy, forces and (3D-periodic cells) stress for each configuration."""
+    out = []
+    for atoms in dataset:
         probe = atoms.copy()
         probe.calc = calculator
+        stress = probe.get_stress() if probe.pbc.all() else None
+        out.append(Prediction(probe.get_potential_energy(), probe.get_forces(), stress))
+    return out
+
+
+def error_table(dataset: Sequence[Atoms], predictions: Sequence[Prediction]) -> ErrorTable:
+    """RMSE and MAE of ``predictions`` against the labels of ``dataset``, per config_type."""
+    residuals: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for index, (atoms, pred) in enumerate(zip(dataset, predictions, strict=True)):
+        labels = read_labels(atoms, index)
         groups = (labels.config_type, "all")
         for g in groups:
             residuals[g]["configs"].append(np.zeros(1))
         if labels.energy is not None:
-            err = (probe.get_potential_energy() - labels.energy) / len(atoms) * 1e3
+            err = (pred.energy - labels.energy) / len(atoms) * 1e3
             for g in groups:
                 residuals[g]["energy"].append(np.atleast_1d(err))
         if labels.forces is not None:
-            err = (probe.get_forces() - labels.forces).reshape(-1) * 1e3
+            err = (pred.forces - labels.forces).reshape(-1) * 1e3
             for g in groups:
                 residuals[g]["forces"].append(err)
-        if labels.stress is not None:
-            err = (probe.get_stress() - labels.stress) / GPa
+        if labels.stress is not None and pred.stress is not None:
+            err = (pred.stress - labels.stress) / GPa
             for g in groups:
                 residuals[g]["stress"].append(err)
     rows: dict[str, dict[str, dict[str, float]]] = {}
@@ -105,3 +124,9 @@ def evaluate_errors(calculator, dataset: Iterable[Atoms]) -> ErrorTable:
                 "count": float(len(values)),
             }
     return ErrorTable(rows)
+
+
+def evaluate_errors(calculator, dataset: Iterable[Atoms]) -> ErrorTable:
+    """Evaluate ``calculator`` (any ASE calculator) against the labels of ``dataset``."""
+    dataset = list(dataset)
+    return error_table(dataset, predict(calculator, dataset))

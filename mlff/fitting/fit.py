@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -73,20 +74,35 @@ def fit(
     normal_equations: bool = False,
     n_workers: int = 1,
     progress: bool = False,
+    timings: dict | None = None,
 ) -> FitResult:
     """Assemble, solve, set θ on ``model`` and report errors.
 
     Args:
-        model: a linear model or a :class:`~mlff.Stack`; its θ is overwritten.
+        model: a linear model or a :class:`~mlff.Stack`, or a calculator of one
+            (:class:`~mlff.SiteCalculator`, :class:`~mlff.StackedCalculator`); its θ is
+            overwritten.
         train, test: labelled ``ase.Atoms`` (energy, forces, stress: any subset).
         solver: ``QR(lambda_)`` (default ``QR(1e-6)``), ``RRQR``, ``TruncatedSVD`` or ``BLR``.
         weights: :class:`~mlff.fitting.assembly.Weights` or a mapping of its fields.
         prior: Γ (P,), or ``"smoothness"`` for :func:`smoothness_prior`.
         normal_equations: assemble AᵀW²A only (memory O(P²)); QR and BLR accept it.
+        timings: if given, filled with the seconds of each stage (assemble, solve, errors).
 
     Raises ``ValueError`` before any solve when there is nothing to fit (no labels, or every
     labelled row weighted zero) and, naming the configuration, when one cannot be assembled.
     """
+    from mlff.calculators import SiteCalculator
+
+    if isinstance(model, SiteCalculator):
+        model = model.model
+    if not isinstance(model, LinearSiteModel):
+        raise TypeError(
+            f"fit() takes a LinearSiteModel, a Stack or a calculator of one, "
+            f"got {type(model).__name__}"
+        )
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     solver = QR() if solver is None else solver
     if isinstance(prior, str):
         if prior != "smoothness":
@@ -101,12 +117,15 @@ def fit(
         n_workers=n_workers,
         progress=progress,
     )
+    timings["assemble"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     solution = solver.solve(problem, prior)
     model.set_linear_parameters(torch.from_numpy(np.ascontiguousarray(solution.theta)))
-    from mlff.calculators import SiteCalculator
-
+    timings["solve"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     calc = SiteCalculator(model)
     errors = {"train": evaluate_errors(calc, train)}
     if test is not None:
         errors["test"] = evaluate_errors(calc, test)
+    timings["errors"] = time.perf_counter() - clock
     return FitResult(model=model, solution=solution, errors=errors, n_rows=problem.n_rows)

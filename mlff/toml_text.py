@@ -1,0 +1,54 @@
+"""Settings written as TOML (``--print-config``): Python's ``tomllib`` reads TOML but does not
+write it, and the settings are plain tables of numbers, strings, lists and tables."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["dumps"]
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"TOML has no {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
+
+
+def _key(key: Any) -> str:
+    key = str(key)
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def dumps(settings: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:
+    """``settings`` as TOML: scalars and lists first, then one ``[table]`` per mapping. A
+    ``None`` value (no TOML equivalent) is written as a comment with its note."""
+    notes = notes or {}
+    lines: list[str] = []
+    tables = []
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            tables.append((key, value))
+        elif value is None:
+            lines.append(f"# {_key(key)} = ...  ({notes.get(key, 'unset')})")
+        else:
+            lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in tables:
+        lines += ["", f"[{_key(key)}]"]
+        lines += [f"{_key(k)} = {_value(v)}" for k, v in value.items()]
+    return "\n".join(lines) + "\n"
