@@ -336,6 +336,16 @@ class LinearSiteModel(SiteModel):
             jac = torch.zeros(n_basis, g.n_edges, 3, dtype=g.dtype, device=g.device)
         return basis.detach(), jac.permute(1, 0, 2).contiguous()
 
+    def design_rows(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The basis (n_atoms, P), force rows (n_atoms, 3, P) eV/Å and virial rows (6, P) eV
+        (Voigt), unnormalised: forces F = rows·θ and virial W = rows·θ of the linear part,
+        by the protocol's signs. What fitting assembles; models may compute them without the
+        per-edge Jacobian (:meth:`site_basis_jacobian`), as ACE does on the CPU."""
+        basis, jac = self.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
+        forces = forces_from_edge_grads(jac, graph).permute(0, 2, 1)  # (N, 3, P)
+        virial = voigt(virial_from_edge_grads(jac, graph)).T  # (6, P)
+        return basis, forces, virial
+
 
 class ReadoutModel(LinearSiteModel):
     """A linear model whose θ is one :class:`BlockReadout` held in ``self.readout``."""

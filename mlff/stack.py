@@ -189,6 +189,16 @@ class Stack(LinearSiteModel):
                 total = total + part.site_energies(sub)
         return total
 
+    def design_rows(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The linear parts' rows, side by side (each part on the edges within its cutoff: rows
+        are per atom, so no edge mapping is needed)."""
+        self._check(graph)
+        parts = [m.design_rows(graph.restrict(m.cutoff)) for m in self.linear_parts]
+        if not parts:
+            zeros = graph.vectors.new_zeros
+            return zeros(graph.n_atoms, 0), zeros(graph.n_atoms, 3, 0), zeros(6, 0)
+        return tuple(torch.cat([p[t] for p in parts], dim=-1) for t in range(3))
+
     def site_basis_jacobian(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(graph)
         bases, jacs = [], []

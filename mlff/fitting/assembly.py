@@ -149,14 +149,6 @@ def potential_energy_basis(atoms: Atoms, model: LinearSiteModel) -> np.ndarray:
         return model.site_basis(_graph(atoms, model)).sum(0).cpu().numpy()
 
 
-def _virial_rows(jac: torch.Tensor, graph) -> torch.Tensor:
-    """Virial rows (6, P) eV in Voigt order from the basis Jacobian ``jac`` (n_edges, P, 3):
-    column k is the virial of basis function k, by the protocol's sign and Voigt order. The
-    off-diagonal pairs are averaged; for rotation-invariant basis functions the virial is
-    symmetric, so either entry would do."""
-    return voigt(virial_from_edge_grads(jac, graph)).T  # (P, 3, 3) -> (P, 6) -> (6, P)
-
-
 def energy_forces_virial_basis(
     atoms: Atoms, model: LinearSiteModel
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,10 +158,9 @@ def energy_forces_virial_basis(
     """
     _check_model(model)
     graph = _graph(atoms, model)
-    basis, jac = model.site_basis_jacobian(graph)  # (N, P), (n_edges, P, 3)
-    forces = forces_from_edge_grads(jac, graph)  # (N, P, 3)
-    virial = _virial_rows(jac, graph)  # (6, P)
-    return basis.sum(0).numpy(), forces.permute(0, 2, 1).numpy(), virial.numpy()
+    with torch.no_grad():
+        basis, forces, virial = model.design_rows(graph)  # (N, P), (N, 3, P), (6, P)
+    return basis.sum(0).numpy(), forces.numpy(), virial.numpy()
 
 
 def _fixed_parts(model: LinearSiteModel, graph) -> tuple[float, np.ndarray, np.ndarray]:
@@ -188,11 +179,11 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
     graph = _graph(atoms, model)
     need_grads = labels.forces is not None or labels.stress is not None
     e_fixed, f_fixed, w_fixed = _fixed_parts(model, graph)
-    if need_grads:
-        basis, jac = model.site_basis_jacobian(graph)
-    else:
-        with torch.no_grad():
-            basis, jac = model.site_basis(graph), None
+    with torch.no_grad():
+        if need_grads:
+            basis, force_rows, virial_rows = model.design_rows(graph)
+        else:
+            basis = model.site_basis(graph)
     blocks, targets, wts, props, comps = [], [], [], [], []
     if labels.energy is not None:
         blocks.append(basis.sum(0, keepdim=True).numpy() / n)
@@ -201,14 +192,13 @@ def _rows_for(atoms: Atoms, labels: Labels, model: LinearSiteModel, weights: Wei
         props.append(np.zeros(1, dtype=np.int8))
         comps.append(np.zeros(1, dtype=np.int32))
     if labels.forces is not None:
-        rows = forces_from_edge_grads(jac, graph).permute(0, 2, 1).reshape(3 * n, -1)  # (3N, P)
-        blocks.append(rows.numpy())
+        blocks.append(force_rows.reshape(3 * n, -1).numpy())  # (3N, P), atom-major
         targets.append((labels.forces - f_fixed).reshape(-1))
         wts.append(np.full(3 * n, weights.weight("forces", labels.config_type)))
         props.append(np.ones(3 * n, dtype=np.int8))
         comps.append(np.arange(3 * n, dtype=np.int32))
     if labels.stress is not None:
-        blocks.append(_virial_rows(jac, graph).numpy() / n)
+        blocks.append(virial_rows.numpy() / n)
         targets.append((virial_from_stress(labels.stress, graph.volume()) - w_fixed) / n)
         wts.append(np.full(6, weights.weight("virial", labels.config_type)))
         props.append(np.full(6, 2, dtype=np.int8))

@@ -251,13 +251,14 @@ class ACEModel(ReadoutModel):
         features, per_l = self.gradients(self.atomic_basis(graph, species))  # (N, K)
         n_basis, n_atoms = self.n_basis, graph.n_atoms
         slots, width = graph.neighbor_slots()
-        # Padded per-atom layout: jac_padded[k, i, slot] = ∂B_ik/∂r_(i, slot).
-        jac_padded = graph.vectors.new_zeros(n_basis, n_atoms, width, 3)
+        # Padded per-atom layout: jac_padded[i, k, slot·3 + a] = ∂B_ik/∂r_(i, slot), a = x, y, z.
+        jac_padded = graph.vectors.new_zeros(n_atoms, n_basis, width * 3)
         if graph.n_edges:
             r = torch.linalg.vector_norm(graph.vectors, dim=1)
             radial, d_radial = self.radial.with_derivative(r, si, sj)
             ylm, d_ylm = spherical_harmonics_with_gradients(graph.vectors, self.l_max)
             unit = graph.vectors / r[:, None]
+            n_channels = self.n_elements * self.n_max
             for l, entries in enumerate(per_l):
                 if entries is None:
                     continue
@@ -267,22 +268,22 @@ class ACEModel(ReadoutModel):
                     d_radial[:, :, None, None] * ylm[:, None, sl, None] * unit[:, None, None, :]
                     + radial[:, :, None, None] * d_ylm[:, None, sl, :]
                 )  # ∂φ_{n,lm}/∂r_e: (n_edges, n_max, d, 3)
-                # Channel (z, n) sees only neighbours of element z: (channel, N, d, slot·3).
+                # Channel (z, n) sees only neighbours of element z: (N, channel·d, slot·3).
                 padded = dphi.new_zeros(n_atoms, width, self.n_elements, self.n_max, d, 3)
                 padded[graph.centers, slots, sj] = dphi
                 padded = (
-                    padded.reshape(n_atoms, width, -1, d, 3)
-                    .permute(2, 0, 3, 1, 4)
-                    .reshape(-1, n_atoms, d, width * 3)
+                    padded.reshape(n_atoms, width, n_channels * d, 3)
+                    .permute(0, 2, 1, 3)
+                    .reshape(n_atoms, n_channels * d, width * 3)
                 )
-                # One batched product per channel avoids copying the channel block per function.
-                for c in torch.unique(chans).tolist():
-                    pick = torch.nonzero(chans == c).squeeze(1)
-                    rows = torch.bmm(values[pick].transpose(0, 1), padded[c])  # (N, q_c, slot·3)
-                    jac_padded.index_add_(
-                        0, ks[pick], rows.transpose(0, 1).reshape(-1, n_atoms, width, 3)
-                    )
-        jac = jac_padded[:, graph.centers, slots, :].transpose(0, 1)  # (n_edges, K, 3)
+                # ∂B/∂A of this l as a dense (N, K, channel·d) block: one batched product per l
+                # (the entries of a function that repeats a factor add up).
+                dense = values.new_zeros(n_basis, n_channels, d, n_atoms)
+                dense.index_put_((ks, chans), values.permute(0, 2, 1), accumulate=True)
+                dense = dense.permute(3, 0, 1, 2).reshape(n_atoms, n_basis, n_channels * d)
+                jac_padded.baddbmm_(dense, padded)
+        jac_padded = jac_padded.reshape(n_atoms, n_basis, width, 3)
+        jac = jac_padded[graph.centers, :, slots, :]  # (n_edges, K, 3)
         # Species blocks: the centre's element picks the columns (BlockReadout layout).
         basis = self.readout.design(features, species)
         if self.n_elements == 1:
@@ -290,6 +291,55 @@ class ACEModel(ReadoutModel):
         full = jac.new_zeros(graph.n_edges, self.n_elements, n_basis, 3)
         full[torch.arange(graph.n_edges, device=jac.device), si] = jac
         return basis, full.reshape(graph.n_edges, self.n_elements * n_basis, 3)
+
+    @torch.no_grad()
+    def design_rows(self, graph: Graph) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Basis, force and virial rows (:meth:`LinearSiteModel.design_rows`); on the CPU in
+        float64 from the nonzeros of ∂B/∂A and the edges' ∂φ by a compiled kernel
+        (:mod:`mlff.kernels.ace_rows`), without the (n_edges, P, 3) Jacobian."""
+        if graph.device.type != "cpu" or graph.dtype != torch.float64 or graph.n_edges == 0:
+            return super().design_rows(graph)
+        from mlff.kernels.ace_rows import ace_force_virial_rows
+
+        species = self.species(graph)
+        features, per_l = self.gradients(self.atomic_basis(graph, species))
+        basis = self.readout.design(features, species)  # (N, P)
+        centers = graph.centers
+        order = None
+        if bool((centers[1:] < centers[:-1]).any()):  # mlff's graphs are grouped; others sorted
+            order = torch.argsort(centers, stable=True)
+        pick = (lambda t: t) if order is None else (lambda t: t[order])
+        vectors, neighbors = pick(graph.vectors), pick(graph.neighbors)
+        si, sj = species[pick(centers)], species[neighbors]
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        radial, d_radial = self.radial.with_derivative(r, si, sj)  # (n_edges, n_max)
+        ylm, d_ylm = spherical_harmonics_with_gradients(vectors, self.l_max)  # (E, n_lm), (…, 3)
+        ent_k, ent_c, ent_lm, values = [], [], [], []
+        for l, entries in enumerate(per_l):
+            if entries is None:
+                continue
+            ks, chans, vals = entries  # (n_q,), (n_q,), (n_q, N, d)
+            d = 2 * l + 1
+            ent_k.append(ks.repeat_interleave(d))
+            ent_c.append(chans.repeat_interleave(d))
+            ent_lm.append((l * l + torch.arange(d)).repeat(len(ks)))
+            values.append(vals.permute(0, 2, 1).reshape(-1, graph.n_atoms))
+        counts = torch.bincount(centers, minlength=graph.n_atoms)
+        offsets = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        forces, virial = ace_force_virial_rows(
+            offsets.numpy(),
+            neighbors.numpy(),
+            np.ascontiguousarray(vectors.numpy()),
+            species.numpy(),
+            (np.ascontiguousarray(radial.numpy()), np.ascontiguousarray(d_radial.numpy())),
+            (np.ascontiguousarray(ylm.numpy()), np.ascontiguousarray(d_ylm.numpy())),
+            tuple(
+                np.ascontiguousarray(torch.cat(x).numpy()) for x in (ent_k, ent_c, ent_lm, values)
+            ),
+            self.n_basis,
+            self.n_elements,
+        )
+        return basis, torch.from_numpy(forces), torch.from_numpy(virial)
 
     def basis_degrees(self) -> torch.Tensor:
         """Σ (n + w_l·l) of each function, repeated for every element block."""

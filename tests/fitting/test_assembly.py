@@ -4,9 +4,17 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from emt_data import label
-from helpers import STRUCTURES, make_stack
+from helpers import STRUCTURES, make_ace, make_stack
 
-from mlff import SiteCalculator, StackedCalculator
+from mlff import (
+    SiteCalculator,
+    Stack,
+    StackedCalculator,
+    build_graph,
+    forces_from_edge_grads,
+    virial_from_edge_grads,
+    voigt,
+)
 from mlff.fitting import (
     NormalEquations,
     Weights,
@@ -61,7 +69,7 @@ def test_virial_rows_match_finite_differences_under_strain():
     _, _, v_rows = energy_forces_virial_basis(atoms, stack)
     eps = 1e-6
     # W_xy = -∂E/∂ε_xy (symmetric strain): compare for xx and yz.
-    for voigt, (i, j) in [(0, (0, 0)), (3, (1, 2))]:
+    for component, (i, j) in [(0, (0, 0)), (3, (1, 2))]:
         rows = []
         for sign in (1, -1):
             strain = np.eye(3)
@@ -71,7 +79,7 @@ def test_virial_rows_match_finite_differences_under_strain():
             moved.set_cell(atoms.cell.array @ strain, scale_atoms=True)
             rows.append(potential_energy_basis(moved, stack))
         fd = -(rows[0] - rows[1]) / (2 * eps)
-        assert np.abs(v_rows[voigt] - fd).max() / max(np.abs(fd).max(), 1e-8) < 1e-6
+        assert np.abs(v_rows[component] - fd).max() / max(np.abs(fd).max(), 1e-8) < 1e-6
 
 
 def _labelled_stack_data():
@@ -281,3 +289,25 @@ def test_non_finite_rows_name_the_configuration(monkeypatch):
         ValueError, match="configuration 1: its energy targets contain NaN/inf \\(1 rows\\)"
     ):
         assemble(data, _cu_stack())
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_compiled_design_rows_equal_the_jacobian_route(name):
+    """ACE's compiled force and virial rows (three elements, every test structure) equal the
+    rows the per-edge Jacobian gives through the protocol's scatter and virial."""
+    from mlff.protocol import LinearSiteModel
+
+    atoms = STRUCTURES[name]()
+    for model in (make_ace(), make_stack()):
+        graph = build_graph(atoms, model.cutoff)
+        basis, forces, virial = model.design_rows(graph)
+        if isinstance(model, Stack):
+            basis0, jac = model.site_basis_jacobian(graph)
+            forces0 = forces_from_edge_grads(jac, graph).permute(0, 2, 1)
+            virial0 = voigt(virial_from_edge_grads(jac, graph)).T
+        else:
+            basis0, forces0, virial0 = LinearSiteModel.design_rows(model, graph)
+        torch.testing.assert_close(basis, basis0, rtol=0, atol=1e-12)
+        scale = float(forces0.abs().max())
+        torch.testing.assert_close(forces, forces0, rtol=0, atol=1e-12 * scale)
+        torch.testing.assert_close(virial, virial0, rtol=0, atol=1e-12 * float(virial0.abs().max()))
