@@ -29,6 +29,9 @@ class FitConfig:
     """Settings of ``mlff fit``; every field can come from ``--config fit.toml`` under the same
     name (``mlff fit --print-config`` prints them all).
 
+    ``size``: ``"auto"`` (the ACE basis of largest BLR evidence among the sizes
+    :data:`~mlff.fitting.size.SIZES` within ``max_parameters``) or a size name (xs, s, m,
+    l, xl; m is the distillation default); ``ace`` options are laid over the size's.
     ``e0``: ``"auto"`` (the data's ``IsolatedAtom`` energies where given, least squares on
     the energies otherwise), ``"estimate"`` (least squares), or a table element → eV.
     ``weights``: per property (energy per atom, force components, virial per atom);
@@ -43,6 +46,8 @@ class FitConfig:
     virial_key: str | None = None
     config_type_key: str = "config_type"
     cutoff: float = 5.0
+    size: str = "auto"
+    max_parameters: int = 5000
     ace: dict = field(default_factory=dict)
     pair: dict = field(default_factory=lambda: {"n_max": 8, "repulsion": True})
     e0: Any = "auto"
@@ -85,6 +90,25 @@ class FitConfig:
             raise ValueError(f"cutoff = {self.cutoff!r}; accepted a number of Å in (0, 20)")
         check_model_settings(self.ace, self.pair, self.weights)
         Weights(**self.weights, per_config_type=self.config_type_weights)
+        from mlff.fitting.size import SIZE_NAMES
+
+        if self.size != "auto" and self.size not in SIZE_NAMES:
+            raise ValueError(
+                f"size = {self.size!r}; accepted 'auto' or one of {', '.join(SIZE_NAMES)}"
+            )
+        if self.size == "auto":
+            chosen = sorted({"n_max", "max_degree"} & set(self.ace))
+            if chosen:
+                raise ValueError(
+                    f"size = 'auto' chooses ace.n_max and ace.max_degree, but the settings give "
+                    f"{', '.join('ace.' + k for k in chosen)}; name a size or remove them"
+                )
+            if self.solver != "blr":
+                raise ValueError("size = 'auto' compares BLR evidences: it needs solver = 'blr'")
+        if isinstance(self.max_parameters, bool) or not (
+            isinstance(self.max_parameters, int) and self.max_parameters >= 1
+        ):
+            raise ValueError(f"max_parameters = {self.max_parameters!r}; accepted an integer >= 1")
         if self.solver not in ("blr", "qr"):
             raise ValueError(f"solver = {self.solver!r}; accepted 'blr' or 'qr'")
         if not (isinstance(self.ridge, int | float) and self.ridge >= 0):
@@ -148,6 +172,7 @@ def fit_run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Read, check, fit, and write the run directory ``out``; returns the report (a dict)."""
+    from mlff.fitting.size import SIZES, SizeCandidate, size_curve_plot, size_options
     from mlff.models.default import default_stack
 
     config = config or FitConfig()
@@ -169,17 +194,38 @@ def fit_run(
                 f"the test data have {unseen}, which the training data lack ({elements})"
             )
     e0, e0_source = _reference_energies(config, isolated, train_configs, elements)
-    model = default_stack(elements, e0, config.cutoff, config.ace, config.pair)
+    sizes = [config.size] if config.size != "auto" else list(SIZES)
+    candidates = {
+        name: default_stack(
+            elements, e0, config.cutoff, size_options(name, config.ace), config.pair
+        )
+        for name in sizes
+    }
+    fitting = {k: m for k, m in candidates.items() if m.length_basis() <= config.max_parameters}
+    candidates = fitting or dict([next(iter(candidates.items()))])  # the smallest at least
     stages["read"] = time.perf_counter() - clock
     log(
         f"{len(train_configs)} training configurations ({sum(len(a) for a in train_configs)} "
-        f"atoms), {len(test_configs or [])} test; elements {', '.join(elements)}; "
-        f"{model.length_basis()} parameters; E0 from {e0_source}"
+        f"atoms), {len(test_configs or [])} test; elements {', '.join(elements)}; sizes "
+        + ", ".join(f"{k} ({m.length_basis()} parameters)" for k, m in candidates.items())
+        + f"; E0 from {e0_source}"
     )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result = _fit(model, train_configs, test_configs, config, progress, stages)
+    if config.size == "auto":
+        result, size_report = _fit_auto(
+            candidates, train_configs, test_configs, config, progress, stages, log
+        )
+        size_curve_plot(
+            [SizeCandidate(**c) for c in size_report["candidates"]],
+            size_report["chosen"],
+            out / "size_curve.png",
+        )
+    else:
+        (model,) = candidates.values()
+        result = _fit(model, train_configs, test_configs, config, progress, stages)
+        size_report = {"mode": config.size, "chosen": config.size, "candidates": []}
     clock = time.perf_counter()
     committee = None
     if config.solver == "blr":
@@ -199,6 +245,7 @@ def fit_run(
             "test": _counts(test_configs or []),
         },
         "parameters": result.model.length_basis(),
+        "size": size_report,
         "solver": {"name": config.solver, "noise_std": result.solution.noise_std},
         "committee": None
         if committee is None
@@ -208,6 +255,35 @@ def fit_run(
     }
     _write_run(out, result, committee, report, train_configs, test_configs, stages)
     return report
+
+
+def _fit_auto(candidates, train, test, config: FitConfig, progress, stages: dict, log):
+    """The size of largest evidence (:func:`~mlff.fitting.size.choose_size`), fitted."""
+    from mlff.calculators import SiteCalculator
+    from mlff.fitting.assembly import Weights
+    from mlff.fitting.errors import evaluate_errors
+    from mlff.fitting.fit import FitResult
+    from mlff.fitting.size import choose_size
+
+    weights = Weights(**config.weights, per_config_type=config.config_type_weights)
+    clock = time.perf_counter()
+    name, model, solution, n_rows, results = choose_size(
+        candidates, train, weights, config.n_workers, progress, log
+    )
+    stages["assemble and choose size"] = time.perf_counter() - clock
+    for c in results:
+        log(
+            f"  size {c.name}: {c.parameters} parameters, log evidence {c.log_evidence:.6g}, "
+            f"residual {c.residual_rms:.4g}" + ("  <- chosen" if c.name == name else "")
+        )
+    clock = time.perf_counter()
+    calc = SiteCalculator(model)
+    errors = {"train": evaluate_errors(calc, train)}
+    if test is not None:
+        errors["test"] = evaluate_errors(calc, test)
+    stages["errors"] = time.perf_counter() - clock
+    report = {"mode": "auto", "chosen": name, "candidates": [c.to_dict() for c in results]}
+    return FitResult(model=model, solution=solution, errors=errors, n_rows=n_rows), report
 
 
 def _fit(model, train, test, config: FitConfig, progress: bool, stages: dict):
@@ -265,6 +341,16 @@ def _write_run(out: Path, result, committee, report: dict, train, test, stages: 
             for name, counts in report["configurations"].items()
             if counts
         ),
+        f"- size: {report['size']['chosen']} ({report['size']['mode']})"
+        + (
+            "; candidates: "
+            + ", ".join(
+                f"{c['name']} P={c['parameters']} log evidence {c['log_evidence']:.6g}"
+                for c in report["size"]["candidates"]
+            )
+            if report["size"]["candidates"]
+            else ""
+        ),
         "- seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items()),
         "",
     ]
@@ -272,6 +358,8 @@ def _write_run(out: Path, result, committee, report: dict, train, test, stages: 
         if name in report["errors"]:
             table = ErrorTable.from_dict(report["errors"][name])
             lines += [f"## Errors, {name}", "", "```", str(table), "```", ""]
+    if report["size"]["candidates"]:
+        images.append("size_curve.png")
     lines += [f"![{image}]({image})" for image in images]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 

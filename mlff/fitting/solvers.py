@@ -351,7 +351,11 @@ class BLR:
             covariance=cov_z / gamma[:, None] / gamma[None, :],
             noise_std=opt.noise_std,
             prior_precision=float(opt.alpha),
-            info={"effective_parameters": effective, **opt.info(spec)},
+            info={
+                "effective_parameters": effective,
+                "log_evidence": log_evidence(spec, opt.log_alpha, opt.log_beta),
+                **opt.info(spec),
+            },
         )
 
     def _solve_ard(self, gamma, spec: _Spectrum) -> Solution:
@@ -524,25 +528,33 @@ def _log_beta_max(spec: _Spectrum) -> float:
     return float(np.log(max(spec.n_rows, 1) / _target_scale(spec)) - 2.0 * np.log(_NOISE_FLOOR))
 
 
+def log_evidence(spec: _Spectrum, log_alpha: float, log_beta: float) -> float:
+    """log p(y | α, β) of the weighted rows, constants included, so that models with other
+    bases (other P) fitted to the same rows compare: the evidence does not depend on how θ is
+    scaled, so Γ drops out."""
+    lam, b, n, p = spec.lam, spec.b, spec.n_rows, len(spec.lam)
+    alpha, beta = np.exp(log_alpha), np.exp(log_beta)
+    denom = beta * lam + alpha
+    misfit = spec.r_perp + np.sum((b * alpha / denom) ** 2)
+    z2 = np.sum(lam * (beta * b / denom) ** 2)
+    return float(
+        0.5 * p * log_alpha
+        + 0.5 * n * log_beta
+        - 0.5 * beta * misfit
+        - 0.5 * alpha * z2
+        - 0.5 * np.sum(np.log(denom))
+        - 0.5 * n * np.log(2.0 * np.pi)
+    )
+
+
 def _maximise_evidence(spec: _Spectrum) -> _Optimum:
     """The isotropic (α, β) of largest log evidence; converged only strictly inside the bounds."""
     import scipy.optimize
 
-    lam, b, r_perp, n, p = spec.lam, spec.b, spec.r_perp, spec.n_rows, len(spec.lam)
+    lam, n = spec.lam, spec.n_rows
 
     def negative_log_evidence(x):
-        alpha, beta = np.exp(x)
-        denom = beta * lam + alpha
-        misfit = r_perp + np.sum((b * alpha / denom) ** 2)
-        z2 = np.sum(lam * (beta * b / denom) ** 2)
-        value = (
-            0.5 * p * x[0]
-            + 0.5 * n * x[1]
-            - 0.5 * beta * misfit
-            - 0.5 * alpha * z2
-            - 0.5 * np.sum(np.log(denom))
-        )
-        return -value
+        return -log_evidence(spec, x[0], x[1])
 
     lam_mean = float(np.mean(lam))
     lam_scale = lam_mean if lam_mean > 0 else 1.0

@@ -71,6 +71,7 @@ def _user_config(**extra) -> FitConfig:
             "forces_key": "REF_forces",
             "stress_key": "REF_stress",
             "cutoff": 4.5,
+            "size": "xs",  # laid under ACE's own options
             "ace": ACE,
             "pair": PAIR,
             "e0": E0,
@@ -344,3 +345,93 @@ def test_read_dataset_reads_emt_labels_under_ase_names(tmp_path):
     (config,) = read_dataset(str(tmp_path / "*.extxyz"), LabelKeys())
     np.testing.assert_allclose(config.get_forces(), atoms.get_forces())
     np.testing.assert_allclose(config.get_stress(), atoms.get_stress())
+
+
+# ---------------------------------------------------------------------------------------------
+# --size auto
+
+
+def _emt_cu(n: int, seed: int):
+    """EMT-labelled Cu cells: strained, rattled, with a vacancy."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61 * rng.uniform(0.97, 1.03), cubic=True).repeat(2)
+        if k % 3 == 2:
+            del atoms[int(rng.integers(len(atoms)))]
+        atoms.rattle(rng.uniform(0.02, 0.15), seed=int(rng.integers(2**31)))
+        atoms.calc = EMT()
+        labels = dict(
+            energy=atoms.get_potential_energy(),
+            forces=atoms.get_forces(),
+            stress=atoms.get_stress(),
+        )
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        atoms.info["config_type"] = "cu"
+        out.append(atoms)
+    return out
+
+
+def _auto(tmp_path, configs, name: str, **settings) -> dict:
+    write(tmp_path / f"{name}.extxyz", configs)
+    config = FitConfig.from_mapping({"max_parameters": 420, **settings})
+    return fit_run(
+        [str(tmp_path / f"{name}.extxyz")], tmp_path / name, config, progress=False, log=_quiet
+    )
+
+
+def test_size_auto_takes_a_smaller_basis_on_little_data_and_a_larger_on_more(tmp_path):
+    few = _auto(tmp_path, _emt_cu(2, seed=0), "few")
+    many = _auto(tmp_path, _emt_cu(40, seed=1), "many")
+    order = ["xs", "s", "m"]
+    assert [c["name"] for c in few["size"]["candidates"]] == order  # P <= 420: up to m
+    assert order.index(few["size"]["chosen"]) < order.index(many["size"]["chosen"])
+    chosen = max(many["size"]["candidates"], key=lambda c: c["log_evidence"])
+    assert chosen["name"] == many["size"]["chosen"]
+    assert (tmp_path / "many" / "size_curve.png").is_file()
+
+
+def test_size_auto_finds_the_size_the_data_were_made_with(tmp_path):
+    """Data planted by an s-sized stack (with a little label noise) choose s over xs and m;
+    data planted by an xs-sized one choose xs."""
+    from mlff.fitting.size import size_options
+
+    for size in ("xs", "s"):
+        model = default_stack(["Cu"], {"Cu": -1.0}, 5.0, size_options(size, {}), PAIR)
+        probe = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        probe.rattle(0.1, seed=3)
+        random_linear_parameters(model, probe, energy_scale=0.3, seed=4)
+        configs = _emt_cu(24, seed=5)
+        rng = np.random.default_rng(6)
+        calc = SiteCalculator(model)
+        labelled = []
+        for atoms in configs:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            forces = atoms.get_forces() + rng.normal(0, 1e-3, (len(atoms), 3))
+            energy = atoms.get_potential_energy() + rng.normal(0, 1e-4 * len(atoms))
+            atoms.calc = None
+            atoms.info["REF_energy"], atoms.arrays["REF_forces"] = energy, forces
+            labelled.append(atoms)
+        report = _auto(
+            tmp_path,
+            labelled,
+            f"planted-{size}",
+            energy_key="REF_energy",
+            forces_key="REF_forces",
+            pair=PAIR,
+            e0={"Cu": -1.0},
+        )
+        assert report["size"]["chosen"] == size, report["size"]
+
+
+def test_size_settings_are_checked():
+    with pytest.raises(ValueError, match="size = 'huge'"):
+        FitConfig.from_mapping({"size": "huge"})
+    with pytest.raises(ValueError, match=r"chooses ace.n_max.*ace.n_max"):
+        FitConfig.from_mapping({"ace": {"n_max": 6}})
+    with pytest.raises(ValueError, match="needs solver = 'blr'"):
+        FitConfig.from_mapping({"solver": "qr"})
+    assert FitConfig.from_mapping({"size": "s", "ace": {"n_max": 6}}).size == "s"
