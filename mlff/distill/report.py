@@ -5,36 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from mlff.fitting import ErrorTable
 from mlff.io import atomic_write
 
-__all__ = ["build_report", "physics_lines", "write_report", "parity_data"]
-
-
-def parity_data(calculator, dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(reference, predicted) arrays: energy per atom (eV/atom) and force components (eV/Å)."""
-    from mlff.fitting.labels import read_labels
-
-    e_ref, e_pred, f_ref, f_pred = [], [], [], []
-    for index, atoms in enumerate(dataset):
-        labels = read_labels(atoms, index)
-        probe = atoms.copy()
-        probe.calc = calculator
-        if labels.energy is not None:
-            e_ref.append(labels.energy / len(atoms))
-            e_pred.append(probe.get_potential_energy() / len(atoms))
-        if labels.forces is not None:
-            f_ref.append(labels.forces.reshape(-1))
-            f_pred.append(probe.get_forces().reshape(-1))
-    return {
-        "energy": (np.array(e_ref), np.array(e_pred)),
-        "forces": (
-            np.concatenate(f_ref) if f_ref else np.zeros(0),
-            np.concatenate(f_pred) if f_pred else np.zeros(0),
-        ),
-    }
+__all__ = ["build_report", "physics_lines", "write_report"]
 
 
 def _plots(report: dict, result, validation, out: Path) -> list[str]:
@@ -44,23 +18,12 @@ def _plots(report: dict, result, validation, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     from mlff.calculators import SiteCalculator
+    from mlff.fitting.errors import predict
+    from mlff.fitting.parity import parity_plot
 
-    names = []
-    data = parity_data(SiteCalculator(result.model), validation)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, (prop, unit) in zip(axes, [("energy", "eV/atom"), ("forces", "eV/Å")], strict=True):
-        ref, pred = data[prop]
-        if ref.size:
-            lo, hi = min(ref.min(), pred.min()), max(ref.max(), pred.max())
-            ax.plot([lo, hi], [lo, hi], color="0.6", lw=1)
-            ax.scatter(ref, pred, s=6, alpha=0.6)
-        ax.set_xlabel(f"teacher {prop} ({unit})")
-        ax.set_ylabel(f"student {prop} ({unit})")
-        ax.set_title(f"{prop}: validation parity")
-    fig.tight_layout()
-    fig.savefig(out / "parity.png", dpi=120)
-    plt.close(fig)
-    names.append("parity.png")
+    predictions = predict(SiteCalculator(result.model), validation)
+    parity_plot(validation, predictions, out / "parity.png", "validation", "teacher", "student")
+    names = ["parity.png"]
 
     curve = report["learning_curve"]
     if curve:
