@@ -64,7 +64,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         settings["seed"] = args.seed
     config = DistillConfig.from_mapping(settings)
     if args.print_config:
-        from mlff.toml_text import dumps
+        from mlff.settings import dumps
 
         notes = {"temperature": "unset: 300 K to above the seeds' liquid"}
         print(dumps(config.to_dict(), notes), end="")
@@ -343,7 +343,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         settings["n_workers"] = args.workers
     config = FitConfig.from_mapping(settings)
     if args.print_config:
-        from mlff.toml_text import dumps
+        from mlff.settings import dumps
 
         print(dumps(config.to_dict(), {"virial_key": "unset: no virial labels"}), end="")
         return 0

@@ -5,7 +5,7 @@ command-line option; unknown keys are refused before any work."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = ["DistillConfig", "check_model_settings", "parse_range"]
@@ -167,15 +167,9 @@ class DistillConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> DistillConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        config = cls(**dict(data))
-        config.validate()
-        return config
+        from mlff.settings import from_mapping
+
+        return from_mapping(cls, data)
 
     def to_dict(self) -> dict:
         return asdict(self)

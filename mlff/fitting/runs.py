@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,9 @@ class FitConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FitConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        config = cls(**dict(data))
-        config.validate()
-        return config
+        from mlff.settings import from_mapping
+
+        return from_mapping(cls, data)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,14 +1,16 @@
-"""Settings written as TOML (``--print-config``): Python's ``tomllib`` reads TOML but does not
-write it, and the settings are plain tables of numbers, strings, lists and tables."""
+"""Run settings: dataclasses made from TOML tables (unknown keys refused), and written back
+as TOML (``--print-config``: Python's ``tomllib`` reads TOML but does not write it, and the
+settings are plain tables of numbers, strings, lists and tables)."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "from_mapping"]
 
 
 def _value(value: Any) -> str:
@@ -52,3 +54,17 @@ def dumps(settings: Mapping[str, Any], notes: Mapping[str, str] | None = None) -
         lines += ["", f"[{_key(key)}]"]
         lines += [f"{_key(k)} = {_value(v)}" for k, v in value.items()]
     return "\n".join(lines) + "\n"
+
+
+def from_mapping(cls, data: Mapping[str, Any]):
+    """``cls(**data)`` for a settings dataclass, after refusing keys it does not have (named,
+    with the known ones), then ``validate()``d."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    config = cls(**dict(data))
+    config.validate()
+    return config
