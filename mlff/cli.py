@@ -56,7 +56,16 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from mlff.fitting import ErrorTable
 
     settings: dict = _read_toml(args.config) if args.config else {}
-    for key in ("teacher", "structure", "temperature", "pressure", "out", "device", "budget"):
+    for key in (
+        "teacher",
+        "structure",
+        "temperature",
+        "pressure",
+        "out",
+        "device",
+        "budget",
+        "teacher_batch",
+    ):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -466,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", type=int, help="teacher calls in all: training, validation, physics"
     )
     dist.add_argument("--seed", type=int, help="random seed")
+    dist.add_argument(
+        "--teacher-batch",
+        type=int,
+        help="structures per teacher call (needs a torch-sim teacher; default 1)",
+    )
     dist.add_argument("--quiet", action="store_true", help="no progress bars")
     dist.add_argument(
         "--print-config", action="store_true", help="print every setting as TOML and stop"

@@ -14,7 +14,13 @@ from mlff.distill.physics import (
 from mlff.distill.sampling import PRESETS, seed_structure, seed_structures, supercell
 from mlff.distill.selection import select_by_committee
 from mlff.distill.store import LabelStore, structure_hash
-from mlff.distill.teachers import TEACHERS, check_teacher_elements, get_teacher, teacher_name
+from mlff.distill.teachers import (
+    TEACHERS,
+    TorchSimTeacher,
+    check_teacher_elements,
+    get_teacher,
+    teacher_name,
+)
 
 __all__ = [
     "DistillConfig",
@@ -27,6 +33,7 @@ __all__ = [
     "supercell",
     "select_by_committee",
     "TEACHERS",
+    "TorchSimTeacher",
     "get_teacher",
     "teacher_name",
     "check_teacher_elements",

@@ -97,6 +97,7 @@ class DistillConfig:
     """
 
     teacher: str = "sevennet-0"
+    teacher_batch: int = 1
     structure: list = field(default_factory=lambda: ["Si-diamond"])
     temperature: Any = None
     pressure: Any = field(default_factory=lambda: [0.0, 5.0])
@@ -200,6 +201,7 @@ class DistillConfig:
             "patience",
             "survival_steps",
             "validation_md_steps",
+            "teacher_batch",
         ):
             value = getattr(self, name)
             low = minimum.get(name, 1)

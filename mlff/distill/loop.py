@@ -310,6 +310,12 @@ def distill(
     elements = sorted({e for seed in seeds for e in seed.atoms.get_chemical_symbols()})
     requested = teacher if teacher is not None else config.teacher  # a name or a calculator
     teacher = get_teacher(requested, device=config.device)
+    if config.teacher_batch > 1 and not hasattr(teacher, "label_batch"):
+        raise ValueError(
+            f"teacher_batch = {config.teacher_batch} needs a teacher that labels batches (a "
+            f"torch-sim model: mlff.distill.TorchSimTeacher); {teacher_name(requested)} labels "
+            "one structure per call"
+        )
     check_teacher_elements(teacher, elements)
     check_student(elements, config)
     out = Path(config.out)
@@ -339,6 +345,7 @@ def distill(
         teacher,
         progress=progress,
         budget=max(0, training_budget - len(store)),
+        batch=config.teacher_batch,
     )
     weights = Weights(**config.weights, per_config_type=dict(config.config_type_weights))
     curve, best, stale = [], np.inf, 0
@@ -379,7 +386,12 @@ def distill(
             strains = _strain_range(config, _student_bulk_modulus(result.model, seeds))
         if config.hole_rows:  # the wall first: a hole found now is labelled before MD frames
             holes = _hole_candidates(result.model, seeds, round_index)
-            calls += store.label(holes, teacher, budget=max(0, training_budget - len(store)))
+            calls += store.label(
+                holes,
+                teacher,
+                budget=max(0, training_budget - len(store)),
+                batch=config.teacher_batch,
+            )
         calc = result.calculator()
         candidates = _student_md(seeds, calc, levels, config, round_index, strains)
         candidates += _generate(
@@ -387,7 +399,9 @@ def distill(
         )
         n_new = min(config.per_round, training_budget - len(store))
         picked = select_by_committee(candidates, result.model, committee, n_new)
-        calls += store.label([c for c, _ in picked], teacher, progress=progress)
+        calls += store.label(
+            [c for c, _ in picked], teacher, progress=progress, batch=config.teacher_batch
+        )
     ledger = {
         "training": len(store),
         "validation": reference.validation_calls,

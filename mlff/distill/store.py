@@ -84,29 +84,61 @@ class LabelStore:
         teacher,
         progress: bool = False,
         budget: int | None = None,
+        batch: int = 1,
     ) -> int:
         """Label and store each (atoms, config_type, meta) not yet stored; returns how many
-        teacher calls were made. Each label is committed before the next call starts."""
+        structures the teacher labelled. Each label is committed on its own before the next
+        teacher call starts; with ``batch`` > 1 the teacher (one with ``label_batch``, e.g.
+        :class:`~mlff.distill.teachers.TorchSimTeacher`) labels up to ``batch`` structures per
+        call, so a kill loses at most the batch in flight, and nothing is stored twice."""
         from tqdm.auto import tqdm
 
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch = {batch!r}; accepted an integer >= 1")
+        if batch > 1 and not hasattr(teacher, "label_batch"):
+            raise ValueError(
+                f"batch = {batch} needs a teacher that labels batches (a torch-sim model, "
+                f"mlff.distill.TorchSimTeacher); {type(teacher).__name__} labels one at a time"
+            )
         items = list(structures)
         calls = 0
-        for atoms, config_type, meta in tqdm(
-            items, desc="labelling", unit="config", disable=not progress
-        ):
-            if budget is not None and calls >= budget:
+        pending: list = []
+        bar = tqdm(total=len(items), desc="labelling", unit="config", disable=not progress)
+        for atoms, config_type, meta in items:
+            bar.update(1)
+            if budget is not None and calls + len(pending) >= budget:
                 break
-            if atoms in self:
+            if atoms in self or any(structure_hash(atoms) == key for key, *_ in pending):
                 continue
-            probe = atoms.copy()
-            probe.calc = teacher
-            probe.get_potential_energy()
-            probe.get_forces()
-            if probe.pbc.all():
-                probe.get_stress()
-            calls += 1
-            self.add(probe, config_type, meta)
+            pending.append((structure_hash(atoms), atoms, config_type, meta))
+            if len(pending) == batch:
+                calls += self._label_now(pending, teacher, batch)
+                pending = []
+        calls += self._label_now(pending, teacher, batch)
+        bar.close()
         return calls
+
+    def _label_now(self, pending: list, teacher, batch: int) -> int:
+        """Label ``pending`` (hash, atoms, config_type, meta) and store each label."""
+        if not pending:
+            return 0
+        if batch > 1:
+            labels = teacher.label_batch([atoms for _, atoms, _, _ in pending])
+        else:
+            labels = []
+            for _, atoms, _, _ in pending:
+                probe = atoms.copy()
+                probe.calc = teacher
+                result = {"energy": probe.get_potential_energy(), "forces": probe.get_forces()}
+                if probe.pbc.all():
+                    result["stress"] = probe.get_stress()
+                labels.append(result)
+        for (_, atoms, config_type, meta), result in zip(pending, labels, strict=True):
+            probe = atoms.copy()
+            keep = {k: v for k, v in result.items() if k in ("energy", "forces", "stress")}
+            probe.calc = SinglePointCalculator(probe, **keep)
+            self.add(probe, config_type, meta)
+        return len(pending)
 
     def configurations(self, config_type: str | None = None) -> list[Atoms]:
         """The stored labelled structures, each with a SinglePointCalculator attached and

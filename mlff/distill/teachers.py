@@ -8,12 +8,20 @@ downloaded at run time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from ase.calculators.calculator import BaseCalculator
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
 from ase.data import chemical_symbols
 
-__all__ = ["TEACHERS", "get_teacher", "teacher_name", "check_teacher_elements"]
+__all__ = [
+    "TEACHERS",
+    "TorchSimTeacher",
+    "get_teacher",
+    "teacher_name",
+    "check_teacher_elements",
+]
 
 # Elements the named teachers were trained on (EMT: ASE's parametrisation).
 _EMT_ELEMENTS = ("H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
@@ -26,10 +34,62 @@ TEACHERS = {
 }
 
 
-def get_teacher(teacher: str | BaseCalculator, device: str = "cpu") -> BaseCalculator:
-    """A teacher calculator by name, or ``teacher`` itself if it is already an ASE calculator."""
+class TorchSimTeacher(Calculator):
+    """A torch-sim model (``ModelInterface``: MACE, SevenNet, Orb, … as torch-sim wraps them)
+    as a teacher: ``label_batch`` labels many structures in one model call, which the label
+    store uses with ``teacher_batch`` > 1; as an ASE calculator it labels one (physics checks,
+    validation MD). Energies eV, forces eV/Å, stress eV/Å³ (Voigt, 3D-periodic cells only)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, model, name: str | None = None):
+        super().__init__()
+        self.model = model
+        self.store_name = name or type(model).__name__  # ASE's ``name`` is read-only
+
+    def label_batch(self, structures: Sequence[Atoms]) -> list[dict]:
+        """Energy, forces and (periodic cells) stress of each structure, from one call."""
+        import torch
+        import torch_sim as ts
+
+        from mlff.protocol import voigt
+
+        state = ts.io.atoms_to_state(list(structures), self.model.device, self.model.dtype)
+        out = self.model(state)
+        system = state.system_idx.cpu().numpy()
+        labels = []
+        for k, atoms in enumerate(structures):
+            result = {
+                "energy": float(out["energy"][k]),
+                "forces": out["forces"][torch.from_numpy(system == k)].detach().cpu().numpy(),
+            }
+            result["free_energy"] = result["energy"]
+            if atoms.pbc.all() and "stress" in out:
+                stress = out["stress"][k].detach().cpu().double().numpy()
+                result["stress"] = np.asarray(voigt(stress))
+            labels.append(result)
+        return labels
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = self.label_batch([self.atoms])[0]
+
+
+def _is_torchsim_model(teacher) -> bool:
+    try:
+        from torch_sim.models.interface import ModelInterface
+    except ImportError:
+        return False
+    return isinstance(teacher, ModelInterface)
+
+
+def get_teacher(teacher, device: str = "cpu") -> BaseCalculator:
+    """A teacher calculator by name, ``teacher`` itself if it is already an ASE calculator, or
+    a :class:`TorchSimTeacher` around a torch-sim model."""
     if isinstance(teacher, BaseCalculator):
         return teacher
+    if _is_torchsim_model(teacher):
+        return TorchSimTeacher(teacher)
     name = str(teacher).lower()
     if name == "emt":
         from ase.calculators.emt import EMT
@@ -65,6 +125,8 @@ def teacher_name(teacher: str | BaseCalculator) -> str:
     """A stable name for the store: the preset name, or the calculator's class name."""
     if isinstance(teacher, str):
         return teacher.lower()
+    if isinstance(teacher, TorchSimTeacher):
+        return teacher.store_name
     return type(teacher).__name__
 
 
