@@ -17,6 +17,7 @@ from ase.data import chemical_symbols
 
 __all__ = [
     "TEACHERS",
+    "SevenNetTeacher",
     "TorchSimTeacher",
     "get_teacher",
     "teacher_name",
@@ -75,6 +76,57 @@ class TorchSimTeacher(Calculator):
         self.results = self.label_batch([self.atoms])[0]
 
 
+class SevenNetTeacher(Calculator):
+    """SevenNet-0 as a teacher: its ASE calculator for single structures, and ``label_batch``
+    for many in one model call (the batched graphs SevenNet is trained on), which the label
+    store uses with ``teacher_batch`` > 1."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, calculator):
+        super().__init__()
+        self.single = calculator
+        self.type_map = getattr(calculator, "type_map", None)  # for check_teacher_elements
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.single.calculate(self.atoms, properties, system_changes)
+        self.results = {k: self.single.results[k] for k in self.implemented_properties}
+
+    def label_batch(self, structures: Sequence[Atoms]) -> list[dict]:
+        """Energy, forces and (periodic cells) stress of each structure from one batched
+        call, converted as SevenNet's calculator converts a single structure's."""
+        import sevenn._keys as KEY
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+        from torch_geometric.data import Batch
+
+        single = self.single
+        data = [
+            AtomGraphData.from_numpy_dict(
+                unlabeled_atoms_to_graph(atoms, single.cutoff, with_shift=False)
+            )
+            for atoms in structures
+        ]
+        batch = Batch.from_data_list(data).to(single.device)
+        single.model.set_is_batch_data(True)
+        try:
+            out = single.model(batch)
+        finally:
+            single.model.set_is_batch_data(False)
+        owner = out[KEY.BATCH].detach().cpu().numpy()
+        forces = out[KEY.PRED_FORCE].detach().cpu().numpy()
+        labels = []
+        for k, atoms in enumerate(structures):
+            energy = float(out[KEY.PRED_TOTAL_ENERGY][k])
+            result = {"energy": energy, "free_energy": energy, "forces": forces[owner == k]}
+            if atoms.pbc.all():  # SevenNet's (xx, yy, zz, xy, yz, zx), negated, to ASE's Voigt
+                stress = -out[KEY.PRED_STRESS][k].detach().cpu().numpy()
+                result["stress"] = stress[[0, 1, 2, 4, 5, 3]].astype(float)
+            labels.append(result)
+        return labels
+
+
 def _is_torchsim_model(teacher) -> bool:
     try:
         from torch_sim.models.interface import ModelInterface
@@ -106,7 +158,7 @@ def get_teacher(teacher, device: str = "cpu") -> BaseCalculator:
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No tensor product accelerator")
-            return SevenNetCalculator("7net-0", device=device)
+            return SevenNetTeacher(SevenNetCalculator("7net-0", device=device))
     if name == "chgnet":
         try:
             from chgnet.model.dynamics import CHGNetCalculator

@@ -44,3 +44,37 @@ def test_sevennet_teacher_on_an_8_atom_cell():
     check_teacher_elements(teacher, ["Si"])
     with pytest.raises(ValueError, match="cannot do element"):
         check_teacher_elements(teacher, ["Og"])
+
+
+def test_sevennet_labels_a_batch_as_it_labels_one_structure(tmp_path):
+    pytest.importorskip("sevenn")
+    from mlff.distill import LabelStore
+
+    teacher = get_teacher("sevennet-0")
+    cells = []
+    for k in range(3):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat((1, 1, k + 1))
+        atoms.rattle(0.05, seed=k)
+        cells.append(atoms)
+    labels = teacher.label_batch(cells)
+    for atoms, label in zip(cells, labels, strict=True):
+        probe = atoms.copy()
+        probe.calc = teacher
+        assert abs(label["energy"] - probe.get_potential_energy()) < 1e-3  # float32 model
+        assert abs(label["forces"] - probe.get_forces()).max() < 1e-5
+        assert abs(label["stress"] - probe.get_stress()).max() < 1e-7
+    store = LabelStore(tmp_path / "labels.db", teacher="sevennet-0")
+    items = [(a, "rattle", {"k": k}) for k, a in enumerate(cells)]
+    assert store.label(items, teacher, batch=2) == 3 and len(store) == 3
+
+
+def test_a_teacher_batch_needs_a_teacher_that_labels_batches(tmp_path, capsys):
+    from mlff.cli import main
+
+    out = tmp_path / "run"
+    code = main(
+        ["distill", "--teacher", "emt", "--structure", "Cu-fcc", "--teacher-batch", "4",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert code == 2 and not out.exists()
+    assert "teacher_batch = 4 needs a teacher that labels batches" in capsys.readouterr().err
