@@ -108,9 +108,10 @@ class LabelStore:
             bar.update(1)
             if budget is not None and calls + len(pending) >= budget:
                 break
-            if atoms in self or any(structure_hash(atoms) == key for key, *_ in pending):
+            key = structure_hash(atoms)
+            if key in self or any(key == waiting for waiting, *_ in pending):
                 continue
-            pending.append((structure_hash(atoms), atoms, config_type, meta))
+            pending.append((key, atoms, config_type, meta))
             if len(pending) == batch:
                 calls += self._label_now(pending, teacher, batch)
                 pending = []

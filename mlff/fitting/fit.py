@@ -15,7 +15,7 @@ from mlff.fitting.errors import ErrorTable, evaluate_errors
 from mlff.fitting.solvers import QR, Solution
 from mlff.protocol import LinearSiteModel
 
-__all__ = ["FitResult", "fit", "smoothness_prior"]
+__all__ = ["FitResult", "fit", "fit_errors", "smoothness_prior"]
 
 
 def smoothness_prior(model: LinearSiteModel, p: float = 2.0) -> np.ndarray:
@@ -122,10 +122,20 @@ def fit(
     solution = solver.solve(problem, prior)
     model.set_linear_parameters(torch.from_numpy(np.ascontiguousarray(solution.theta)))
     timings["solve"] = time.perf_counter() - clock
+    errors = fit_errors(model, train, test, timings)
+    return FitResult(model=model, solution=solution, errors=errors, n_rows=problem.n_rows)
+
+
+def fit_errors(model, train, test=None, timings: dict | None = None) -> dict:
+    """Error tables of a fitted ``model``: "train", and "test" if given; the seconds go into
+    ``timings["errors"]``."""
+    from mlff.calculators import SiteCalculator
+
     clock = time.perf_counter()
     calc = SiteCalculator(model)
     errors = {"train": evaluate_errors(calc, train)}
     if test is not None:
         errors["test"] = evaluate_errors(calc, test)
-    timings["errors"] = time.perf_counter() - clock
-    return FitResult(model=model, solution=solution, errors=errors, n_rows=problem.n_rows)
+    if timings is not None:
+        timings["errors"] = time.perf_counter() - clock
+    return errors

@@ -253,10 +253,8 @@ def fit_run(
 
 def _fit_auto(candidates, train, test, config: FitConfig, progress, stages: dict, log):
     """The size of largest evidence (:func:`~mlff.fitting.size.choose_size`), fitted."""
-    from mlff.calculators import SiteCalculator
     from mlff.fitting.assembly import Weights
-    from mlff.fitting.errors import evaluate_errors
-    from mlff.fitting.fit import FitResult
+    from mlff.fitting.fit import FitResult, fit_errors
     from mlff.fitting.size import choose_size
 
     weights = Weights(**config.weights, per_config_type=config.config_type_weights)
@@ -270,12 +268,7 @@ def _fit_auto(candidates, train, test, config: FitConfig, progress, stages: dict
             f"  size {c.name}: {c.parameters} parameters, log evidence {c.log_evidence:.6g}, "
             f"residual {c.residual_rms:.4g}" + ("  <- chosen" if c.name == name else "")
         )
-    clock = time.perf_counter()
-    calc = SiteCalculator(model)
-    errors = {"train": evaluate_errors(calc, train)}
-    if test is not None:
-        errors["test"] = evaluate_errors(calc, test)
-    stages["errors"] = time.perf_counter() - clock
+    errors = fit_errors(model, train, test, stages)
     report = {"mode": "auto", "chosen": name, "candidates": [c.to_dict() for c in results]}
     return FitResult(model=model, solution=solution, errors=errors, n_rows=n_rows), report
 

@@ -251,14 +251,13 @@ class ACEModel(ReadoutModel):
         features, per_l = self.gradients(self.atomic_basis(graph, species))  # (N, K)
         n_basis, n_atoms = self.n_basis, graph.n_atoms
         slots, width = graph.neighbor_slots()
-        # Padded per-atom layout: jac_padded[i, k, slot·3 + a] = ∂B_ik/∂r_(i, slot), a = x, y, z.
-        jac_padded = graph.vectors.new_zeros(n_atoms, n_basis, width * 3)
+        # Padded per-atom layout: jac_padded[k, i, slot] = ∂B_ik/∂r_(i, slot).
+        jac_padded = graph.vectors.new_zeros(n_basis, n_atoms, width, 3)
         if graph.n_edges:
             r = torch.linalg.vector_norm(graph.vectors, dim=1)
             radial, d_radial = self.radial.with_derivative(r, si, sj)
             ylm, d_ylm = spherical_harmonics_with_gradients(graph.vectors, self.l_max)
             unit = graph.vectors / r[:, None]
-            n_channels = self.n_elements * self.n_max
             for l, entries in enumerate(per_l):
                 if entries is None:
                     continue
@@ -268,22 +267,22 @@ class ACEModel(ReadoutModel):
                     d_radial[:, :, None, None] * ylm[:, None, sl, None] * unit[:, None, None, :]
                     + radial[:, :, None, None] * d_ylm[:, None, sl, :]
                 )  # ∂φ_{n,lm}/∂r_e: (n_edges, n_max, d, 3)
-                # Channel (z, n) sees only neighbours of element z: (N, channel·d, slot·3).
+                # Channel (z, n) sees only neighbours of element z: (channel, N, d, slot·3).
                 padded = dphi.new_zeros(n_atoms, width, self.n_elements, self.n_max, d, 3)
                 padded[graph.centers, slots, sj] = dphi
                 padded = (
-                    padded.reshape(n_atoms, width, n_channels * d, 3)
-                    .permute(0, 2, 1, 3)
-                    .reshape(n_atoms, n_channels * d, width * 3)
+                    padded.reshape(n_atoms, width, -1, d, 3)
+                    .permute(2, 0, 3, 1, 4)
+                    .reshape(-1, n_atoms, d, width * 3)
                 )
-                # ∂B/∂A of this l as a dense (N, K, channel·d) block: one batched product per l
-                # (the entries of a function that repeats a factor add up).
-                dense = values.new_zeros(n_basis, n_channels, d, n_atoms)
-                dense.index_put_((ks, chans), values.permute(0, 2, 1), accumulate=True)
-                dense = dense.permute(3, 0, 1, 2).reshape(n_atoms, n_basis, n_channels * d)
-                jac_padded.baddbmm_(dense, padded)
-        jac_padded = jac_padded.reshape(n_atoms, n_basis, width, 3)
-        jac = jac_padded[graph.centers, :, slots, :]  # (n_edges, K, 3)
+                # One batched product per channel avoids copying the channel block per function.
+                for c in torch.unique(chans).tolist():
+                    pick = torch.nonzero(chans == c).squeeze(1)
+                    rows = torch.bmm(values[pick].transpose(0, 1), padded[c])  # (N, q_c, slot·3)
+                    jac_padded.index_add_(
+                        0, ks[pick], rows.transpose(0, 1).reshape(-1, n_atoms, width, 3)
+                    )
+        jac = jac_padded[:, graph.centers, slots, :].transpose(0, 1)  # (n_edges, K, 3)
         # Species blocks: the centre's element picks the columns (BlockReadout layout).
         basis = self.readout.design(features, species)
         if self.n_elements == 1:
